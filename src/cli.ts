@@ -1,0 +1,97 @@
+// The command line: arguments, commands, signals and exit codes.
+
+import { once } from 'node:events'
+import { parseArgs } from 'node:util'
+import { type Config, ConfigError, findConfigPath, loadConfig } from './config.ts'
+import { startDemo } from './demo.ts'
+import { createGateway, type Gateway, version } from './gateway.ts'
+
+type Env = Readonly<Record<string, string | undefined>>
+
+const usage = `ai-gateway ${version}: an OpenAI-compatible gateway that tries a route's providers in order.
+
+Usage:
+  ai-gateway [--config FILE]             run the gateway
+  ai-gateway validate [--config FILE]    check a config file and print every problem found
+  ai-gateway demo                        run on a built-in demo setup (fake providers, no keys needed)
+
+Options:
+  -c, --config FILE   config file (default: $AI_GATEWAY_CONFIG, ./config.yaml, /etc/ai-gateway/config.yaml)
+  -h, --help          show this help
+  -v, --version       print the version
+
+Exit codes: 0 success, 1 invalid config or failed start, 2 bad command line.
+`
+
+/** Runs one command; resolves with the process exit code once it is done (for `serve`, at shutdown). */
+export async function run(argv: string[], env: Env): Promise<number> {
+  let parsed: ReturnType<typeof parse>
+  try {
+    parsed = parse(argv)
+  } catch (err) {
+    process.stderr.write(`ai-gateway: ${(err as Error).message}\n\n${usage}`)
+    return 2
+  }
+  const { values, positionals } = parsed
+  if (values.help === true) return print(usage)
+  if (values.version === true) return print(`${version}\n`)
+  const [command = 'serve', ...extra] = positionals
+  if (extra.length > 0 || !['serve', 'validate', 'demo'].includes(command)) {
+    process.stderr.write(`ai-gateway: unknown command "${positionals.join(' ')}"\n\n${usage}`)
+    return 2
+  }
+  if (command === 'demo') return serve(await startDemo(env))
+
+  let config: Config
+  try {
+    config = loadConfig(findConfigPath(values.config, env), env)
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err
+    process.stderr.write(`ai-gateway: ${err.message}\n`)
+    return 1
+  }
+  if (command === 'validate')
+    return print(
+      `${config.source}: OK (${config.providers.length} providers, ${config.routes.length} routes)\n`,
+    )
+  return serve({ gateway: createGateway(config) })
+}
+
+function parse(argv: string[]) {
+  return parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      config: { type: 'string', short: 'c' },
+      help: { type: 'boolean', short: 'h' },
+      version: { type: 'boolean', short: 'v' },
+    },
+  })
+}
+
+function print(text: string): number {
+  process.stdout.write(text)
+  return 0
+}
+
+/** Runs until SIGTERM or SIGINT, then stops gracefully. A second signal exits at once. */
+async function serve(started: { gateway: Gateway; cleanup?: () => Promise<void> }): Promise<number> {
+  const { gateway } = started
+  try {
+    await gateway.start()
+  } catch (err) {
+    gateway.logger.fatal({ err }, 'failed to start')
+    return 1
+  }
+  const signal = await Promise.race([
+    once(process, 'SIGTERM').then(() => 'SIGTERM'),
+    once(process, 'SIGINT').then(() => 'SIGINT'),
+  ])
+  const force = () => process.exit(1)
+  process.once('SIGTERM', force).once('SIGINT', force)
+  gateway.logger.info({ signal }, 'received stop signal')
+  await gateway.stop()
+  await started.cleanup?.()
+  // Lingering keep-alive timers must not hold the process once the gateway says it stopped.
+  process.exit(0)
+}

@@ -1,0 +1,107 @@
+// The config file's shape: one strict schema (unknown keys are errors) from which the Config type is inferred.
+
+import * as z from 'zod'
+import { parseDuration, parseSize } from './units.ts'
+
+const duration = (fallback?: string) => {
+  const parsed = z.union([z.string(), z.number()]).transform((value, ctx) => {
+    const ms = parseDuration(value)
+    if (ms === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `invalid duration ${JSON.stringify(value)} (use e.g. 500ms, 30s, 5m, 1h30m)`,
+      })
+      return z.NEVER
+    }
+    return ms
+  })
+  return fallback === undefined ? parsed : parsed.prefault(fallback)
+}
+
+const size = (fallback: string) =>
+  z
+    .union([z.string(), z.number()])
+    .transform((value, ctx) => {
+      const bytes = parseSize(value)
+      if (bytes === undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `invalid size ${JSON.stringify(value)} (use e.g. 512kb, 32mb)`,
+        })
+        return z.NEVER
+      }
+      return bytes
+    })
+    .prefault(fallback)
+
+const nonEmpty = z.string().trim().min(1, 'must not be empty')
+
+const httpUrl = z
+  .string()
+  .refine((value) => URL.canParse(value) && /^https?:$/.test(new URL(value).protocol), {
+    error: (issue) => `invalid URL ${JSON.stringify(issue.input)} (expected http:// or https://)`,
+  })
+
+// `port: \${PORT}` resolves to text, so digits-only strings count as the number they spell.
+const port = z
+  .union([z.number(), z.string().regex(/^\d+$/, 'must be a number').transform(Number)])
+  .pipe(z.number().int().min(0).max(65535))
+
+// RFC 9110 token for names; values must not smuggle a header break.
+const headerName = z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'invalid header name')
+const headerValue = z.string().regex(/^[^\r\n\0]*$/, 'header values must not contain line breaks')
+
+const provider = z.strictObject({
+  name: nonEmpty,
+  api_key: z.string().optional(),
+  base_url: httpUrl,
+  headers: z.record(headerName, headerValue).optional(),
+})
+
+const step = z.strictObject({
+  provider: nonEmpty,
+  model: nonEmpty,
+  timeout: duration().optional(),
+  conflict_resolution: z.enum(['tools', 'format']).optional(),
+})
+
+const route = z.strictObject({
+  name: nonEmpty,
+  steps: z.array(step).min(1, 'a route needs at least one step'),
+})
+
+export const configSchema = z.strictObject({
+  api_key: nonEmpty,
+  port: port.optional(),
+  host: nonEmpty.optional(),
+  default_timeout: duration('60s'),
+  max_body_size: size('32mb'),
+  shutdown_timeout: duration('30s'),
+  log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  providers: z.array(provider).min(1, 'at least one provider is required'),
+  routes: z.array(route).min(1, 'at least one route is required'),
+})
+
+export type ConfigFile = z.output<typeof configSchema>
+export type ProviderConfig = ConfigFile['providers'][number]
+export type RouteConfig = ConfigFile['routes'][number]
+export type StepConfig = RouteConfig['steps'][number]
+
+/** `routes[0].steps[1].provider` from zod's path array. */
+export function formatIssuePath(path: readonly PropertyKey[]): string {
+  let out = ''
+  for (const part of path) {
+    out += typeof part === 'number' ? `[${part}]` : `${out === '' ? '' : '.'}${String(part)}`
+  }
+  return out
+}
+
+export function formatIssue(issue: z.core.$ZodIssue): string {
+  if (issue.code === 'unrecognized_keys') {
+    const where = formatIssuePath(issue.path)
+    const keys = issue.keys.map((k) => `"${k}"`).join(', ')
+    return `${where === '' ? '(top level)' : where}: unknown key${issue.keys.length > 1 ? 's' : ''} ${keys}`
+  }
+  const where = formatIssuePath(issue.path)
+  return `${where === '' ? '(top level)' : where}: ${issue.message}`
+}

@@ -1,0 +1,155 @@
+// Config loading: file → YAML → `${VAR}` resolution → strict schema → cross-checks → frozen Config.
+
+import { existsSync, readFileSync } from 'node:fs'
+import { parseDocument } from 'yaml'
+import { type ConfigFile, configSchema, formatIssue } from './config-schema.ts'
+import { resolveEnvRefs } from './env-refs.ts'
+
+type Env = Readonly<Record<string, string | undefined>>
+
+type DeepReadonly<T> = T extends (infer U)[]
+  ? readonly DeepReadonly<U>[]
+  : T extends object
+    ? { readonly [K in keyof T]: DeepReadonly<T[K]> }
+    : T
+
+export type Config = DeepReadonly<
+  Omit<ConfigFile, 'port'> & {
+    port: number
+    /** Where the config came from, for log lines. */
+    source: string
+    /** Every configured secret value, for redaction by value. */
+    secrets: string[]
+  }
+>
+
+export class ConfigError extends Error {
+  readonly problems: readonly string[]
+  constructor(source: string, problems: string[]) {
+    super(`invalid config ${source}:\n  ${problems.join('\n  ')}`)
+    this.name = 'ConfigError'
+    this.problems = problems
+  }
+}
+
+export const defaultConfigPaths = ['./config.yaml', '/etc/ai-gateway/config.yaml'] as const
+
+/** `--config`, else AI_GATEWAY_CONFIG, else the first default path that exists. */
+export function findConfigPath(explicit: string | undefined, env: Env): string {
+  if (explicit !== undefined) return explicit
+  const fromEnv = env.AI_GATEWAY_CONFIG
+  if (fromEnv !== undefined && fromEnv !== '') return fromEnv
+  const found = defaultConfigPaths.find((path) => existsSync(path))
+  if (found === undefined) {
+    throw new ConfigError('(none)', [
+      `no config file: pass --config FILE, set AI_GATEWAY_CONFIG, or create ${defaultConfigPaths.join(' or ')}`,
+    ])
+  }
+  return found
+}
+
+export function loadConfig(path: string, env: Env): Config {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (err) {
+    throw new ConfigError(path, [`cannot read file: ${(err as NodeJS.ErrnoException).code ?? String(err)}`])
+  }
+  return parseConfig(text, env, path)
+}
+
+export function parseConfig(text: string, env: Env, source = '(inline)'): Config {
+  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true })
+  if (doc.errors.length > 0) {
+    throw new ConfigError(
+      source,
+      doc.errors.map(
+        (e) => `YAML ${e.linePos ? `line ${e.linePos[0].line}: ` : ''}${e.message.split('\n')[0]}`,
+      ),
+    )
+  }
+  const resolved = resolveEnvRefs(doc.toJS(), env)
+  if (resolved.missing.length > 0) {
+    throw new ConfigError(source, [`missing environment variables: ${resolved.missing.join(', ')}`])
+  }
+
+  const parsed = configSchema.safeParse(resolved.value)
+  const problems = [
+    ...(parsed.success ? [] : parsed.error.issues.map(formatIssue)),
+    ...crossCheck(resolved.value),
+  ]
+  const port = resolvePort(parsed.success ? parsed.data.port : undefined, env, problems)
+  if (!parsed.success || problems.length > 0) throw new ConfigError(source, problems)
+
+  return deepFreeze({
+    ...parsed.data,
+    port,
+    source,
+    secrets: collectSecrets(parsed.data, env),
+  })
+}
+
+function resolvePort(fromFile: number | undefined, env: Env, problems: string[]): number {
+  if (fromFile !== undefined) return fromFile
+  const fromEnv = env.PORT
+  if (fromEnv === undefined || fromEnv === '') return 8080
+  const port = Number(fromEnv)
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    problems.push(`port: environment variable PORT=${JSON.stringify(fromEnv)} is not a port number`)
+  }
+  return port
+}
+
+/**
+ * Name uniqueness and step → provider references. Runs on the raw tree, tolerating shape errors,
+ * so one `validate` run reports these alongside schema problems instead of after they are fixed.
+ */
+function crossCheck(raw: unknown): string[] {
+  const problems: string[] = []
+  const list = (key: string): Record<string, unknown>[] => {
+    const value = (raw as Record<string, unknown> | null)?.[key]
+    return Array.isArray(value) ? value.filter((v) => v !== null && typeof v === 'object') : []
+  }
+  const duplicates = (key: string, what: string): Set<unknown> => {
+    const seen = new Set<unknown>()
+    list(key).forEach((item, i) => {
+      if (typeof item.name !== 'string') return
+      if (seen.has(item.name)) problems.push(`${key}[${i}].name: duplicate ${what} "${item.name}"`)
+      seen.add(item.name)
+    })
+    return seen
+  }
+  const providers = duplicates('providers', 'provider')
+  duplicates('routes', 'route')
+  list('routes').forEach((route, i) => {
+    if (!Array.isArray(route.steps)) return
+    route.steps.forEach((step: unknown, j: number) => {
+      const name = (step as Record<string, unknown> | null)?.provider
+      if (typeof name === 'string' && name.trim() !== '' && !providers.has(name)) {
+        problems.push(`routes[${i}].steps[${j}].provider: unknown provider "${name}"`)
+      }
+    })
+  })
+  return problems
+}
+
+const sensitiveHeader = /authorization|key|token|secret|cookie|password/i
+
+function collectSecrets(config: ConfigFile, env: Env): string[] {
+  const values = [config.api_key, env.OTLP_API_KEY]
+  for (const provider of config.providers) {
+    values.push(provider.api_key)
+    for (const [name, value] of Object.entries(provider.headers ?? {})) {
+      if (sensitiveHeader.test(name)) values.push(value.replace(/^(Bearer|Basic)\s+/i, ''))
+    }
+  }
+  return [...new Set(values.filter((v): v is string => typeof v === 'string' && v.length >= 4))]
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object') {
+    for (const child of Object.values(value)) deepFreeze(child)
+    Object.freeze(value)
+  }
+  return value
+}

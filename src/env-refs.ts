@@ -1,0 +1,38 @@
+// `${VAR}` references in config string values, resolved after YAML parsing so a value cannot
+// change the document's structure.
+
+// `$${` is an escaped literal `${`; `${NAME}` and `${NAME:-default}` are references. Anything else
+// (`pa$$word`, `$HOME`, `${not valid}`) is plain text.
+const reference = /\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g
+
+export interface Resolution {
+  value: unknown
+  /** Every referenced variable that is unset and has no default, in order of first use. */
+  missing: string[]
+}
+
+export function resolveEnvRefs(tree: unknown, env: Readonly<Record<string, string | undefined>>): Resolution {
+  const missing = new Set<string>()
+  const resolveString = (text: string): string =>
+    text.replace(
+      reference,
+      (whole, escaped: string | undefined, name: string, fallback: string | undefined) => {
+        if (escaped !== undefined) return whole.slice(1)
+        const value = env[name]
+        if (value !== undefined && (value !== '' || fallback === undefined)) return value
+        if (fallback !== undefined) return fallback
+        missing.add(name)
+        return ''
+      },
+    )
+  const walk = (node: unknown): unknown => {
+    if (typeof node === 'string') return resolveString(node)
+    if (Array.isArray(node)) return node.map(walk)
+    if (node !== null && typeof node === 'object') {
+      return Object.fromEntries(Object.entries(node).map(([key, child]) => [key, walk(child)]))
+    }
+    return node
+  }
+  const value = walk(tree)
+  return { value, missing: [...missing] }
+}

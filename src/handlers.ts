@@ -1,0 +1,85 @@
+// The endpoints: health, the model list (route names), and chat completions.
+
+import { readJsonObject } from './body.ts'
+import { GatewayError } from './errors.ts'
+import { type ProxyDeps, proxyThroughRoute } from './proxy.ts'
+import type { Router } from './router.ts'
+import { type Endpoint, type Exchange, sendJson } from './server.ts'
+
+export interface HandlerDeps extends ProxyDeps {
+  readonly router: Router
+  readonly maxBodySize: number
+  /** Unix seconds, reported as each model's `created`. */
+  readonly createdAt: number
+}
+
+export function createEndpoints(deps: HandlerDeps): Endpoint[] {
+  const modelObject = (id: string) => ({
+    id,
+    object: 'model',
+    created: deps.createdAt,
+    owned_by: 'ai-gateway',
+  })
+  const models = { object: 'list', data: deps.router.routes.map((route) => modelObject(route.name)) }
+
+  return [
+    {
+      method: 'GET',
+      path: '/health',
+      public: true,
+      handle: ({ res }) => sendJson(res, 200, { status: 'healthy' }),
+    },
+    { method: 'GET', path: '/v1/models', handle: ({ res }) => sendJson(res, 200, models) },
+    {
+      method: 'GET',
+      path: /^\/v1\/models\/.+$/,
+      handle: ({ res, path }) => {
+        const id = safeDecode(path.slice('/v1/models/'.length))
+        if (deps.router.plan(id) === undefined) throw modelNotFound(id)
+        sendJson(res, 200, modelObject(id))
+      },
+    },
+    { method: 'POST', path: '/v1/chat/completions', handle: (exchange) => chatCompletions(exchange, deps) },
+  ]
+}
+
+async function chatCompletions(exchange: Exchange, deps: HandlerDeps): Promise<void> {
+  const body = await readJsonObject(exchange.req, deps.maxBodySize)
+  const model = body.model
+  if (typeof model !== 'string' || model === '') {
+    throw new GatewayError('invalid_request', 'The request must name a route in "model" (a string).', {
+      param: 'model',
+    })
+  }
+  if (!Array.isArray(body.messages)) {
+    throw new GatewayError('invalid_request', 'The request must carry "messages" (an array).', {
+      param: 'messages',
+    })
+  }
+  const route = deps.router.plan(model)
+  if (route === undefined) throw modelNotFound(model)
+  await proxyThroughRoute(exchange, deps, {
+    route,
+    endpoint: '/chat/completions',
+    body,
+    stream: body.stream === true,
+  })
+}
+
+function modelNotFound(model: string): GatewayError {
+  return new GatewayError(
+    'model_not_found',
+    `The model "${model.slice(0, 100)}" is not a route of this gateway. GET /v1/models lists them.`,
+    {
+      param: 'model',
+    },
+  )
+}
+
+function safeDecode(text: string): string {
+  try {
+    return decodeURIComponent(text)
+  } catch {
+    return text
+  }
+}

@@ -1,0 +1,85 @@
+// Route table: route name → ordered steps, each resolved once against its provider at startup. Pure.
+
+import type { Config } from './config.ts'
+
+export type ConflictResolution = 'tools' | 'format'
+
+export interface Step {
+  /** Position in the route, from 0. */
+  readonly index: number
+  readonly provider: string
+  readonly model: string
+  readonly timeoutMs: number
+  readonly conflictResolution: ConflictResolution | undefined
+  /** `scheme://host[:port]` of the provider, the key of its connection pool. */
+  readonly origin: string
+  /** Path of `base_url` without a trailing slash; endpoints are appended to it. */
+  readonly basePath: string
+  /** Query of `base_url` (some providers version their API there), kept after the endpoint. */
+  readonly search: string
+  /** Provider auth and configured extra headers, lower-cased names. */
+  readonly headers: Readonly<Record<string, string>>
+}
+
+export interface Route {
+  readonly name: string
+  readonly steps: readonly Step[]
+}
+
+export interface Router {
+  /** The route a client's `model` names, or undefined when there is none. */
+  plan(model: string): Route | undefined
+  readonly routes: readonly Route[]
+}
+
+export function createRouter(config: Config, userAgent: string): Router {
+  const providers = new Map(config.providers.map((p) => [p.name, p]))
+  const routes = config.routes.map(
+    (route): Route =>
+      Object.freeze({
+        name: route.name,
+        steps: Object.freeze(
+          route.steps.map((step, index): Step => {
+            const provider = providers.get(step.provider)
+            if (provider === undefined) throw new Error(`unknown provider ${step.provider}`) // config checked this
+            const url = new URL(provider.base_url)
+            const headers: Record<string, string> = { 'user-agent': userAgent }
+            if (provider.api_key !== undefined && provider.api_key !== '') {
+              headers.authorization = `Bearer ${provider.api_key}`
+            }
+            for (const [name, value] of Object.entries(provider.headers ?? {}))
+              headers[name.toLowerCase()] = value
+            return Object.freeze({
+              index,
+              provider: provider.name,
+              model: step.model,
+              timeoutMs: step.timeout ?? config.default_timeout,
+              conflictResolution: step.conflict_resolution,
+              origin: url.origin,
+              basePath: url.pathname.replace(/\/+$/, ''),
+              search: url.search,
+              headers: Object.freeze(headers),
+            })
+          }),
+        ),
+      }),
+  )
+  const byName = new Map(routes.map((r) => [r.name, r]))
+  return { plan: (model) => byName.get(model), routes }
+}
+
+/**
+ * The body sent to one step: the client's, with `model` replaced and the step's conflict resolution
+ * applied. Some providers reject `tools` together with `response_format`; a step declares which wins.
+ */
+export function rewriteBody(body: Readonly<Record<string, unknown>>, step: Step): string {
+  const out: Record<string, unknown> = { ...body, model: step.model }
+  if (step.conflictResolution === 'tools' && Array.isArray(out.tools) && out.tools.length > 0) {
+    delete out.response_format
+  } else if (step.conflictResolution === 'format' && out.response_format != null) {
+    delete out.tools
+    delete out.tool_choice
+    delete out.parallel_tool_calls
+  }
+  return JSON.stringify(out)
+}

@@ -1,0 +1,200 @@
+// The HTTP server: endpoint matching, auth, request ids, errors as OpenAI envelopes, one access log
+// line per request, and graceful close. The only file that knows we run on node:http.
+
+import { randomUUID } from 'node:crypto'
+import { once } from 'node:events'
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { GatewayError, toGatewayError } from './errors.ts'
+import type { AttemptRecord } from './fallback.ts'
+import type { Logger } from './logger.ts'
+import type { Redactor } from './redact.ts'
+import type { Usage } from './upstream.ts'
+
+/** Facts a handler leaves for the access log line. */
+export interface AccessFacts {
+  route?: string
+  stream?: boolean
+  provider?: string
+  model?: string
+  attempts?: AttemptRecord[]
+  ttfbMs?: number
+  usage?: Usage
+  streamEnd?: string
+  malformedEvents?: number
+}
+
+export interface Exchange {
+  readonly req: IncomingMessage
+  readonly res: ServerResponse
+  readonly requestId: string
+  readonly path: string
+  readonly startedAt: number
+  readonly facts: AccessFacts
+}
+
+export interface Endpoint {
+  readonly method: 'GET' | 'POST'
+  readonly path: string | RegExp
+  /** Reachable without the gateway key. */
+  readonly public?: boolean
+  handle(exchange: Exchange): Promise<void> | void
+}
+
+export interface ServerOptions {
+  readonly endpoints: readonly Endpoint[]
+  readonly isAuthorized: (req: IncomingMessage) => boolean
+  readonly logger: Logger
+  readonly redact: Redactor
+}
+
+export interface HttpServer {
+  listen(port: number, host: string | undefined): Promise<AddressInfo>
+  /** Stop accepting, let in-flight requests finish for up to `graceMs`, then cut what is left. */
+  close(graceMs: number): Promise<void>
+}
+
+export function createHttpServer(options: ServerOptions): HttpServer {
+  const { logger } = options
+  let inFlight = 0
+  let idle: (() => void) | undefined
+
+  const server: Server = createServer(
+    // Above common proxy idle timeouts (Traefik's backend default is 90 s), so a proxy never reuses a
+    // connection we are closing.
+    { keepAliveTimeout: 95_000, headersTimeout: 60_000, requestTimeout: 300_000 },
+    (req, res) => {
+      inFlight++
+      void handle(req, res, options).finally(() => {
+        inFlight--
+        if (inFlight === 0) idle?.()
+      })
+    },
+  )
+  server.on('clientError', (err, socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n')
+    else socket.destroy(err)
+  })
+
+  return {
+    async listen(port, host) {
+      server.listen(port, host)
+      await once(server, 'listening')
+      return server.address() as AddressInfo
+    },
+    async close(graceMs) {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()))
+      server.closeIdleConnections()
+      const drained = inFlight === 0 ? Promise.resolve() : new Promise<void>((resolve) => (idle = resolve))
+      let timer: NodeJS.Timeout | undefined
+      const graceOver = new Promise<'timeout'>((resolve) => (timer = setTimeout(resolve, graceMs, 'timeout')))
+      const result = await Promise.race([drained, graceOver])
+      clearTimeout(timer)
+      if (result === 'timeout') logger.warn({ inFlight }, 'grace period over, closing remaining connections')
+      server.closeAllConnections()
+      await closed
+    },
+  }
+}
+
+async function handle(req: IncomingMessage, res: ServerResponse, options: ServerOptions): Promise<void> {
+  const exchange: Exchange = {
+    req,
+    res,
+    requestId: acceptRequestId(req.headers['x-request-id']) ?? randomUUID(),
+    path: normalizePath(req.url ?? '/'),
+    startedAt: performance.now(),
+    facts: {},
+  }
+  res.setHeader('x-request-id', exchange.requestId)
+  const closed = once(res, 'close')
+  let failure: GatewayError | undefined
+  try {
+    const endpoint = matchEndpoint(options.endpoints, req.method ?? 'GET', exchange.path)
+    if (endpoint.public !== true && !options.isAuthorized(req)) {
+      throw new GatewayError(
+        'invalid_api_key',
+        'Invalid or missing API key. Send it as X-Api-Key or Authorization: Bearer.',
+      )
+    }
+    await endpoint.handle(exchange)
+  } catch (err) {
+    failure = toGatewayError(err)
+    sendError(res, failure, options.redact)
+  }
+  await closed
+  logAccess(options.logger, exchange, failure)
+}
+
+function matchEndpoint(endpoints: readonly Endpoint[], method: string, path: string): Endpoint {
+  const atPath = endpoints.filter((e) => (typeof e.path === 'string' ? e.path === path : e.path.test(path)))
+  if (atPath.length === 0) throw new GatewayError('not_found', `Unknown path ${path}.`)
+  const wanted = method === 'HEAD' ? 'GET' : method
+  const endpoint = atPath.find((e) => e.method === wanted)
+  if (endpoint !== undefined) return endpoint
+  const allow = [...new Set(atPath.map((e) => e.method))].join(', ')
+  throw new GatewayError('method_not_allowed', `Method ${method} is not allowed on ${path}.`, {
+    headers: { allow },
+  })
+}
+
+export function sendJson(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
+  const text = JSON.stringify(body)
+  res.writeHead(status, {
+    ...headers,
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(text),
+  })
+  res.end(text)
+}
+
+function sendError(res: ServerResponse, error: GatewayError, redact: Redactor): void {
+  // Mid-response there is no envelope to send; cutting the connection is the honest signal left.
+  if (res.headersSent) {
+    res.destroy()
+    return
+  }
+  const headers: Record<string, string> = { ...error.headers }
+  // The rest of an oversized body is not worth reading: end the connection after answering.
+  if (error.code === 'body_too_large') headers.connection = 'close'
+  const text = redact(JSON.stringify(error.toEnvelope()))
+  res.writeHead(error.status, {
+    ...headers,
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(text),
+  })
+  res.end(text)
+}
+
+function logAccess(logger: Logger, exchange: Exchange, failure: GatewayError | undefined): void {
+  const { req, res, facts } = exchange
+  const status = res.writableFinished ? res.statusCode : 499 // 499: the client closed first, as nginx logs it
+  const line = {
+    requestId: exchange.requestId,
+    method: req.method,
+    path: exchange.path,
+    status,
+    durationMs: Math.round((performance.now() - exchange.startedAt) * 10) / 10,
+    ...facts,
+    ...(failure === undefined ? {} : { error: failure.code }),
+  }
+  if (failure?.code === 'internal_error') logger.error({ ...line, err: failure.cause }, 'request')
+  else logger.info(line, 'request')
+}
+
+/** A client's request id is kept when it is a sane token, so ids correlate across systems. */
+function acceptRequestId(value: string | string[] | undefined): string | undefined {
+  return typeof value === 'string' && /^[\w.:/+=@-]{1,128}$/.test(value) ? value : undefined
+}
+
+/** `/v1//chat/completions/?x` → `/v1/chat/completions`: clients build paths from base URLs carelessly. */
+export function normalizePath(url: string): string {
+  const query = url.indexOf('?')
+  const path = (query === -1 ? url : url.slice(0, query)).replace(/\/{2,}/g, '/')
+  return path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path
+}

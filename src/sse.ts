@@ -1,0 +1,236 @@
+// Server-Sent Events passthrough: read upstream events, hold them until the stream is worth committing
+// to, then forward each event as it arrives, with backpressure, ending honestly on failure.
+
+import { once } from 'node:events'
+import type { ServerResponse } from 'node:http'
+import { createParser, type EventSourceMessage } from 'eventsource-parser'
+import type { Redactor } from './redact.ts'
+import type { Attempt, Failure, UpstreamResponse, Usage } from './upstream.ts'
+import { errorMessageOf, sanitizeReason, usageOf } from './upstream.ts'
+
+type Item =
+  | { readonly kind: 'event'; readonly event: EventSourceMessage }
+  | { readonly kind: 'comment'; readonly text: string }
+
+/** What the stream told us on the way through, for the access log. */
+export interface StreamStats {
+  malformed: number
+  usage: Usage | undefined
+}
+
+/** A stream that produced content and may now be sent to the client. */
+export interface CommittedStream {
+  readonly kind: 'stream'
+  readonly status: number
+  /** Events read up to and including the commit point. */
+  readonly head: readonly EventSourceMessage[]
+  readonly rest: AsyncGenerator<Item>
+  /** The upstream already finished inside `head`. */
+  readonly finished: boolean
+  readonly stats: StreamStats
+}
+
+// A stream whose preamble never reaches content is committed anyway after this many events, so a
+// chatty provider cannot make us buffer without bound.
+const maxHeldEvents = 64
+
+async function* readItems(body: AsyncIterable<Buffer>): AsyncGenerator<Item> {
+  const pending: Item[] = []
+  const parser = createParser({
+    onEvent: (event) => pending.push({ kind: 'event', event }),
+    onComment: (text) => pending.push({ kind: 'comment', text }),
+  })
+  const decoder = new TextDecoder()
+  for await (const chunk of body) {
+    parser.feed(decoder.decode(chunk, { stream: true }))
+    for (const item of pending) yield item
+    pending.length = 0
+  }
+  parser.feed(decoder.decode())
+  // A last event not followed by a blank line is still an event.
+  parser.reset({ consume: true })
+  yield* pending
+}
+
+type Parsed =
+  | { readonly kind: 'done' }
+  | { readonly kind: 'malformed' }
+  | { readonly kind: 'json'; readonly value: Record<string, unknown> }
+
+function parseData(data: string): Parsed {
+  if (data === '[DONE]') return { kind: 'done' }
+  try {
+    const value: unknown = JSON.parse(data)
+    if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+      return { kind: 'json', value: value as Record<string, unknown> }
+    }
+  } catch {
+    // falls through to malformed
+  }
+  return { kind: 'malformed' }
+}
+
+/**
+ * True once a chunk carries something the client must see: content, a tool call, reasoning, a refusal,
+ * a finish reason, or usage. A role-only preamble is not enough: a provider that fails right after it
+ * can still be replaced by the next step without the client noticing.
+ */
+export function isCommitPoint(chunk: Record<string, unknown>): boolean {
+  if (chunk.usage != null) return true
+  if (!Array.isArray(chunk.choices)) return false
+  return chunk.choices.some((choice: { delta?: Record<string, unknown>; finish_reason?: unknown }) => {
+    if (choice?.finish_reason != null) return true
+    const delta = choice?.delta
+    if (delta == null) return false
+    return Object.entries(delta).some(
+      ([key, value]) =>
+        key !== 'role' && value != null && value !== '' && !(Array.isArray(value) && value.length === 0),
+    )
+  })
+}
+
+/** Reads a 2xx stream until its first content; any failure before that lets the route fall back. */
+export async function awaitCommit(
+  response: UpstreamResponse,
+  attempt: Attempt,
+  redact: Redactor,
+): Promise<CommittedStream | Failure> {
+  attempt.enter('first_token')
+  const rest = readItems(response.body)
+  const head: EventSourceMessage[] = []
+  const stats: StreamStats = { malformed: 0, usage: undefined }
+  const commit = (finished: boolean): CommittedStream => ({
+    kind: 'stream',
+    status: response.status,
+    head,
+    rest,
+    finished,
+    stats,
+  })
+  try {
+    for (;;) {
+      const next = await rest.next()
+      if (next.done === true) {
+        if (head.length > 0) return commit(true)
+        return attempt.fail({ kind: 'invalid_response', reason: 'stream ended before any event' })
+      }
+      if (next.value.kind === 'comment') continue
+      const parsed = parseData(next.value.event.data)
+      if (parsed.kind === 'malformed') {
+        stats.malformed++
+        continue
+      }
+      head.push(next.value.event)
+      if (parsed.kind === 'done') return commit(true)
+      if (parsed.value.error != null) {
+        const reason = sanitizeReason(errorMessageOf(next.value.event.data), redact)
+        return attempt.fail({ kind: 'invalid_response', reason: `error event before content: ${reason}` })
+      }
+      stats.usage = usageOf(parsed.value.usage) ?? stats.usage
+      if (isCommitPoint(parsed.value) || head.length >= maxHeldEvents) return commit(false)
+    }
+  } catch (err) {
+    return attempt.failureOf(err)
+  }
+}
+
+export function formatEvent(event: EventSourceMessage): string {
+  if (event.event === undefined && event.id === undefined && !event.data.includes('\n')) {
+    return `data: ${event.data}\n\n`
+  }
+  let out = event.event === undefined ? '' : `event: ${event.event}\n`
+  if (event.id !== undefined) out += `id: ${event.id}\n`
+  for (const line of event.data.split('\n')) out += `data: ${line}\n`
+  return `${out}\n`
+}
+
+export type StreamEnd = 'completed' | 'client_gone' | Exclude<Failure, { kind: 'aborted' }>
+
+/**
+ * Forwards a committed stream to the client. Every event is written as soon as it is read, and
+ * reading waits while the client is not keeping up. The end is honest: a cut, stalled or broken
+ * upstream becomes an error event (the OpenAI SDK raises on it), never a `[DONE]`; an upstream that
+ * ends cleanly without `[DONE]` gets one.
+ */
+export async function pipeStream(
+  res: ServerResponse,
+  stream: CommittedStream,
+  attempt: Attempt,
+  redact: Redactor,
+): Promise<StreamEnd> {
+  const write = async (text: string) => {
+    if (!res.write(text)) await once(res, 'drain', { signal: attempt.signal })
+  }
+  let sawDone = false
+  try {
+    for (const event of stream.head) {
+      sawDone ||= event.data === '[DONE]'
+      await write(formatEvent(event))
+    }
+    while (!stream.finished && !sawDone) {
+      const next = await stream.rest.next()
+      if (next.done === true) break
+      attempt.touch()
+      if (next.value.kind === 'comment') {
+        await write(`:${next.value.text}\n\n`)
+        continue
+      }
+      const event = next.value.event
+      const parsed = parseData(event.data)
+      if (parsed.kind === 'malformed') {
+        stream.stats.malformed++
+        continue
+      }
+      if (parsed.kind === 'done') sawDone = true
+      else if (parsed.value.error != null) {
+        const reason = sanitizeReason(errorMessageOf(event.data), redact)
+        const failure = { kind: 'invalid_response', reason: `error event: ${reason}` } as const
+        await write(errorEvent(failure))
+        return failure
+      } else stream.stats.usage = usageOf(parsed.value.usage) ?? stream.stats.usage
+      await write(formatEvent(event))
+    }
+    if (!sawDone) await write('data: [DONE]\n\n')
+    res.end()
+    await drain(stream.rest)
+    return 'completed'
+  } catch (err) {
+    const failure = attempt.failureOf(err)
+    void stream.rest.return(undefined).catch(() => {})
+    if (failure.kind === 'aborted') return 'client_gone'
+    res.end(errorEvent(failure))
+    return failure
+  } finally {
+    if (!res.writableEnded) res.end()
+  }
+}
+
+/**
+ * Reads what follows `[DONE]` (normally just the end of the chunked body) so the connection goes
+ * back to the pool instead of being destroyed; the attempt's idle deadline still bounds it.
+ */
+async function drain(rest: AsyncGenerator<Item>): Promise<void> {
+  try {
+    while ((await rest.next()).done !== true) {
+      // discard
+    }
+  } catch {
+    // the answer is already delivered; a late upstream error changes nothing
+  }
+}
+
+function errorEvent(failure: Exclude<Failure, { kind: 'aborted' }>): string {
+  const why =
+    failure.kind === 'timeout'
+      ? `no data from the provider for ${failure.afterMs} ms`
+      : failure.kind === 'http_error'
+        ? `status ${failure.status}`
+        : failure.reason
+  const error = {
+    message: `The upstream stream failed after the response started: ${why}`,
+    type: 'upstream_error',
+    code: 'stream_interrupted',
+    param: null,
+  }
+  return `data: ${JSON.stringify({ error })}\n\n`
+}

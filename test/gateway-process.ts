@@ -1,0 +1,141 @@
+// Starts the gateway as users start it (`node bin/ai-gateway.js --config FILE`, port 0) and captures
+// its JSON log lines, so tests talk to a real process over real sockets.
+
+import { type ChildProcess, spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { stringify } from 'yaml'
+
+export const bin = join(import.meta.dirname, '..', 'bin', 'ai-gateway.js')
+export const gatewayKey = 'test-gateway-key-0123456789'
+
+export type LogLine = Record<string, unknown> & { msg?: string; level?: string }
+
+export interface RunningGateway {
+  readonly url: string
+  readonly process: ChildProcess
+  /** Every stdout line, parsed. */
+  readonly logs: LogLine[]
+  /** Raw stdout and stderr, for secret scans. */
+  output(): string
+  waitForLog(match: (line: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>
+  /** POST JSON with the gateway key. */
+  post(path: string, body: unknown, headers?: Record<string, string>): Promise<Response>
+  get(path: string, headers?: Record<string, string>): Promise<Response>
+  /** Sends a signal and resolves with the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>
+}
+
+export function writeConfig(config: object | string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'ai-gateway-test-'))
+  const file = join(dir, 'config.yaml')
+  writeFileSync(file, typeof config === 'string' ? config : stringify(config))
+  return file
+}
+
+/** A config with the test key, port 0, and the given providers and routes. */
+export function baseConfig(extra: Record<string, unknown>): Record<string, unknown> {
+  return { api_key: gatewayKey, port: 0, host: '127.0.0.1', default_timeout: '5s', ...extra }
+}
+
+export function testEnv(extra: Record<string, string> = {}): Record<string, string> {
+  // No inherited variables: a test sees exactly the environment it sets up.
+  return { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...extra }
+}
+
+export async function startGateway(
+  config: object | string,
+  options: { env?: Record<string, string>; args?: string[] } = {},
+): Promise<RunningGateway> {
+  const file = writeConfig(config)
+  const child = spawn(process.execPath, [bin, '--config', file, ...(options.args ?? [])], {
+    env: testEnv(options.env),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  const logs: LogLine[] = []
+  let stdout = ''
+  let stderr = ''
+  const waiters = new Set<() => void>()
+  child.stderr?.on('data', (d: Buffer) => {
+    stderr += d
+  })
+  createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
+    stdout += `${line}\n`
+    try {
+      logs.push(JSON.parse(line) as LogLine)
+    } catch {
+      logs.push({ msg: 'unparsed', line })
+    }
+    for (const wake of waiters) wake()
+  })
+
+  const waitForLog = (match: (line: LogLine) => boolean, timeoutMs = 10_000) =>
+    new Promise<LogLine>((resolve, reject) => {
+      const check = () => {
+        const found = logs.find(match)
+        if (found === undefined) return false
+        waiters.delete(wake)
+        clearTimeout(timer)
+        resolve(found)
+        return true
+      }
+      const wake = () => void check()
+      const timer = setTimeout(() => {
+        waiters.delete(wake)
+        reject(new Error(`log line not seen within ${timeoutMs} ms; stderr: ${stderr}; stdout: ${stdout}`))
+      }, timeoutMs)
+      if (!check()) waiters.add(wake)
+      child.once('exit', () => {
+        if (!check()) setTimeout(wake, 50)
+      })
+    })
+
+  const listening = await waitForLog((l) => l.msg === 'listening')
+  const url = `http://127.0.0.1:${listening.port}`
+  const auth = { authorization: `Bearer ${gatewayKey}` }
+  return {
+    url,
+    process: child,
+    logs,
+    output: () => stdout + stderr,
+    waitForLog,
+    post: (path, body, headers = {}) =>
+      fetch(url + path, {
+        method: 'POST',
+        headers: { ...auth, 'content-type': 'application/json', ...headers },
+        body: typeof body === 'string' ? body : JSON.stringify(body),
+      }),
+    get: (path, headers = {}) => fetch(url + path, { headers: { ...auth, ...headers } }),
+    async stop(signal = 'SIGTERM') {
+      if (child.exitCode !== null) return child.exitCode
+      child.kill(signal)
+      const [code] = (await once(child, 'exit')) as [number | null]
+      return code
+    },
+  }
+}
+
+/** Runs the CLI to completion (for `validate`, `--help`, bad configs) and returns what it printed. */
+export async function runCli(
+  args: string[],
+  options: { env?: Record<string, string>; cwd?: string } = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [bin, ...args], {
+    env: testEnv(options.env),
+    cwd: options.cwd ?? process.cwd(),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (d: Buffer) => {
+    stdout += d
+  })
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d
+  })
+  const [code] = (await once(child, 'exit')) as [number | null]
+  return { code, stdout, stderr }
+}
