@@ -103,5 +103,7 @@ export function formatIssue(issue: z.core.$ZodIssue): string {
     return `${where === '' ? '(top level)' : where}: unknown key${issue.keys.length > 1 ? 's' : ''} ${keys}`
   }
   const where = formatIssuePath(issue.path)
-  return `${where === '' ? '(top level)' : where}: ${issue.message}`
+  // A record key's own complaint ("invalid header name") says more than zod's "Invalid key in record".
+  const message = issue.code === 'invalid_key' ? (issue.issues[0]?.message ?? issue.message) : issue.message
+  return `${where === '' ? '(top level)' : where}: ${message}`
 }

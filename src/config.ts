@@ -59,14 +59,11 @@ export function loadConfig(path: string, env: Env): Config {
 }
 
 export function parseConfig(text: string, env: Env, source = '(inline)'): Config {
-  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true })
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true })
   if (doc.errors.length > 0) {
-    throw new ConfigError(
-      source,
-      doc.errors.map(
-        (e) => `YAML ${e.linePos ? `line ${e.linePos[0].line}: ` : ''}${e.message.split('\n')[0]}`,
-      ),
-    )
+    const describe = (e: (typeof doc.errors)[number]) =>
+      `YAML line ${e.linePos?.[0].line ?? '?'}: ${(e.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '')}`
+    throw new ConfigError(source, doc.errors.map(describe))
   }
   const resolved = resolveEnvRefs(doc.toJS(), env)
   if (resolved.missing.length > 0) {

@@ -21,6 +21,7 @@ export interface RunningGateway {
   readonly logs: LogLine[]
   /** Raw stdout and stderr, for secret scans. */
   output(): string
+  stderr(): string
   waitForLog(match: (line: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>
   /** POST JSON with the gateway key. */
   post(path: string, body: unknown, headers?: Record<string, string>): Promise<Response>
@@ -46,13 +47,17 @@ export function testEnv(extra: Record<string, string> = {}): Record<string, stri
   return { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...extra }
 }
 
-export async function startGateway(
+export function startGateway(
   config: object | string,
-  options: { env?: Record<string, string>; args?: string[] } = {},
+  options: { env?: Record<string, string> } = {},
 ): Promise<RunningGateway> {
-  const file = writeConfig(config)
-  const child = spawn(process.execPath, [bin, '--config', file, ...(options.args ?? [])], {
-    env: testEnv(options.env),
+  return launch(['--config', writeConfig(config)], options.env)
+}
+
+/** Runs `ai-gateway ARGS` until it logs that it listens (on the port the log line names). */
+export async function launch(args: string[], env: Record<string, string> = {}): Promise<RunningGateway> {
+  const child = spawn(process.execPath, [bin, ...args], {
+    env: testEnv(env),
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   const logs: LogLine[] = []
@@ -101,6 +106,7 @@ export async function startGateway(
     process: child,
     logs,
     output: () => stdout + stderr,
+    stderr: () => stderr,
     waitForLog,
     post: (path, body, headers = {}) =>
       fetch(url + path, {

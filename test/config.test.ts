@@ -1,0 +1,239 @@
+import assert from 'node:assert/strict'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { describe, test } from 'node:test'
+import { ConfigError, parseConfig } from '../src/config.ts'
+import { runCli, writeConfig } from './gateway-process.ts'
+
+const valid = `
+api_key: gw-key-123456
+providers:
+  - name: groq
+    api_key: gsk-abcdef
+    base_url: https://api.groq.com/openai/v1
+routes:
+  - name: fast
+    steps:
+      - provider: groq
+        model: llama
+`
+
+function problemsOf(text: string, env: Record<string, string> = {}): string[] {
+  try {
+    parseConfig(text, env)
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, String(err))
+    return [...err.problems]
+  }
+  assert.fail('expected the config to be rejected')
+}
+
+describe('parseConfig', () => {
+  test('defaults', () => {
+    const config = parseConfig(valid, {})
+    assert.equal(config.port, 8080)
+    assert.equal(config.host, undefined)
+    assert.equal(config.default_timeout, 60_000)
+    assert.equal(config.max_body_size, 32 * 1024 * 1024)
+    assert.equal(config.shutdown_timeout, 30_000)
+    assert.equal(config.log_level, 'info')
+    assert.deepEqual([...config.secrets].sort(), ['gsk-abcdef', 'gw-key-123456'])
+  })
+
+  test('port from the file, else PORT, else 8080; `${PORT}` text works', () => {
+    assert.equal(parseConfig(`${valid}\nport: 9000\n`, { PORT: '7000' }).port, 9000)
+    assert.equal(parseConfig(valid, { PORT: '7000' }).port, 7000)
+    assert.equal(parseConfig(`${valid}\nport: \${PORT}\n`, { PORT: '7001' }).port, 7001)
+    assert.deepEqual(problemsOf(valid, { PORT: 'eighty' }), [
+      'port: environment variable PORT="eighty" is not a port number',
+    ])
+  })
+
+  test('the result is deeply frozen', () => {
+    const config = parseConfig(valid, {})
+    assert.ok(Object.isFrozen(config))
+    assert.ok(Object.isFrozen(config.routes[0]?.steps[0]))
+    assert.throws(() => {
+      ;(config.providers as unknown as object[]).push({})
+    })
+  })
+
+  test('durations: ms, s, m, h, combined, fractional, bare seconds', () => {
+    const at = (value: string) => parseConfig(`${valid}\ndefault_timeout: ${value}\n`, {}).default_timeout
+    assert.equal(at('500ms'), 500)
+    assert.equal(at('30s'), 30_000)
+    assert.equal(at('5m'), 300_000)
+    assert.equal(at('1h30m'), 5_400_000)
+    assert.equal(at('1.5s'), 1_500)
+    assert.equal(at('45'), 45_000)
+  })
+
+  test('${VAR} resolution: values, defaults, escapes, plain dollars', () => {
+    const text = `
+api_key: \${GW_KEY}
+providers:
+  - name: p
+    api_key: "pa$$word-\${SUFFIX:-dflt}"
+    base_url: \${BASE:-http://localhost:1234/v1}
+    headers:
+      X-Literal: "$\${NOT_A_REF}"
+      X-Title: "a: b # not a comment"
+routes:
+  - name: r
+    steps: [{ provider: p, model: m }]
+`
+    const config = parseConfig(text, { GW_KEY: 'from-env-key' })
+    assert.equal(config.api_key, 'from-env-key')
+    assert.equal(config.providers[0]?.api_key, 'pa$$word-dflt')
+    assert.equal(config.providers[0]?.base_url, 'http://localhost:1234/v1')
+    assert.equal(config.providers[0]?.headers?.['X-Literal'], '${NOT_A_REF}')
+    assert.equal(config.providers[0]?.headers?.['X-Title'], 'a: b # not a comment')
+  })
+
+  test('a value cannot change the document structure', () => {
+    const text = valid.replace('api_key: gw-key-123456', 'api_key: ${KEY}')
+    const config = parseConfig(text, { KEY: 'abc\nport: 1\nroutes: []' })
+    assert.equal(config.api_key, 'abc\nport: 1\nroutes: []')
+    assert.equal(config.port, 8080)
+    assert.equal(config.routes.length, 1)
+  })
+
+  test('missing variables are listed together, in one problem', () => {
+    const text = `
+api_key: \${GW_KEY}
+providers:
+  - name: p
+    api_key: \${P_KEY}
+    base_url: \${P_URL}
+routes:
+  - name: r
+    steps:
+      - provider: p
+        model: \${GW_KEY}
+`
+    assert.deepEqual(problemsOf(text), ['missing environment variables: GW_KEY, P_KEY, P_URL'])
+  })
+
+  test('every problem is reported with its key path', () => {
+    const text = `
+api_key: ""
+port: 70000
+default_timeout: soon
+colour: blue
+providers:
+  - name: a
+    base_url: ftp://example.com
+    extra: 1
+  - name: a
+    base_url: not a url
+routes:
+  - name: r
+    steps:
+      - provider: a
+        model: m
+      - provider: x
+        model: m
+        timeout: 5 apples
+        conflict_resolution: both
+  - name: r
+    steps: []
+`
+    const problems = problemsOf(text)
+    const expected = [
+      /^api_key: must not be empty$/,
+      /^port: /,
+      /^default_timeout: invalid duration "soon"/,
+      /^\(top level\): unknown key "colour"$/,
+      /^providers\[0\]\.base_url: invalid URL "ftp:\/\/example.com"/,
+      /^providers\[0\]: unknown key "extra"$/,
+      /^providers\[1\]\.base_url: invalid URL "not a url"/,
+      /^providers\[1\]\.name: duplicate provider "a"$/,
+      /^routes\[0\]\.steps\[1\]\.provider: unknown provider "x"$/,
+      /^routes\[0\]\.steps\[1\]\.timeout: invalid duration "5 apples"/,
+      /^routes\[0\]\.steps\[1\]\.conflict_resolution: /,
+      /^routes\[1\]\.name: duplicate route "r"$/,
+      /^routes\[1\]\.steps: a route needs at least one step$/,
+    ]
+    for (const pattern of expected) {
+      assert.ok(
+        problems.some((p) => pattern.test(p)),
+        `${pattern} not found in:\n${problems.join('\n')}`,
+      )
+    }
+    assert.equal(problems.length, expected.length, problems.join('\n'))
+  })
+
+  test('missing sections and YAML syntax errors', () => {
+    assert.deepEqual(problemsOf('api_key: k\n').sort(), [
+      'providers: Invalid input: expected array, received undefined',
+      'routes: Invalid input: expected array, received undefined',
+    ])
+    assert.match(problemsOf('api_key: [unclosed\n')[0] ?? '', /^YAML line \d+/)
+    assert.match(problemsOf('api_key: a\napi_key: b\n')[0] ?? '', /^YAML .*unique/i)
+    assert.match(problemsOf('')[0] ?? '', /^\(top level\): /)
+  })
+
+  test('header names and values are checked', () => {
+    const bad = valid.replace(
+      'base_url: https://api.groq.com/openai/v1',
+      'base_url: https://x.test\n    headers: { "bad name": v }',
+    )
+    assert.match(problemsOf(bad)[0] ?? '', /^providers\[0\]\.headers\.bad name: invalid header name$/)
+  })
+})
+
+describe('ai-gateway validate', () => {
+  test('a valid config exits 0', async () => {
+    const { code, stdout } = await runCli(['validate', '--config', writeConfig(valid)])
+    assert.equal(code, 0)
+    assert.match(stdout, /OK \(1 providers, 1 routes\)/)
+  })
+
+  test('an invalid config exits 1 and prints every problem', async () => {
+    const file = writeConfig(
+      valid
+        .replace('provider: groq', 'provider: nope')
+        .replace('api_key: gw-key-123456', 'api_key: k\nbogus: 1'),
+    )
+    const { code, stderr } = await runCli(['validate', '--config', file])
+    assert.equal(code, 1)
+    assert.match(stderr, /routes\[0\]\.steps\[0\]\.provider: unknown provider "nope"/)
+    assert.match(stderr, /unknown key "bogus"/)
+  })
+
+  test('missing variables stop startup with the full list', async () => {
+    const file = writeConfig(valid.replace('gw-key-123456', '${GW_KEY}').replace('gsk-abcdef', '${GROQ_KEY}'))
+    const { code, stderr, stdout } = await runCli(['--config', file])
+    assert.equal(code, 1)
+    assert.match(stderr, /missing environment variables: GW_KEY, GROQ_KEY/)
+    assert.equal(stdout, '', 'nothing half-starts')
+  })
+
+  test('config from AI_GATEWAY_CONFIG, else ./config.yaml', async () => {
+    const file = writeConfig(valid)
+    assert.equal((await runCli(['validate'], { env: { AI_GATEWAY_CONFIG: file } })).code, 0)
+    const dir = mkdtempSync(join(tmpdir(), 'ai-gateway-cwd-'))
+    writeFileSync(join(dir, 'config.yaml'), valid)
+    const fromCwd = await runCli(['validate'], { cwd: dir })
+    assert.equal(fromCwd.code, 0)
+    assert.match(fromCwd.stdout, /^\.\/config\.yaml: OK/)
+  })
+
+  test('an unreadable or absent config is a clear error', async () => {
+    const missing = await runCli(['validate', '--config', '/nonexistent/config.yaml'])
+    assert.equal(missing.code, 1)
+    assert.match(missing.stderr, /cannot read file: ENOENT/)
+  })
+
+  test('--help, --version, and a bad command line', async () => {
+    const help = await runCli(['--help'])
+    assert.equal(help.code, 0)
+    assert.match(help.stdout, /ai-gateway validate/)
+    const version = await runCli(['--version'])
+    assert.equal(version.code, 0)
+    assert.match(version.stdout, /^\d+\.\d+\.\d+\n$/)
+    assert.equal((await runCli(['frobnicate'])).code, 2)
+    assert.equal((await runCli(['--no-such-flag'])).code, 2)
+  })
+})

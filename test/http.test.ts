@@ -1,0 +1,210 @@
+import assert from 'node:assert/strict'
+import { request as httpRequest } from 'node:http'
+import { after, before, test } from 'node:test'
+import { baseConfig, gatewayKey, type RunningGateway, startGateway } from './gateway-process.ts'
+import { MockUpstream, ok } from './mock-upstream.ts'
+
+let mock: MockUpstream
+let gw: RunningGateway
+
+before(async () => {
+  mock = await MockUpstream.start()
+  mock.always('p', ok('fine'))
+  gw = await startGateway(
+    baseConfig({
+      max_body_size: '64kb',
+      providers: [{ name: 'p', api_key: 'sk-http-secret-xyz', base_url: mock.url('p') }],
+      routes: [
+        { name: 'chat', steps: [{ provider: 'p', model: 'm1' }] },
+        { name: 'vendor/model:free', steps: [{ provider: 'p', model: 'm2' }] },
+      ],
+    }),
+  )
+})
+
+after(async () => {
+  await gw.stop()
+  await mock.close()
+})
+
+interface Envelope {
+  error: { message: string; type: string; code: string; param: string | null }
+}
+
+async function expectError(
+  res: Response,
+  status: number,
+  code: string,
+  param: string | null = null,
+): Promise<Envelope> {
+  assert.equal(res.status, status)
+  assert.match(res.headers.get('content-type') ?? '', /application\/json/)
+  const body = (await res.json()) as Envelope
+  assert.deepEqual(Object.keys(body.error).sort(), ['code', 'message', 'param', 'type'])
+  assert.equal(body.error.code, code)
+  assert.equal(body.error.param, param)
+  assert.equal(typeof body.error.message, 'string')
+  assert.ok(body.error.message.length > 0)
+  return body
+}
+
+test('GET /health answers without auth', async () => {
+  const res = await fetch(`${gw.url}/health`)
+  assert.equal(res.status, 200)
+  assert.deepEqual(await res.json(), { status: 'healthy' })
+})
+
+test('auth: X-Api-Key and Authorization: Bearer are accepted', async () => {
+  assert.equal((await fetch(`${gw.url}/v1/models`, { headers: { 'x-api-key': gatewayKey } })).status, 200)
+  assert.equal(
+    (await fetch(`${gw.url}/v1/models`, { headers: { authorization: `Bearer ${gatewayKey}` } })).status,
+    200,
+  )
+  assert.equal(
+    (await fetch(`${gw.url}/v1/models`, { headers: { authorization: `bearer ${gatewayKey}` } })).status,
+    200,
+  )
+})
+
+test('auth: a missing or wrong key is a 401 envelope, on every endpoint but /health', async () => {
+  for (const headers of [
+    {},
+    { 'x-api-key': 'wrong' },
+    { authorization: `Bearer ${gatewayKey}x` },
+    { authorization: gatewayKey },
+  ]) {
+    await expectError(await fetch(`${gw.url}/v1/models`, { headers }), 401, 'invalid_api_key')
+  }
+  const res = await fetch(`${gw.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'chat', messages: [] }),
+  })
+  await expectError(res, 401, 'invalid_api_key')
+  assert.equal(mock.seen.length, 0)
+})
+
+test('GET /v1/models lists the routes as OpenAI model objects', async () => {
+  const res = await gw.get('/v1/models')
+  const body = (await res.json()) as {
+    object: string
+    data: { id: string; object: string; owned_by: string; created: number }[]
+  }
+  assert.equal(body.object, 'list')
+  assert.deepEqual(
+    body.data.map((m) => m.id),
+    ['chat', 'vendor/model:free'],
+  )
+  for (const model of body.data) {
+    assert.equal(model.object, 'model')
+    assert.equal(typeof model.created, 'number')
+    assert.equal(model.owned_by, 'ai-gateway')
+  }
+})
+
+test('GET /v1/models/{id} returns one route, including ids with slashes; unknown is 404', async () => {
+  const res = await gw.get('/v1/models/vendor/model:free')
+  assert.equal(res.status, 200)
+  assert.equal(((await res.json()) as { id: string }).id, 'vendor/model:free')
+  assert.equal((await gw.get(`/v1/models/${encodeURIComponent('vendor/model:free')}`)).status, 200)
+  await expectError(await gw.get('/v1/models/nope'), 404, 'model_not_found', 'model')
+})
+
+test('unknown paths are 404 and wrong methods 405 with Allow', async () => {
+  await expectError(await gw.get('/v1/unknown'), 404, 'not_found')
+  const res = await gw.post('/v1/models', {})
+  await expectError(res, 405, 'method_not_allowed')
+  assert.equal(res.headers.get('allow'), 'GET')
+  await expectError(await gw.get('/v1/chat/completions'), 405, 'method_not_allowed')
+})
+
+test('a doubled or trailing slash in the path is accepted', async () => {
+  assert.equal((await gw.post('/v1//chat/completions', { model: 'chat', messages: [] })).status, 200)
+  assert.equal((await gw.get('/v1/models/')).status, 200)
+})
+
+test('bad bodies are 400 with a clear code', async () => {
+  await expectError(await gw.post('/v1/chat/completions', '{"model": "chat", '), 400, 'invalid_json')
+  await expectError(await gw.post('/v1/chat/completions', ''), 400, 'invalid_json')
+  await expectError(await gw.post('/v1/chat/completions', '[1,2]'), 400, 'invalid_request')
+  await expectError(await gw.post('/v1/chat/completions', '"text"'), 400, 'invalid_request')
+  await expectError(await gw.post('/v1/chat/completions', { messages: [] }), 400, 'invalid_request', 'model')
+  await expectError(
+    await gw.post('/v1/chat/completions', { model: 42, messages: [] }),
+    400,
+    'invalid_request',
+    'model',
+  )
+  await expectError(
+    await gw.post('/v1/chat/completions', { model: 'chat' }),
+    400,
+    'invalid_request',
+    'messages',
+  )
+  await expectError(
+    await gw.post('/v1/chat/completions', { model: 'chat', messages: 'hi' }),
+    400,
+    'invalid_request',
+    'messages',
+  )
+})
+
+test('an unknown route is 404 model_not_found', async () => {
+  const body = await expectError(
+    await gw.post('/v1/chat/completions', { model: 'gpt-4o', messages: [] }),
+    404,
+    'model_not_found',
+    'model',
+  )
+  assert.match(body.error.message, /gpt-4o/)
+})
+
+test('an oversized body is 413, announced or streamed', async () => {
+  const big = JSON.stringify({ model: 'chat', messages: [{ role: 'user', content: 'x'.repeat(70 * 1024) }] })
+  await expectError(await gw.post('/v1/chat/completions', big), 413, 'body_too_large')
+  // Chunked, so the limit is found while reading rather than from Content-Length.
+  const status = await new Promise<number>((resolve, reject) => {
+    const req = httpRequest(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${gatewayKey}`, 'content-type': 'application/json' },
+    })
+    req.on('response', (res) => {
+      res.resume()
+      resolve(res.statusCode ?? 0)
+    })
+    req.on('error', reject)
+    for (let i = 0; i < 8; i++) req.write('x'.repeat(16 * 1024))
+    req.end()
+  })
+  assert.equal(status, 413)
+  // The gateway is still healthy afterwards.
+  assert.equal((await fetch(`${gw.url}/health`)).status, 200)
+})
+
+test('a request id is generated, or accepted from the client when sane', async () => {
+  const generated = (await fetch(`${gw.url}/health`)).headers.get('x-request-id')
+  assert.match(generated ?? '', /^[0-9a-f-]{36}$/)
+  const kept = await fetch(`${gw.url}/health`, { headers: { 'x-request-id': 'abc-123' } })
+  assert.equal(kept.headers.get('x-request-id'), 'abc-123')
+  const replaced = await fetch(`${gw.url}/health`, { headers: { 'x-request-id': 'bad id with spaces' } })
+  assert.notEqual(replaced.headers.get('x-request-id'), 'bad id with spaces')
+})
+
+test('stream or not follows body.stream, never the Accept header', async () => {
+  const res = await gw.post(
+    '/v1/chat/completions',
+    { model: 'chat', messages: [] },
+    { accept: 'text/event-stream' },
+  )
+  assert.equal(res.status, 200)
+  assert.match(res.headers.get('content-type') ?? '', /application\/json/)
+})
+
+test('every request gets one access log line', async () => {
+  await fetch(`${gw.url}/health`, { headers: { 'x-request-id': 'access-1' } })
+  const line = await gw.waitForLog((l) => l.msg === 'request' && l.requestId === 'access-1')
+  assert.equal(line.status, 200)
+  assert.equal(line.path, '/health')
+  assert.equal(line.method, 'GET')
+  assert.equal(gw.logs.filter((l) => l.requestId === 'access-1').length, 1)
+})

@@ -1,0 +1,94 @@
+import assert from 'node:assert/strict'
+import { after, before, test } from 'node:test'
+import { baseConfig, gatewayKey, type RunningGateway, startGateway } from './gateway-process.ts'
+import { type Behaviour, chunk, MockUpstream, sse } from './mock-upstream.ts'
+
+const providerKey = 'sk-live-provider-key-ABCDEF123456'
+const headerToken = 'hdr-token-9876543210'
+const otlpKey = 'glc_otlp-key-for-redaction-test'
+const secrets = [gatewayKey, providerKey, headerToken, otlpKey]
+
+let mock: MockUpstream
+let gw: RunningGateway
+
+/** Like providers that quote the key they were given in their 401 message. */
+const echoKey =
+  (code: number): Behaviour =>
+  (req, res) => {
+    res.writeHead(code, { 'content-type': 'application/json' })
+    res.end(
+      JSON.stringify({
+        error: {
+          message: `Incorrect API key provided: ${req.headers.authorization} (token ${req.headers['x-api-token']})`,
+        },
+      }),
+    )
+  }
+
+before(async () => {
+  mock = await MockUpstream.start()
+  gw = await startGateway(
+    baseConfig({
+      log_level: 'trace',
+      providers: [
+        {
+          name: 'echo',
+          api_key: providerKey,
+          base_url: mock.url('echo'),
+          headers: { 'X-Api-Token': headerToken },
+        },
+        { name: 'echo2', api_key: providerKey, base_url: mock.url('echo2') },
+      ],
+      routes: [
+        {
+          name: 'r',
+          steps: [
+            { provider: 'echo', model: 'm' },
+            { provider: 'echo2', model: 'm' },
+          ],
+        },
+      ],
+    }),
+    { env: { OTLP_API_KEY: otlpKey } },
+  )
+})
+
+after(async () => {
+  await gw.stop()
+  await mock.close()
+})
+
+test('an upstream echoing the key leaks it into neither the error body nor the logs', async () => {
+  mock.script('echo', echoKey(401)).script('echo2', echoKey(403))
+  const res = await gw.post('/v1/chat/completions', { model: 'r', messages: [] })
+  const text = await res.text()
+  assert.equal(res.status, 502)
+  assert.match(text, /Incorrect API key provided/, 'the reason itself is kept')
+  assert.match(text, /\[REDACTED\]/)
+  for (const secret of secrets) assert.ok(!text.includes(secret), `error body contains ${secret}`)
+})
+
+test('an echo inside a stream error event is scrubbed too', async () => {
+  const echoInStream: Behaviour = (req, res) =>
+    sse([chunk({ content: 'partial' }), { error: { message: `bad key ${req.headers.authorization}` } }], {
+      end: 'no_done',
+    })(req, res)
+  mock.script('echo', echoInStream)
+  const res = await gw.post('/v1/chat/completions', { model: 'r', messages: [], stream: true })
+  const text = await res.text()
+  assert.match(text, /stream_interrupted/)
+  for (const secret of secrets) assert.ok(!text.includes(secret), `stream contains ${secret}`)
+})
+
+test('a client presenting a provider key as its gateway key is refused and not logged', async () => {
+  const res = await gw.get('/v1/models', { authorization: `Bearer ${providerKey}` })
+  assert.equal(res.status, 401)
+  assert.ok(!(await res.text()).includes(providerKey))
+})
+
+test('no configured secret appears anywhere in the process output', async () => {
+  await gw.waitForLog((l) => l.msg === 'request' && l.status === 401)
+  const output = gw.output()
+  assert.ok(output.includes('upstream attempt failed'), 'the failures were logged')
+  for (const secret of secrets) assert.ok(!output.includes(secret), `output contains ${secret}`)
+})

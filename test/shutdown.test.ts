@@ -1,0 +1,68 @@
+import assert from 'node:assert/strict'
+import { after, before, test } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { baseConfig, startGateway } from './gateway-process.ts'
+import { MockUpstream, sse, textChunks } from './mock-upstream.ts'
+
+let mock: MockUpstream
+
+before(async () => {
+  mock = await MockUpstream.start()
+})
+
+after(() => mock.close())
+
+const config = (shutdownTimeout: string) =>
+  baseConfig({
+    shutdown_timeout: shutdownTimeout,
+    providers: [{ name: 'slow', api_key: 'sk-slow-000000', base_url: mock.url('slow') }],
+    routes: [{ name: 'slow', steps: [{ provider: 'slow', model: 'm' }] }],
+  })
+
+test('SIGTERM lets an in-flight stream finish, refuses new connections, then exits 0', async () => {
+  const gw = await startGateway(config('10s'))
+  mock.script('slow', sse(textChunks('one two three four five six seven eight'), { delayMs: 80 }))
+  const res = await gw.post('/v1/chat/completions', { model: 'slow', messages: [], stream: true })
+  const reader = (res.body as ReadableStream<Uint8Array>).getReader()
+  await reader.read()
+  const exited = gw.stop('SIGTERM')
+  await gw.waitForLog((l) => l.msg === 'shutting down')
+  await sleep(50)
+  await assert.rejects(fetch(`${gw.url}/health`), 'new connections are refused while draining')
+  let text = ''
+  for (;;) {
+    const { value, done } = await reader.read()
+    if (done) break
+    text += new TextDecoder().decode(value)
+  }
+  assert.match(text, /eight/)
+  assert.match(text, /data: \[DONE\]\n\n$/)
+  assert.equal(await exited, 0)
+  const messages = gw.logs.map((l) => l.msg)
+  for (const msg of ['listening', 'received stop signal', 'shutting down', 'stopped'])
+    assert.ok(messages.includes(msg), msg)
+  assert.ok(
+    messages.indexOf('request') < messages.indexOf('stopped'),
+    'the stream was logged before the process stopped',
+  )
+})
+
+test('requests still running after the grace period are cut, and the process exits', async () => {
+  const gw = await startGateway(config('300ms'))
+  mock.script('slow', sse(textChunks('never ending'), { end: 'hang' }))
+  const res = await gw.post('/v1/chat/completions', { model: 'slow', messages: [], stream: true })
+  const body = res.text().catch(() => 'cut')
+  const started = performance.now()
+  assert.equal(await gw.stop('SIGINT'), 0)
+  assert.ok(performance.now() - started < 3_000)
+  await body
+  assert.ok(gw.logs.some((l) => l.msg === 'grace period over, closing remaining connections'))
+})
+
+test('an idle gateway stops at once', async () => {
+  const gw = await startGateway(config('10s'))
+  await fetch(`${gw.url}/health`) // leaves an idle keep-alive connection
+  const started = performance.now()
+  assert.equal(await gw.stop(), 0)
+  assert.ok(performance.now() - started < 2_000, `took ${performance.now() - started} ms`)
+})

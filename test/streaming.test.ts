@@ -1,0 +1,226 @@
+import assert from 'node:assert/strict'
+import { after, before, beforeEach, test } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { baseConfig, gatewayKey, type RunningGateway, startGateway } from './gateway-process.ts'
+import { chunk, hang, MockUpstream, reset, sse, status, textChunks } from './mock-upstream.ts'
+
+const messages = [{ role: 'user', content: 'hi' }]
+let mock: MockUpstream
+let gw: RunningGateway
+
+before(async () => {
+  mock = await MockUpstream.start()
+  gw = await startGateway(
+    baseConfig({
+      default_timeout: '2s',
+      providers: [
+        { name: 'a', api_key: 'sk-stream-a-secret', base_url: mock.url('a') },
+        { name: 'b', api_key: 'sk-stream-b-secret', base_url: mock.url('b') },
+      ],
+      routes: [
+        {
+          name: 'ab',
+          steps: [
+            { provider: 'a', model: 'model-a', timeout: '500ms' },
+            { provider: 'b', model: 'model-b' },
+          ],
+        },
+        { name: 'a-only', steps: [{ provider: 'a', model: 'model-a', timeout: '500ms' }] },
+      ],
+    }),
+  )
+})
+
+after(async () => {
+  await gw.stop()
+  await mock.close()
+})
+
+beforeEach(() => mock.reset())
+
+/** Reads an SSE response event by event, as a client would. */
+async function* events(res: Response): AsyncGenerator<string> {
+  const reader = (res.body as ReadableStream<Uint8Array>).getReader()
+  const decoder = new TextDecoder()
+  let buffer = ''
+  for (;;) {
+    const { value, done } = await reader.read()
+    if (done) break
+    buffer += decoder.decode(value, { stream: true })
+    let end = buffer.indexOf('\n\n')
+    while (end !== -1) {
+      yield buffer.slice(0, end)
+      buffer = buffer.slice(end + 2)
+      end = buffer.indexOf('\n\n')
+    }
+  }
+  if (buffer.trim() !== '') yield buffer
+}
+
+async function collect(res: Response): Promise<string[]> {
+  const out: string[] = []
+  for await (const event of events(res)) out.push(event)
+  return out
+}
+
+const stream = (route: string, extra: Record<string, unknown> = {}) =>
+  gw.post('/v1/chat/completions', { model: route, messages, stream: true, ...extra })
+
+const contentOf = (event: string): string | undefined => {
+  if (!event.startsWith('data: {')) return undefined
+  const json = JSON.parse(event.slice(6)) as { choices?: { delta?: { content?: string } }[] }
+  return json.choices?.[0]?.delta?.content
+}
+
+test('events reach the client as the upstream produces them', async () => {
+  let release: () => void = () => {}
+  const released = new Promise<void>((resolve) => (release = resolve))
+  mock.script('a', sse(textChunks('one two'), { gate: (i) => (i === 2 ? released : Promise.resolve()) }))
+  const res = await stream('ab')
+  assert.equal(res.status, 200)
+  assert.match(res.headers.get('content-type') ?? '', /^text\/event-stream/)
+  assert.equal(res.headers.get('cache-control'), 'no-cache')
+  assert.equal(res.headers.get('x-accel-buffering'), 'no')
+  assert.equal(res.headers.get('x-gateway-provider'), 'a')
+  const it = events(res)
+  // The role preamble and the first word arrive while the upstream is still holding the second word.
+  const first = await it.next()
+  assert.match(String(first.value), /"role":"assistant"/)
+  const second = await it.next()
+  assert.equal(contentOf(String(second.value)), 'one')
+  release()
+  const rest: string[] = []
+  for await (const event of it) rest.push(event)
+  assert.equal(contentOf(rest[0] ?? ''), ' two')
+  assert.equal(rest.at(-1), 'data: [DONE]')
+})
+
+for (const [name, behaviour] of Object.entries({
+  '429 before the first event': status(429),
+  '500 before the first event': status(500),
+  'reset before headers': reset(),
+  'silence before the first event (timeout)': hang(),
+  'a role-only preamble, then a cut': sse([chunk({ role: 'assistant', content: '' })], { end: 'cut' }),
+  'a role-only preamble, then silence': sse([chunk({ role: 'assistant', content: '' })], { end: 'hang' }),
+  'an error event first': sse([{ error: { message: 'overloaded', code: 503 } }], { end: 'no_done' }),
+  'an empty 200 stream': sse([], { end: 'no_done' }),
+})) {
+  test(`falls back on ${name}`, async () => {
+    mock.script('a', behaviour).script('b', sse(textChunks('from b')))
+    const res = await stream('ab')
+    assert.equal(res.status, 200)
+    assert.equal(res.headers.get('x-gateway-provider'), 'b')
+    const all = await collect(res)
+    assert.equal(all.map(contentOf).filter(Boolean).join(''), 'from b')
+    assert.equal(all.at(-1), 'data: [DONE]')
+    assert.equal(all.filter((e) => e.includes('"role"')).length, 1, 'the failed preamble is not forwarded')
+  })
+}
+
+test('a stream cut after content ends with an error event, not [DONE]', async () => {
+  mock.script('a', sse(textChunks('partial answer'), { end: 'cut', delayMs: 30 }))
+  const res = await stream('ab')
+  assert.equal(res.headers.get('x-gateway-provider'), 'a')
+  const all = await collect(res)
+  const last = all.at(-1) ?? ''
+  assert.ok(!all.includes('data: [DONE]'))
+  const error = (JSON.parse(last.slice(6)) as { error: { code: string } }).error
+  assert.equal(error.code, 'stream_interrupted')
+  assert.equal(mock.requests('b').length, 0, 'no fallback after bytes reached the client')
+  const line = await gw.waitForLog((l) => l.msg === 'request' && l.streamEnd === 'network')
+  assert.equal(line.provider, 'a')
+})
+
+test('a stream that stalls after content ends with an error event within the idle timeout', async () => {
+  mock.script('a', sse(textChunks('stalls here'), { end: 'hang' }))
+  const started = performance.now()
+  const res = await stream('ab')
+  const all = await collect(res)
+  const elapsed = performance.now() - started
+  assert.match(all.at(-1) ?? '', /"code":"stream_interrupted"/)
+  assert.ok(elapsed < 3_000, `bounded by the 500 ms step timeout, took ${elapsed} ms`)
+  await gw.waitForLog((l) => l.msg === 'request' && l.streamEnd === 'timeout')
+})
+
+test('an error event after content is forwarded as the gateway error event', async () => {
+  mock.script(
+    'a',
+    sse([...textChunks('hello there').slice(0, 2), { error: { message: 'upstream exploded' } }], {
+      end: 'no_done',
+    }),
+  )
+  const all = await collect(await stream('ab'))
+  assert.match(all.at(-1) ?? '', /"code":"stream_interrupted"/)
+  assert.match(all.at(-1) ?? '', /upstream exploded/)
+})
+
+test('an upstream that ends without [DONE] still gets a clean end', async () => {
+  mock.script('a', sse(textChunks('no done marker'), { end: 'no_done' }))
+  const all = await collect(await stream('ab'))
+  assert.equal(all.map(contentOf).filter(Boolean).join(''), 'no done marker')
+  assert.equal(all.at(-1), 'data: [DONE]')
+  assert.equal(all.filter((e) => e === 'data: [DONE]').length, 1)
+})
+
+test('a malformed event is dropped and counted, the rest passes', async () => {
+  mock.script(
+    'a',
+    sse([chunk({ content: 'good' }), '{"not json', chunk({ content: ' still good' }), chunk({}, 'stop')]),
+  )
+  const res = await gw.post(
+    '/v1/chat/completions',
+    { model: 'ab', messages, stream: true },
+    { 'x-request-id': 'malformed-1' },
+  )
+  const all = await collect(res)
+  assert.ok(!all.some((e) => e.includes('not json')))
+  assert.equal(all.map(contentOf).filter(Boolean).join(''), 'good still good')
+  const line = await gw.waitForLog((l) => l.msg === 'request' && l.requestId === 'malformed-1')
+  assert.equal(line.malformedEvents, 1)
+})
+
+test('stream usage is logged when the upstream reports it', async () => {
+  const usage = { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5 }
+  mock.script('a', sse([...textChunks('a b'), { ...chunk({}), choices: [], usage }]))
+  const res = await gw.post(
+    '/v1/chat/completions',
+    { model: 'ab', messages, stream: true, stream_options: { include_usage: true } },
+    { 'x-request-id': 'usage-1' },
+  )
+  await collect(res)
+  assert.deepEqual(mock.requests('a')[0]?.body.stream_options, { include_usage: true })
+  const line = await gw.waitForLog((l) => l.msg === 'request' && l.requestId === 'usage-1')
+  assert.deepEqual(line.usage, usage)
+  assert.equal(line.streamEnd, 'completed')
+})
+
+test('all steps failing before the first event gives a JSON error, not a stream', async () => {
+  mock.script('a', status(503))
+  const res = await stream('a-only')
+  assert.equal(res.status, 502)
+  assert.match(res.headers.get('content-type') ?? '', /application\/json/)
+  const body = (await res.json()) as { error: { code: string } }
+  assert.equal(body.error.code, 'upstream_failed')
+})
+
+test('a client leaving mid-stream aborts the upstream stream', async () => {
+  mock.script('a', sse(textChunks('a long answer that keeps going and going and going'), { delayMs: 100 }))
+  const controller = new AbortController()
+  const res = await fetch(`${gw.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${gatewayKey}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'ab', messages, stream: true }),
+    signal: controller.signal,
+  })
+  const it = events(res)
+  await it.next()
+  await it.next()
+  controller.abort()
+  const deadline = Date.now() + 3_000
+  while (mock.requests('a')[0]?.closedEarly !== true) {
+    assert.ok(Date.now() < deadline, 'upstream connection was not closed')
+    await sleep(20)
+  }
+  const line = await gw.waitForLog((l) => l.msg === 'request' && l.streamEnd === 'client_gone')
+  assert.equal(line.status, 499)
+})
