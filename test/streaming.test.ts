@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { after, before, beforeEach, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { baseConfig, gatewayKey, type RunningGateway, startGateway } from './gateway-process.ts'
-import { chunk, hang, MockUpstream, reset, sse, status, textChunks } from './mock-upstream.ts'
+import { type Behaviour, chunk, hang, MockUpstream, reset, sse, status, textChunks } from './mock-upstream.ts'
 
 const messages = [{ role: 'user', content: 'hi' }]
 let mock: MockUpstream
@@ -223,4 +223,39 @@ test('a client leaving mid-stream aborts the upstream stream', async () => {
   }
   const line = await gw.waitForLog((l) => l.msg === 'request' && l.streamEnd === 'client_gone')
   assert.equal(line.status, 499)
+})
+
+test('a slow client holds the upstream back instead of the gateway buffering the stream', async () => {
+  const total = 64 * 1024 * 1024
+  const progress = { written: 0, blocked: false }
+  const piece = chunk({ content: 'x'.repeat(16 * 1024) })
+  const flood: Behaviour = async (_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream' })
+    const event = `data: ${JSON.stringify(piece)}\n\n`
+    while (progress.written < total && !res.destroyed) {
+      progress.written += event.length
+      if (!res.write(event)) {
+        progress.blocked = true
+        await new Promise((resolve) => res.once('drain', resolve))
+      }
+    }
+    res.end('data: [DONE]\n\n')
+  }
+  mock.script('a', flood)
+  const res = await stream('ab')
+  const reader = (res.body as ReadableStream<Uint8Array>).getReader()
+  let received = (await reader.read()).value?.length ?? 0
+  await sleep(500)
+  // Socket buffers on both hops hold a few MB at most; a gateway that kept reading would be far along.
+  assert.ok(progress.blocked, 'the upstream write blocked')
+  assert.ok(
+    progress.written < total / 2,
+    `upstream wrote ${progress.written} bytes while the client read nothing`,
+  )
+  for (;;) {
+    const { value, done } = await reader.read()
+    if (done) break
+    received += value.length
+  }
+  assert.ok(received >= total, `client received ${received} bytes`)
 })

@@ -1,0 +1,139 @@
+// The pure pieces, tested directly: parsing, redaction, and the small decisions.
+
+import assert from 'node:assert/strict'
+import { describe, test } from 'node:test'
+import { resolveEnvRefs } from '../src/env-refs.ts'
+import { describeFailure, shouldFallback } from '../src/fallback.ts'
+import { createRedactor } from '../src/redact.ts'
+import { normalizePath } from '../src/server.ts'
+import { formatEvent, isCommitPoint } from '../src/sse.ts'
+import { parseDuration, parseSize } from '../src/units.ts'
+import { errorMessageOf, parseRetryAfter, sanitizeReason } from '../src/upstream.ts'
+
+describe('parseDuration', () => {
+  test('units and combinations', () => {
+    assert.equal(parseDuration('250ms'), 250)
+    assert.equal(parseDuration('2h'), 7_200_000)
+    assert.equal(parseDuration('1m30s'), 90_000)
+    assert.equal(parseDuration('0'), 0)
+    assert.equal(parseDuration(12), 12_000)
+  })
+  test('rejects anything else', () => {
+    for (const bad of ['', 'ms', '5 s', '5x', '-1s', '1s junk', 'soon'])
+      assert.equal(parseDuration(bad), undefined, bad)
+    assert.equal(parseDuration(-1), undefined)
+  })
+})
+
+describe('parseSize', () => {
+  test('units', () => {
+    assert.equal(parseSize('512kb'), 512 * 1024)
+    assert.equal(parseSize('32MB'), 32 * 1024 * 1024)
+    assert.equal(parseSize(1000), 1000)
+  })
+  test('rejects zero, negatives and words', () => {
+    for (const bad of ['0', 'big', '-5mb', '5tb']) assert.equal(parseSize(bad), undefined, bad)
+  })
+})
+
+describe('resolveEnvRefs', () => {
+  test('only in string values, keys untouched, non-strings kept', () => {
+    const { value, missing } = resolveEnvRefs(
+      { '${K}': '${V}', n: 3, list: ['${V}', true, null] },
+      { V: 'v', K: 'k' },
+    )
+    assert.deepEqual(value, { '${K}': 'v', n: 3, list: ['v', true, null] })
+    assert.deepEqual(missing, [])
+  })
+  test('an empty variable is used as is unless a default is given', () => {
+    assert.deepEqual(resolveEnvRefs('${E}', { E: '' }).value, '')
+    assert.deepEqual(resolveEnvRefs('${E:-d}', { E: '' }).value, 'd')
+  })
+  test('each missing name once, in order', () => {
+    assert.deepEqual(resolveEnvRefs(['${B}', '${A}', '${B}'], {}).missing, ['B', 'A'])
+  })
+})
+
+describe('createRedactor', () => {
+  test('replaces every secret, raw and JSON-escaped, longest first', () => {
+    const redact = createRedactor(['abcd1234', 'abcd1234-long', 'q"uote\\key'])
+    assert.equal(redact('x abcd1234-long y abcd1234 z'), 'x [REDACTED] y [REDACTED] z')
+    assert.equal(redact(JSON.stringify({ m: 'q"uote\\key' })), '{"m":"[REDACTED]"}')
+    assert.equal(redact('a.b*c'), 'a.b*c')
+  })
+  test('no secrets: identity', () => {
+    assert.equal(createRedactor([])('anything'), 'anything')
+  })
+})
+
+describe('shouldFallback', () => {
+  test('every failure moves on except the client leaving', () => {
+    assert.equal(shouldFallback({ kind: 'http_error', status: 429, reason: '' }), 'next_step')
+    assert.equal(shouldFallback({ kind: 'http_error', status: 400, reason: '' }), 'next_step')
+    assert.equal(shouldFallback({ kind: 'network', code: 'ECONNRESET', reason: '' }), 'next_step')
+    assert.equal(shouldFallback({ kind: 'timeout', phase: 'headers', afterMs: 1 }), 'next_step')
+    assert.equal(shouldFallback({ kind: 'invalid_response', reason: '' }), 'next_step')
+    assert.equal(shouldFallback({ kind: 'aborted' }), 'stop')
+  })
+  test('failures are described for people', () => {
+    assert.equal(
+      describeFailure({ kind: 'http_error', status: 429, reason: 'slow down' }),
+      'HTTP 429: slow down',
+    )
+    assert.equal(
+      describeFailure({ kind: 'timeout', phase: 'first_token', afterMs: 500 }),
+      'timed out after 500 ms waiting for first token',
+    )
+  })
+})
+
+describe('isCommitPoint', () => {
+  const chunkWith = (delta: object, finish: string | null = null) => ({
+    choices: [{ index: 0, delta, finish_reason: finish }],
+  })
+  test('content, tool calls, reasoning, finish and usage commit', () => {
+    assert.ok(isCommitPoint(chunkWith({ content: 'hi' })))
+    assert.ok(isCommitPoint(chunkWith({ tool_calls: [{ index: 0, function: { name: 'f' } }] })))
+    assert.ok(isCommitPoint(chunkWith({ reasoning_content: 'thinking' })))
+    assert.ok(isCommitPoint(chunkWith({}, 'stop')))
+    assert.ok(isCommitPoint({ choices: [], usage: { total_tokens: 1 } }))
+  })
+  test('role-only and empty preambles do not', () => {
+    assert.ok(!isCommitPoint(chunkWith({ role: 'assistant', content: '' })))
+    assert.ok(!isCommitPoint(chunkWith({ role: 'assistant', content: null, tool_calls: [] })))
+    assert.ok(!isCommitPoint({ choices: [] }))
+    assert.ok(!isCommitPoint({ id: 'x' }))
+  })
+})
+
+test('formatEvent keeps event names and multi-line data', () => {
+  assert.equal(formatEvent({ data: '{"a":1}' }), 'data: {"a":1}\n\n')
+  assert.equal(formatEvent({ event: 'ping', data: 'a\nb' }), 'event: ping\ndata: a\ndata: b\n\n')
+})
+
+test('parseRetryAfter: seconds and HTTP dates', () => {
+  const now = Date.parse('2026-01-01T00:00:00Z')
+  assert.equal(parseRetryAfter('7', now), 7_000)
+  assert.equal(parseRetryAfter('1.5', now), 1_500)
+  assert.equal(parseRetryAfter('Thu, 01 Jan 2026 00:00:30 GMT', now), 30_000)
+  assert.equal(parseRetryAfter('Wed, 31 Dec 2025 00:00:00 GMT', now), 0)
+  assert.equal(parseRetryAfter('soon', now), undefined)
+  assert.equal(parseRetryAfter(undefined, now), undefined)
+})
+
+test('upstream error text: the message, one line, bounded, redacted', () => {
+  assert.equal(errorMessageOf('{"error":{"message":"quota"}}'), 'quota')
+  assert.equal(errorMessageOf('{"error":"plain"}'), 'plain')
+  assert.equal(errorMessageOf('{"message":"top"}'), 'top')
+  assert.equal(errorMessageOf('<html>'), '<html>')
+  const redact = createRedactor(['sk-secret'])
+  assert.equal(sanitizeReason('bad\n\tkey sk-secret\u0000!', redact), 'bad key [REDACTED] !')
+  assert.equal(sanitizeReason('x'.repeat(500), redact).length, 200)
+})
+
+test('normalizePath', () => {
+  assert.equal(normalizePath('/v1//chat/completions'), '/v1/chat/completions')
+  assert.equal(normalizePath('/v1/models/?x=1'), '/v1/models')
+  assert.equal(normalizePath('/'), '/')
+  assert.equal(normalizePath('//health'), '/health')
+})
