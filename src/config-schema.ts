@@ -47,6 +47,43 @@ const port = z
   .union([z.number(), z.string().regex(/^\d+$/, 'must be a number').transform(Number)])
   .pipe(z.number().int().min(0).max(65535))
 
+// Counts from the environment arrive as text too.
+const count = z
+  .union([z.number(), z.string().regex(/^\d+$/, 'must be a whole number').transform(Number)])
+  .pipe(z.number().int().min(0))
+
+/** Proactive limits, from a provider's published quotas: requests and tokens per minute and per day. */
+const limits = z.strictObject({
+  rpm: count.optional(),
+  rpd: count.optional(),
+  tpm: count.optional(),
+  tpd: count.optional(),
+})
+
+const phaseTimeouts = {
+  connect: duration().optional(),
+  headers: duration().optional(),
+  first_token: duration().optional(),
+  idle: duration().optional(),
+}
+const stepTimeouts = z.strictObject(phaseTimeouts)
+const routeTimeouts = z.strictObject({ ...phaseTimeouts, total: duration().optional() })
+
+const failover = z.strictObject({
+  rate_limit_cooldown: duration('10s'),
+  rate_limit_cooldown_max: duration('10m'),
+  auth_cooldown: duration('15m'),
+  not_found_cooldown: duration('15m'),
+  circuit_failures: count.pipe(z.number().min(1)).default(3),
+  circuit_open: duration('30s'),
+  circuit_open_max: duration('5m'),
+  max_retries: count.default(1),
+  max_retry_delay: duration('5s'),
+  retry_backoff: duration('250ms'),
+  max_attempts: count.pipe(z.number().min(1)).default(6),
+  max_wait: duration('15s'),
+})
+
 // RFC 9110 token for names; values must not smuggle a header break.
 const headerName = z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'invalid header name')
 const headerValue = z.string().regex(/^[^\r\n\0]*$/, 'header values must not contain line breaks')
@@ -56,18 +93,22 @@ const provider = z.strictObject({
   api_key: z.string().optional(),
   base_url: httpUrl,
   headers: z.record(headerName, headerValue).optional(),
+  limits: limits.optional(),
 })
 
 const step = z.strictObject({
   provider: nonEmpty,
   model: nonEmpty,
   timeout: duration().optional(),
+  timeouts: stepTimeouts.optional(),
+  limits: limits.optional(),
   conflict_resolution: z.enum(['tools', 'format']).optional(),
 })
 
 const route = z.strictObject({
   name: nonEmpty,
   steps: z.array(step).min(1, 'a route needs at least one step'),
+  timeouts: routeTimeouts.optional(),
 })
 
 export const configSchema = z.strictObject({
@@ -75,6 +116,9 @@ export const configSchema = z.strictObject({
   port: port.optional(),
   host: nonEmpty.optional(),
   default_timeout: duration('60s'),
+  timeouts: routeTimeouts.prefault({}),
+  // Every key has a default, so an absent section is an empty one.
+  failover: failover.prefault({} as never),
   max_body_size: size('32mb'),
   shutdown_timeout: duration('30s'),
   log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -86,6 +130,8 @@ export type ConfigFile = z.output<typeof configSchema>
 export type ProviderConfig = ConfigFile['providers'][number]
 export type RouteConfig = ConfigFile['routes'][number]
 export type StepConfig = RouteConfig['steps'][number]
+export type Limits = z.output<typeof limits>
+export type FailoverConfig = z.output<typeof failover>
 
 /** `routes[0].steps[1].provider` from zod's path array. */
 export function formatIssuePath(path: readonly PropertyKey[]): string {

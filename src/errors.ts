@@ -11,6 +11,8 @@ const catalogue = {
   body_too_large: { status: 413, type: 'invalid_request_error' },
   rate_limit_exceeded: { status: 429, type: 'rate_limit_error' },
   upstream_failed: { status: 502, type: 'upstream_error' },
+  no_step_available: { status: 503, type: 'upstream_error' },
+  gateway_timeout: { status: 504, type: 'upstream_error' },
   stream_interrupted: { status: 502, type: 'upstream_error' },
   internal_error: { status: 500, type: 'server_error' },
 } as const satisfies Record<string, { status: number; type: string }>

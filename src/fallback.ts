@@ -1,10 +1,13 @@
-// The attempt loop over a route's steps, the pure decision of whether to move on, and the honest
-// error the client gets when no step answered.
+// Walking a route: which step to try next, whether to retry, wait or move on (a pure decision), and the
+// honest error when nothing answered.
 
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { Failure } from './attempt.ts'
+import type { FailoverConfig } from './config-schema.ts'
 import { GatewayError } from './errors.ts'
+import { type Availability, classifyFailure, type HealthBoard, type HealthChange } from './health.ts'
 import type { Redactor } from './redact.ts'
 import type { Route, Step } from './router.ts'
-import type { Failure } from './upstream.ts'
 
 /** One step tried, as the access log and the final error report it. */
 export interface AttemptRecord {
@@ -17,58 +20,226 @@ export interface AttemptRecord {
   readonly durationMs: number
 }
 
-export type Decision = 'next_step' | 'stop'
+/** One step passed over without a network call. */
+export interface SkipRecord {
+  readonly step: number
+  readonly provider: string
+  readonly model: string
+  readonly reason: Exclude<Availability, { ok: true }>['reason']
+  readonly forMs: number
+  /** Whether the provider (or a declared quota) set the time, rather than our own guess. */
+  readonly firm: boolean
+}
+
+export type Decision =
+  | { readonly action: 'retry'; readonly delayMs: number }
+  | { readonly action: 'next' | 'stop' }
+
+export interface DecisionInput {
+  readonly failure: Failure
+  /** Retries already spent on this step in this request. */
+  readonly retries: number
+  /** Whether a later step of the route can be tried right now. */
+  readonly laterStepAvailable: boolean
+  readonly budgetLeftMs: number
+  readonly policy: FailoverConfig
+  /** 0 ≤ random() < 1, for jitter. */
+  readonly random: () => number
+}
 
 /**
- * Every failure moves on to the next step (a rate limit, an outage, a timeout, a bad body: another
- * provider may well answer), except the client going away, which ends the route: nobody is waiting.
+ * After a failed attempt: move on at once when another step can take the request. Retry the same step
+ * only when it is the last one available, the failure is transient, and the wait is short: never
+ * sooner than the provider's hint, never after a timeout (a silent upstream costs one timeout, not one
+ * per retry), never for a 429 without a hint (that is what the cooldown is for), and never past the
+ * retry limit or the request's budget.
  */
-export function shouldFallback(failure: Failure): Decision {
-  return failure.kind === 'aborted' ? 'stop' : 'next_step'
+export function decide(input: DecisionInput): Decision {
+  const { failure, policy } = input
+  const kind = classifyFailure(failure)
+  if (kind === 'aborted') return { action: 'stop' }
+  if (input.laterStepAvailable || input.retries >= policy.max_retries) return { action: 'next' }
+  if (kind !== 'rate_limited' && kind !== 'server') return { action: 'next' }
+  if (failure.kind === 'timeout') return { action: 'next' }
+  const hint = failure.kind === 'http_error' ? failure.retryAfterMs : undefined
+  if (kind === 'rate_limited' && hint === undefined) return { action: 'next' }
+  // "Full jitter" exponential backoff: spreads retries from many clients over the whole interval.
+  const backoff = input.random() * policy.retry_backoff * 2 ** input.retries
+  const delayMs = Math.ceil(Math.max(hint ?? 0, backoff))
+  if (delayMs > policy.max_retry_delay || delayMs >= input.budgetLeftMs) return { action: 'next' }
+  return { action: 'retry', delayMs }
 }
 
 export type RouteOutcome<A> =
-  | { readonly kind: 'answered'; readonly answer: A; readonly step: Step; readonly attempts: AttemptRecord[] }
-  | { readonly kind: 'failed'; readonly error: GatewayError; readonly attempts: AttemptRecord[] }
-  | { readonly kind: 'aborted'; readonly attempts: AttemptRecord[] }
+  | { readonly kind: 'answered'; readonly answer: A; readonly step: Step; readonly trail: Trail }
+  | { readonly kind: 'failed'; readonly error: GatewayError; readonly trail: Trail }
+  | { readonly kind: 'aborted'; readonly trail: Trail }
 
-export interface RouteHooks {
-  onAttemptFailed(record: AttemptRecord): void
+export interface Trail {
+  readonly attempts: AttemptRecord[]
+  readonly skipped: SkipRecord[]
 }
 
-export async function runRoute<A extends { kind: string }>(
-  route: Route,
-  tryStep: (step: Step) => Promise<A | Failure>,
-  isFailed: (result: A | Failure) => result is Failure,
-  hooks: RouteHooks,
-  redact: Redactor,
-): Promise<RouteOutcome<A>> {
-  const attempts: AttemptRecord[] = []
-  const failures: Failure[] = []
-  for (const step of route.steps) {
+export interface RouteRunOptions<A> {
+  readonly route: Route
+  readonly health: HealthBoard
+  readonly policy: FailoverConfig
+  readonly redact: Redactor
+  /** The client's connection: aborted when it goes away. */
+  readonly signal: AbortSignal
+  /** The request's deadline on the `performance.now()` clock. */
+  readonly budgetEnd: number
+  readonly estimateTokens: (step: Step) => number
+  readonly tryStep: (step: Step) => Promise<A | Failure>
+  readonly isFailure: (result: A | Failure) => result is Failure
+  readonly onAttemptFailed: (record: AttemptRecord) => void
+  readonly onHealthChange: (step: Step, change: NonNullable<HealthChange>) => void
+}
+
+export async function runRoute<A>(options: RouteRunOptions<A>): Promise<RouteOutcome<A>> {
+  return new RouteRun(options).run()
+}
+
+class RouteRun<A> {
+  readonly #o: RouteRunOptions<A>
+  readonly #trail: Trail = { attempts: [], skipped: [] }
+  readonly #failures: Failure[] = []
+
+  constructor(options: RouteRunOptions<A>) {
+    this.#o = options
+  }
+
+  async run(): Promise<RouteOutcome<A>> {
+    const { steps } = this.#o.route
+    const retries = new Map<number, number>()
+    for (let i = 0; i < steps.length && this.#canAttempt(); ) {
+      const step = steps[i] as Step
+      const availability = this.#availability(step)
+      if (!availability.ok) {
+        this.#skip(step, availability)
+        i++
+        continue
+      }
+      const result = await this.#attempt(step, availability.probe)
+      if (result.kind !== 'failed') return result
+      const decision = decide({
+        failure: result.failure,
+        retries: retries.get(i) ?? 0,
+        laterStepAvailable: steps.slice(i + 1).some((s) => this.#availability(s).ok),
+        budgetLeftMs: this.#budgetLeft(),
+        policy: this.#o.policy,
+        random: Math.random,
+      })
+      if (decision.action === 'stop') return this.#aborted()
+      if (decision.action === 'retry') {
+        if (!(await this.#wait(decision.delayMs))) return this.#aborted()
+        retries.set(i, (retries.get(i) ?? 0) + 1)
+        continue
+      }
+      i++
+    }
+    if (this.#trail.attempts.length === 0 && this.#trail.skipped.length > 0) return this.#recover()
+    return this.#failed()
+  }
+
+  /**
+   * Every step was unavailable, so nothing was tried. Rather than fail, take the step that recovers
+   * soonest: try it now when its unavailability is our own guess (an open circuit, a cooldown without
+   * a hint), or wait for it when the provider set the time and the wait fits the budget.
+   */
+  async #recover(): Promise<RouteOutcome<A>> {
+    const soonest = this.#trail.skipped.reduce((a, b) => (b.forMs < a.forMs ? b : a))
+    const step = this.#o.route.steps[soonest.step] as Step
+    if (soonest.firm) {
+      if (soonest.forMs > Math.min(this.#o.policy.max_wait, this.#budgetLeft())) return this.#failed()
+      if (!(await this.#wait(soonest.forMs))) return this.#aborted()
+    }
+    const result = await this.#attempt(step, soonest.reason === 'circuit_open')
+    return result.kind === 'failed' ? this.#failed() : result
+  }
+
+  async #attempt(
+    step: Step,
+    probe: boolean,
+  ): Promise<Exclude<RouteOutcome<A>, { kind: 'failed' }> | { kind: 'failed'; failure: Failure }> {
+    const { health } = this.#o
+    health.begin(step, Date.now(), probe)
     const started = performance.now()
-    const result = await tryStep(step)
+    const result = await this.#o.tryStep(step)
     const durationMs = Math.round(performance.now() - started)
-    if (!isFailed(result)) {
-      attempts.push({
+    if (!this.#o.isFailure(result)) {
+      this.#trail.attempts.push({
         step: step.index,
         provider: step.provider,
         model: step.model,
         outcome: 'ok',
         durationMs,
       })
-      return { kind: 'answered', answer: result, step, attempts }
+      this.#notify(step, health.recordSuccess(step, durationMs, Date.now()))
+      return { kind: 'answered', answer: result, step, trail: this.#trail }
     }
-    const record = recordFailure(step, result, durationMs)
-    attempts.push(record)
-    if (shouldFallback(result) === 'stop') return { kind: 'aborted', attempts }
-    failures.push(result)
-    hooks.onAttemptFailed(record)
+    const record = recordOf(step, result, durationMs)
+    this.#trail.attempts.push(record)
+    this.#notify(step, health.recordFailure(step, result, durationMs, Date.now(), record.reason ?? ''))
+    if (result.kind === 'aborted') return this.#aborted()
+    this.#failures.push(result)
+    this.#o.onAttemptFailed(record)
+    return { kind: 'failed', failure: result }
   }
-  return { kind: 'failed', error: routeFailed(route, attempts, failures, redact), attempts }
+
+  #availability(step: Step): Availability {
+    return this.#o.health.availability(step, Date.now(), this.#o.estimateTokens(step))
+  }
+
+  #skip(step: Step, availability: Exclude<Availability, { ok: true }>): void {
+    const forMs = Math.max(0, availability.until - Date.now())
+    const { reason, firm } = availability
+    this.#trail.skipped.push({
+      step: step.index,
+      provider: step.provider,
+      model: step.model,
+      reason,
+      forMs,
+      firm,
+    })
+  }
+
+  #canAttempt(): boolean {
+    return this.#trail.attempts.length < this.#o.policy.max_attempts && this.#budgetLeft() > 0
+  }
+
+  #budgetLeft(): number {
+    return this.#o.budgetEnd - performance.now()
+  }
+
+  /** Sleeps unless the client leaves first; false when it did. */
+  async #wait(ms: number): Promise<boolean> {
+    try {
+      await sleep(ms, undefined, { signal: this.#o.signal })
+      return true
+    } catch {
+      return false
+    }
+  }
+
+  #notify(step: Step, change: HealthChange): void {
+    if (change !== undefined) this.#o.onHealthChange(step, change)
+  }
+
+  #aborted(): { kind: 'aborted'; trail: Trail } {
+    return { kind: 'aborted', trail: this.#trail }
+  }
+
+  #failed(): RouteOutcome<A> {
+    return {
+      kind: 'failed',
+      error: routeFailed(this.#o.route, this.#trail, this.#failures, this.#o.redact),
+      trail: this.#trail,
+    }
+  }
 }
 
-function recordFailure(step: Step, failure: Failure, durationMs: number): AttemptRecord {
+function recordOf(step: Step, failure: Failure, durationMs: number): AttemptRecord {
   return {
     step: step.index,
     provider: step.provider,
@@ -88,8 +259,8 @@ export function describeFailure(failure: Failure): string {
       return `connection failed (${failure.code})`
     case 'timeout':
       return failure.afterMs > 0
-        ? `timed out after ${failure.afterMs} ms waiting for ${failure.phase.replace('_', ' ')}`
-        : `timed out waiting for ${failure.phase.replace('_', ' ')}`
+        ? `timed out after ${failure.afterMs} ms waiting for ${phaseNames[failure.phase]}`
+        : `timed out waiting for ${phaseNames[failure.phase]}`
     case 'invalid_response':
       return `invalid response: ${failure.reason}`
     case 'aborted':
@@ -97,22 +268,56 @@ export function describeFailure(failure: Failure): string {
   }
 }
 
+const phaseNames = {
+  connect: 'the connection',
+  headers: 'response headers',
+  first_token: 'the first token',
+  idle: 'the next chunk',
+  attempt: 'the answer',
+  total: 'the answer (request budget used up)',
+} as const
+
+const skipNames = {
+  rate_limited: 'cooling down after a rate limit',
+  auth: 'cooling down after the provider refused the key',
+  not_found: 'cooling down after the provider did not know the model',
+  circuit_open: 'circuit open after repeated failures',
+  probe_in_flight: 'recovery probe in flight',
+  quota: 'declared quota used up',
+} as const
+
 /**
- * When every step was rate limited the client gets a 429 with the soonest `Retry-After` any provider
- * gave, so its own retry logic waits the right time; otherwise a 502 naming each step and why.
+ * The client's error when no step answered. A 429 with the soonest `Retry-After` when every step was
+ * rate limited (answered 429, or skipped for a rate limit or quota), so its own retry logic waits the
+ * right time; 504 when the request's budget ran out; otherwise a 502 naming each step and why.
  */
-function routeFailed(
-  route: Route,
-  attempts: AttemptRecord[],
-  failures: Failure[],
-  redact: Redactor,
-): GatewayError {
-  const tried = attempts.map((a) => `${a.provider}/${a.model}: ${a.reason ?? a.outcome}`).join('; ')
-  const message = redact(`All ${attempts.length} step(s) of route "${route.name}" failed. ${tried}`)
-  const rateLimited = failures.every((f) => f.kind === 'http_error' && f.status === 429)
-  if (!rateLimited) return new GatewayError('upstream_failed', message)
-  const hints = failures.map((f) => (f.kind === 'http_error' ? f.retryAfterMs : undefined))
-  const soonest = Math.min(...hints.map((ms) => ms ?? 1_000))
-  const seconds = Math.max(1, Math.ceil(soonest / 1000))
-  return new GatewayError('rate_limit_exceeded', message, { headers: { 'retry-after': String(seconds) } })
+function routeFailed(route: Route, trail: Trail, failures: Failure[], redact: Redactor): GatewayError {
+  const tried = trail.attempts.map((a) => `${a.provider}/${a.model}: ${a.reason ?? a.outcome}`)
+  const passed = trail.skipped.map(
+    (s) =>
+      `${s.provider}/${s.model}: skipped, ${skipNames[s.reason]} (ready in ${Math.ceil(s.forMs / 1000)} s)`,
+  )
+  const count = trail.attempts.length + trail.skipped.length
+  const message = redact(
+    `All ${count} step(s) of route "${route.name}" failed. ${[...tried, ...passed].join('; ')}`,
+  )
+
+  const limited =
+    failures.every((f) => f.kind === 'http_error' && f.status === 429) &&
+    trail.skipped.every((s) => s.reason === 'rate_limited' || s.reason === 'quota')
+  if (limited && count > 0) {
+    const waits = [
+      ...failures.map((f) => (f.kind === 'http_error' ? (f.retryAfterMs ?? 1_000) : 1_000)),
+      ...trail.skipped.map((s) => s.forMs),
+    ]
+    const seconds = Math.max(1, Math.ceil(Math.min(...waits) / 1000))
+    return new GatewayError('rate_limit_exceeded', message, { headers: { 'retry-after': String(seconds) } })
+  }
+  if (failures.some((f) => f.kind === 'timeout' && f.phase === 'total'))
+    return new GatewayError('gateway_timeout', message)
+  if (failures.length === 0) {
+    const seconds = Math.max(1, Math.ceil(Math.min(...trail.skipped.map((s) => s.forMs)) / 1000))
+    return new GatewayError('no_step_available', message, { headers: { 'retry-after': String(seconds) } })
+  }
+  return new GatewayError('upstream_failed', message)
 }

@@ -7,11 +7,13 @@ import pkg from '../package.json' with { type: 'json' }
 import { createKeyCheck } from './auth.ts'
 import type { Config } from './config.ts'
 import { createEndpoints } from './handlers.ts'
+import { HealthBoard } from './health.ts'
 import { createLogger, type Logger } from './logger.ts'
+import { QuotaBook } from './quota.ts'
 import { createRedactor } from './redact.ts'
 import { createRouter } from './router.ts'
 import { createHttpServer } from './server.ts'
-import { createUpstreamClient } from './upstream.ts'
+import { UpstreamClient } from './upstream.ts'
 
 export const version: string = pkg.version
 
@@ -36,11 +38,17 @@ export function createGateway(config: Config, options: GatewayOptions = {}): Gat
     ...(options.logDestination === undefined ? {} : { destination: options.logDestination }),
   })
   const router = createRouter(config, `ai-gateway/${version}`)
-  const client = createUpstreamClient()
+  const client = new UpstreamClient()
+  const steps = router.routes.flatMap((route) => route.steps)
+  const quotas = new QuotaBook(steps)
+  const health = new HealthBoard(config.failover, quotas, steps)
   const isKeyValid = createKeyCheck(config.api_key)
   const endpoints = createEndpoints({
     router,
     client,
+    health,
+    quotas,
+    policy: config.failover,
     logger,
     redact,
     maxBodySize: config.max_body_size,
@@ -72,7 +80,7 @@ export function createGateway(config: Config, options: GatewayOptions = {}): Gat
     async stop() {
       logger.info({ graceMs: config.shutdown_timeout }, 'shutting down')
       await server.close(config.shutdown_timeout)
-      await client.destroy()
+      await client.close()
       logger.info('stopped')
     },
   }

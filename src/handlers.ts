@@ -1,4 +1,4 @@
-// The endpoints: health, the model list (route names), and chat completions.
+// The endpoints: health, the model list (route names), chat completions, and the gateway's own status.
 
 import { readJsonObject } from './body.ts'
 import { GatewayError } from './errors.ts'
@@ -40,6 +40,11 @@ export function createEndpoints(deps: HandlerDeps): Endpoint[] {
       },
     },
     { method: 'POST', path: '/v1/chat/completions', handle: (exchange) => chatCompletions(exchange, deps) },
+    {
+      method: 'GET',
+      path: '/v1/gateway/status',
+      handle: ({ res }) => sendJson(res, 200, gatewayStatus(deps)),
+    },
   ]
 }
 
@@ -81,5 +86,36 @@ function safeDecode(text: string): string {
     return decodeURIComponent(text)
   } catch {
     return text
+  }
+}
+
+/** Every target's health, and which step each route would try next, as of now. */
+function gatewayStatus(deps: HandlerDeps) {
+  const now = Date.now()
+  const routes = deps.router.routes.map((route) => {
+    const steps = route.steps.map((step) => {
+      const availability = deps.health.availability(step, now)
+      return {
+        step: step.index,
+        provider: step.provider,
+        model: step.model,
+        available: availability.ok,
+        ...(availability.ok
+          ? {}
+          : { reason: availability.reason, until: new Date(availability.until).toISOString() }),
+      }
+    })
+    const next = steps.find((s) => s.available)
+    return {
+      name: route.name,
+      next: next === undefined ? null : { step: next.step, provider: next.provider, model: next.model },
+      steps,
+    }
+  })
+  return {
+    object: 'gateway.status',
+    time: new Date(now).toISOString(),
+    targets: deps.health.snapshot(now),
+    routes,
   }
 }

@@ -1,26 +1,25 @@
-// Proxying one client request through a route: try each step, then answer with the first success
-// (a JSON body or a committed stream), or with the route's failure.
+// Proxying one client request through a route: try the steps (fallback.ts decides how), then answer
+// with the first success (a JSON body or a committed stream), or with the route's failure.
 
-import type { Dispatcher } from 'undici'
-import { runRoute } from './fallback.ts'
+import { Attempt, type Failure, isFailure } from './attempt.ts'
+import type { FailoverConfig } from './config-schema.ts'
+import { describeFailure, runRoute } from './fallback.ts'
+import type { HealthBoard, HealthChange } from './health.ts'
 import type { Logger } from './logger.ts'
+import { estimatePromptTokens, type QuotaBook } from './quota.ts'
 import type { Redactor } from './redact.ts'
 import { type Route, rewriteBody, type Step } from './router.ts'
 import type { Exchange } from './server.ts'
 import { awaitCommit, type CommittedStream, pipeStream } from './sse.ts'
-import {
-  Attempt,
-  type Failure,
-  isFailure,
-  type JsonAnswer,
-  readJsonAnswer,
-  sendUpstream,
-} from './upstream.ts'
+import { type JsonAnswer, readJsonAnswer, sendUpstream, type UpstreamClient, type Usage } from './upstream.ts'
 
 export interface ProxyDeps {
-  readonly client: Dispatcher
+  readonly client: UpstreamClient
   readonly logger: Logger
   readonly redact: Redactor
+  readonly health: HealthBoard
+  readonly quotas: QuotaBook
+  readonly policy: FailoverConfig
 }
 
 interface ProxyRequest {
@@ -38,8 +37,9 @@ export async function proxyThroughRoute(
   deps: ProxyDeps,
   request: ProxyRequest,
 ): Promise<void> {
-  const { res, facts } = exchange
-  facts.route = request.route.name
+  const { res, facts, requestId } = exchange
+  const { route } = request
+  facts.route = route.name
   facts.stream = request.stream
 
   // The client going away (before or during the answer) aborts whatever attempt is in flight.
@@ -47,22 +47,37 @@ export async function proxyThroughRoute(
   res.once('close', () => {
     if (!res.writableFinished) client.abort()
   })
+  const budgetEnd = exchange.startedAt + route.totalMs
+  let promptTokens: number | undefined
 
-  const tryStep = async (step: Step): Promise<Answer | Failure> => {
-    const attempt = new Attempt(client.signal)
-    const result = await attemptStep(deps, request, step, attempt)
-    if (isFailure(result)) attempt.end()
-    return isFailure(result) ? result : { ...result, attempt }
-  }
-  const hooks = {
-    onAttemptFailed: (record: object) =>
-      deps.logger.warn(
-        { requestId: exchange.requestId, route: request.route.name, ...record },
-        'upstream attempt failed',
-      ),
-  }
-  const outcome = await runRoute(request.route, tryStep, isFailure, hooks, deps.redact)
-  facts.attempts = outcome.attempts
+  const outcome = await runRoute<Answer>({
+    route,
+    health: deps.health,
+    policy: deps.policy,
+    redact: deps.redact,
+    signal: client.signal,
+    budgetEnd,
+    estimateTokens: (step) => {
+      if (!deps.quotas.countsTokens(step)) return 0
+      promptTokens ??= estimatePromptTokens(request.body)
+      return promptTokens
+    },
+    tryStep: async (step) => {
+      const attempt = new Attempt(client.signal, budgetEnd)
+      const result = await attemptStep(deps, request, step, attempt)
+      if (isFailure(result)) {
+        attempt.end()
+        return result
+      }
+      return { ...result, attempt }
+    },
+    isFailure: (result): result is Failure => isFailure(result),
+    onAttemptFailed: (record) =>
+      deps.logger.warn({ requestId, route: route.name, ...record }, 'upstream attempt failed'),
+    onHealthChange: (step, change) => logHealthChange(deps.logger, step, change),
+  })
+  facts.attempts = outcome.trail.attempts
+  if (outcome.trail.skipped.length > 0) facts.skipped = outcome.trail.skipped
   if (outcome.kind === 'aborted') return
   if (outcome.kind === 'failed') throw outcome.error
 
@@ -70,10 +85,10 @@ export async function proxyThroughRoute(
   facts.provider = step.provider
   facts.model = step.model
   const headers = {
-    'x-gateway-route': request.route.name,
+    'x-gateway-route': route.name,
     'x-gateway-provider': step.provider,
     'x-gateway-model': step.model,
-    'x-gateway-attempts': String(outcome.attempts.length),
+    'x-gateway-attempts': String(outcome.trail.attempts.length),
   }
   try {
     if (answer.kind === 'json') {
@@ -84,7 +99,7 @@ export async function proxyThroughRoute(
       })
       res.end(answer.body)
       facts.ttfbMs = elapsed(exchange)
-      if (answer.usage !== undefined) facts.usage = answer.usage
+      recordUsage(deps, exchange, step, answer.usage)
       return
     }
     res.writeHead(answer.status, {
@@ -94,16 +109,20 @@ export async function proxyThroughRoute(
       'x-accel-buffering': 'no',
     })
     facts.ttfbMs = elapsed(exchange)
-    answer.attempt.arm(step.timeoutMs, 'idle')
+    answer.attempt.committed(step)
     const end = await pipeStream(res, answer, answer.attempt, deps.redact)
     facts.streamEnd = typeof end === 'string' ? end : end.kind
-    if (answer.stats.usage !== undefined) facts.usage = answer.stats.usage
+    recordUsage(deps, exchange, step, answer.stats.usage)
     if (answer.stats.malformed > 0) facts.malformedEvents = answer.stats.malformed
     if (typeof end !== 'string') {
+      // Nothing can be retried once the client has bytes, but the provider's health still learns.
+      const reason = describeFailure(end)
       deps.logger.warn(
-        { requestId: exchange.requestId, route: request.route.name, failure: end },
+        { requestId, route: route.name, provider: step.provider, model: step.model, reason },
         'stream failed after commit',
       )
+      const change = deps.health.recordFailure(step, end, answer.attempt.elapsedMs(), Date.now(), reason)
+      if (change !== undefined) logHealthChange(deps.logger, step, change)
     }
   } finally {
     answer.attempt.end()
@@ -128,6 +147,26 @@ async function attemptStep(
   return request.stream
     ? awaitCommit(response, attempt, deps.redact)
     : readJsonAnswer(response, attempt, deps.redact)
+}
+
+function recordUsage(deps: ProxyDeps, exchange: Exchange, step: Step, usage: Usage | undefined): void {
+  if (usage === undefined) return
+  exchange.facts.usage = usage
+  const tokens = usage.total_tokens ?? (usage.prompt_tokens ?? 0) + (usage.completion_tokens ?? 0)
+  if (tokens > 0) deps.quotas.countTokens(step, tokens, Date.now())
+}
+
+/** State changes are rare and operators want them: a refused key especially, which never heals alone. */
+function logHealthChange(logger: Logger, step: Step, change: NonNullable<HealthChange>): void {
+  const target = { provider: step.provider, model: step.model }
+  if (change.kind === 'circuit_closed') logger.info(target, 'circuit closed')
+  else if (change.kind === 'circuit_opened') logger.warn({ ...target, ...change }, 'circuit opened')
+  else if (change.reason === 'rate_limited') logger.info({ ...target, ...change }, 'cooling down')
+  else
+    logger.error(
+      { ...target, ...change },
+      change.reason === 'auth' ? 'provider refused the key' : 'provider does not know the model',
+    )
 }
 
 function elapsed(exchange: Exchange): number {

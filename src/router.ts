@@ -1,6 +1,7 @@
 // Route table: route name → ordered steps, each resolved once against its provider at startup. Pure.
 
 import type { Config } from './config.ts'
+import type { Limits } from './config-schema.ts'
 
 export type ConflictResolution = 'tools' | 'format'
 
@@ -9,7 +10,10 @@ export interface Step {
   readonly index: number
   readonly provider: string
   readonly model: string
-  readonly timeoutMs: number
+  readonly timeouts: StepTimeouts
+  /** This target's declared quota, and its provider's. */
+  readonly limits: Limits | undefined
+  readonly providerLimits: Limits | undefined
   readonly conflictResolution: ConflictResolution | undefined
   /** `scheme://host[:port]` of the provider, the key of its connection pool. */
   readonly origin: string
@@ -21,10 +25,26 @@ export interface Step {
   readonly headers: Readonly<Record<string, string>>
 }
 
+/** Per-phase limits in ms, resolved step > route > global; unset phases fall back to `attempt`. */
+export interface StepTimeouts {
+  /** The whole attempt (`timeout`, else `default_timeout`); for a stream, until its first content. */
+  readonly attempt: number
+  readonly connect: number
+  readonly headers: number
+  readonly firstToken: number
+  /** Longest silence between stream chunks once the stream is committed. */
+  readonly idle: number
+}
+
 export interface Route {
   readonly name: string
   readonly steps: readonly Step[]
+  /** The request's whole budget, however many steps it walks. */
+  readonly totalMs: number
 }
+
+export const defaultConnectTimeoutMs = 10_000
+export const defaultTotalTimeoutMs = 300_000
 
 export interface Router {
   /** The route a client's `model` names, or undefined when there is none. */
@@ -38,6 +58,7 @@ export function createRouter(config: Config, userAgent: string): Router {
     (route): Route =>
       Object.freeze({
         name: route.name,
+        totalMs: route.timeouts?.total ?? config.timeouts.total ?? defaultTotalTimeoutMs,
         steps: Object.freeze(
           route.steps.map((step, index): Step => {
             const provider = providers.get(step.provider)
@@ -53,7 +74,9 @@ export function createRouter(config: Config, userAgent: string): Router {
               index,
               provider: provider.name,
               model: step.model,
-              timeoutMs: step.timeout ?? config.default_timeout,
+              timeouts: resolveTimeouts(config, route, step),
+              limits: step.limits,
+              providerLimits: provider.limits,
               conflictResolution: step.conflict_resolution,
               origin: url.origin,
               basePath: url.pathname.replace(/\/+$/, ''),
@@ -66,6 +89,25 @@ export function createRouter(config: Config, userAgent: string): Router {
   )
   const byName = new Map(routes.map((r) => [r.name, r]))
   return { plan: (model) => byName.get(model), routes }
+}
+
+type RouteConfig = Config['routes'][number]
+
+function resolveTimeouts(
+  config: Config,
+  route: RouteConfig,
+  step: RouteConfig['steps'][number],
+): StepTimeouts {
+  const attempt = step.timeout ?? config.default_timeout
+  const pick = (phase: 'connect' | 'headers' | 'first_token' | 'idle') =>
+    step.timeouts?.[phase] ?? route.timeouts?.[phase] ?? config.timeouts[phase]
+  return Object.freeze({
+    attempt,
+    connect: pick('connect') ?? defaultConnectTimeoutMs,
+    headers: pick('headers') ?? attempt,
+    firstToken: pick('first_token') ?? attempt,
+    idle: pick('idle') ?? attempt,
+  })
 }
 
 /**

@@ -6,7 +6,7 @@ import { once } from 'node:events'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { GatewayError, toGatewayError } from './errors.ts'
-import type { AttemptRecord } from './fallback.ts'
+import type { AttemptRecord, SkipRecord } from './fallback.ts'
 import type { Logger } from './logger.ts'
 import type { Redactor } from './redact.ts'
 import type { Usage } from './upstream.ts'
@@ -18,6 +18,7 @@ export interface AccessFacts {
   provider?: string
   model?: string
   attempts?: AttemptRecord[]
+  skipped?: SkipRecord[]
   ttfbMs?: number
   usage?: Usage
   streamEnd?: string

@@ -4,8 +4,9 @@
 import { once } from 'node:events'
 import type { ServerResponse } from 'node:http'
 import { createParser, type EventSourceMessage } from 'eventsource-parser'
+import type { Attempt, Failure } from './attempt.ts'
 import type { Redactor } from './redact.ts'
-import type { Attempt, Failure, UpstreamResponse, Usage } from './upstream.ts'
+import type { UpstreamResponse, Usage } from './upstream.ts'
 import { errorMessageOf, sanitizeReason, usageOf } from './upstream.ts'
 
 type Item =
@@ -95,7 +96,6 @@ export async function awaitCommit(
   attempt: Attempt,
   redact: Redactor,
 ): Promise<CommittedStream | Failure> {
-  attempt.enter('first_token')
   const rest = readItems(response.body)
   const head: EventSourceMessage[] = []
   const stats: StreamStats = { malformed: 0, usage: undefined }

@@ -2,23 +2,10 @@
 // as data (an outcome), so the fallback policy can read statuses instead of catching exceptions.
 
 import { Agent, type Dispatcher } from 'undici'
+import type { Attempt, Failure } from './attempt.ts'
 import type { Redactor } from './redact.ts'
+import { retryHint } from './retry-hints.ts'
 import type { Step } from './router.ts'
-
-export type TimeoutPhase = 'connect' | 'headers' | 'body' | 'first_token' | 'idle'
-
-/** Why an attempt did not produce an answer. */
-export type Failure =
-  | {
-      readonly kind: 'http_error'
-      readonly status: number
-      readonly reason: string
-      readonly retryAfterMs?: number
-    }
-  | { readonly kind: 'network'; readonly code: string; readonly reason: string }
-  | { readonly kind: 'timeout'; readonly phase: TimeoutPhase; readonly afterMs: number }
-  | { readonly kind: 'invalid_response'; readonly reason: string }
-  | { readonly kind: 'aborted' }
 
 /** A 2xx response whose body has not been read yet. */
 export interface UpstreamResponse {
@@ -28,80 +15,24 @@ export interface UpstreamResponse {
   readonly body: Dispatcher.ResponseData['body']
 }
 
-export const isFailure = (value: { kind: string }): value is Failure =>
-  value.kind === 'http_error' ||
-  value.kind === 'network' ||
-  value.kind === 'timeout' ||
-  value.kind === 'invalid_response' ||
-  value.kind === 'aborted'
-
-export function createUpstreamClient(): Dispatcher {
-  return new Agent({ keepAliveTimeout: 4_000, connect: { timeout: 10_000 } })
-}
-
-const clientGone: Failure = Object.freeze({ kind: 'aborted' })
-
 /**
- * The life of one attempt: its abort controller (tied to the client's connection), and one deadline
- * timer that is re-armed per phase and refreshed on progress. The abort reason is the Failure itself,
- * so whoever catches the resulting error learns what happened from the signal, not from error types.
+ * Pooled keep-alive connections to every provider. undici sets the connect timeout per pool, so steps
+ * that configure different connect timeouts get a pool each (there are rarely more than one or two).
  */
-export class Attempt {
-  readonly #controller = new AbortController()
-  readonly #detach: () => void
-  #timer: NodeJS.Timeout | undefined
-  #phase: TimeoutPhase = 'connect'
-  readonly startedAt = performance.now()
+export class UpstreamClient {
+  readonly #pools = new Map<number, Agent>()
 
-  constructor(clientSignal: AbortSignal) {
-    const onAbort = () => this.#controller.abort(clientGone)
-    if (clientSignal.aborted) onAbort()
-    clientSignal.addEventListener('abort', onAbort, { once: true })
-    this.#detach = () => clientSignal.removeEventListener('abort', onAbort)
+  dispatcher(connectTimeoutMs: number): Dispatcher {
+    let agent = this.#pools.get(connectTimeoutMs)
+    if (agent === undefined) {
+      agent = new Agent({ keepAliveTimeout: 4_000, connect: { timeout: connectTimeoutMs } })
+      this.#pools.set(connectTimeoutMs, agent)
+    }
+    return agent
   }
 
-  get signal(): AbortSignal {
-    return this.#controller.signal
-  }
-
-  /** Fail the attempt as a timeout unless `touch()` is called within `ms`. */
-  arm(ms: number, phase: TimeoutPhase): void {
-    clearTimeout(this.#timer)
-    this.#phase = phase
-    this.#timer = setTimeout(
-      () => this.#controller.abort({ kind: 'timeout', phase: this.#phase, afterMs: ms }),
-      ms,
-    )
-  }
-
-  /** Name what the running deadline is now waiting for, without extending it. */
-  enter(phase: TimeoutPhase): void {
-    this.#phase = phase
-  }
-
-  touch(): void {
-    this.#timer?.refresh()
-  }
-
-  /** Abort with a failure found while reading (e.g. a malformed body), releasing the connection. */
-  fail(failure: Failure): Failure {
-    this.#controller.abort(failure)
-    return failure
-  }
-
-  /** The Failure behind a thrown error: the abort reason when we aborted, else the network error. */
-  failureOf(err: unknown): Failure {
-    if (this.#controller.signal.aborted) return this.#controller.signal.reason as Failure
-    return classifyNetworkError(err)
-  }
-
-  end(): void {
-    clearTimeout(this.#timer)
-    this.#detach()
-  }
-
-  elapsedMs(): number {
-    return performance.now() - this.startedAt
+  async close(): Promise<void> {
+    await Promise.all([...this.#pools.values()].map((agent) => agent.destroy()))
   }
 }
 
@@ -116,14 +47,14 @@ export interface SendOptions {
 
 /** Sends one request; a 2xx comes back unread, anything else as a Failure with a sanitized reason. */
 export async function sendUpstream(
-  client: Dispatcher,
+  client: UpstreamClient,
   options: SendOptions,
 ): Promise<UpstreamResponse | Failure> {
   const { step, attempt } = options
-  attempt.arm(step.timeoutMs, 'headers')
+  attempt.start(step, options.stream)
   let response: Dispatcher.ResponseData
   try {
-    response = await client.request({
+    response = await client.dispatcher(step.timeouts.connect).request({
       origin: step.origin,
       path: `${step.basePath}${options.endpoint}${step.search}`,
       method: 'POST',
@@ -134,18 +65,20 @@ export async function sendUpstream(
       },
       body: options.body,
       signal: attempt.signal,
-      // Our own deadline is the precise bound; these only back it up.
-      headersTimeout: step.timeoutMs + 1_000,
-      bodyTimeout: step.timeoutMs + 1_000,
+      // The attempt's own timers are the precise bounds; these only stop undici's defaults (300 s)
+      // from cutting a long but healthy answer.
+      headersTimeout: 0,
+      bodyTimeout: 0,
     })
   } catch (err) {
     return attempt.failureOf(err)
   }
+  attempt.unwatch()
   if (response.statusCode >= 200 && response.statusCode < 300) {
     return { kind: 'response', status: response.statusCode, headers: response.headers, body: response.body }
   }
   const text = await readPrefix(response.body, 16 * 1024).catch(() => '')
-  const retryAfterMs = parseRetryAfter(response.headers['retry-after'])
+  const retryAfterMs = retryHint(response.headers, text)
   return {
     kind: 'http_error',
     status: response.statusCode,
@@ -198,31 +131,6 @@ export function sanitizeReason(text: string, redact: Redactor): string {
   return line.length > 200 ? `${line.slice(0, 197)}...` : line
 }
 
-/** `Retry-After` as milliseconds from now: delta-seconds or an HTTP-date. */
-export function parseRetryAfter(value: string | string[] | undefined, now = Date.now()): number | undefined {
-  const text = Array.isArray(value) ? value[0] : value
-  if (text === undefined || text.trim() === '') return undefined
-  if (/^\s*\d+(\.\d+)?\s*$/.test(text)) return Math.round(Number(text) * 1000)
-  const date = Date.parse(text)
-  return Number.isNaN(date) ? undefined : Math.max(0, date - now)
-}
-
-const timeoutCodes: Record<string, TimeoutPhase> = {
-  UND_ERR_CONNECT_TIMEOUT: 'connect',
-  UND_ERR_HEADERS_TIMEOUT: 'headers',
-  UND_ERR_BODY_TIMEOUT: 'body',
-}
-
-function classifyNetworkError(err: unknown): Failure {
-  const code = String(
-    (err as { code?: unknown }).code ?? (err as { cause?: { code?: unknown } }).cause?.code ?? 'UNKNOWN',
-  )
-  const phase = timeoutCodes[code]
-  if (phase !== undefined) return { kind: 'timeout', phase, afterMs: 0 }
-  const message = err instanceof Error ? err.message : String(err)
-  return { kind: 'network', code, reason: message.slice(0, 200) }
-}
-
 /** A complete non-streaming answer, as the provider sent it. */
 export interface JsonAnswer {
   readonly kind: 'json'
@@ -247,7 +155,6 @@ export async function readJsonAnswer(
   attempt: Attempt,
   redact: Redactor,
 ): Promise<JsonAnswer | Failure> {
-  attempt.enter('body')
   let body: Buffer
   try {
     body = Buffer.from(await response.body.arrayBuffer())

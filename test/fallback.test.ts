@@ -12,6 +12,57 @@ let mock: MockUpstream
 let gw: RunningGateway
 let closedPort: number
 
+function config() {
+  return baseConfig({
+    default_timeout: '2s',
+    providers: [
+      { name: 'a', api_key: keys.a, base_url: mock.url('a') },
+      {
+        name: 'b',
+        api_key: keys.b,
+        base_url: `${mock.url('b')}/`,
+        headers: { 'HTTP-Referer': 'https://example.test', 'X-Title': 'gw' },
+      },
+      { name: 'c', base_url: mock.url('c') },
+      { name: 'down', api_key: 'sk-down-secret-333', base_url: `http://127.0.0.1:${closedPort}/v1` },
+    ],
+    routes: [
+      {
+        name: 'ab',
+        steps: [
+          { provider: 'a', model: 'model-a' },
+          { provider: 'b', model: 'model-b' },
+        ],
+      },
+      {
+        name: 'abc',
+        steps: [
+          { provider: 'a', model: 'model-a' },
+          { provider: 'b', model: 'model-b' },
+          { provider: 'c', model: 'model-c' },
+        ],
+      },
+      {
+        name: 'fast-timeout',
+        steps: [
+          { provider: 'a', model: 'model-a', timeout: '300ms' },
+          { provider: 'b', model: 'model-b' },
+        ],
+      },
+      {
+        name: 'down-then-b',
+        steps: [
+          { provider: 'down', model: 'm' },
+          { provider: 'b', model: 'model-b' },
+        ],
+      },
+      { name: 'tools-wins', steps: [{ provider: 'a', model: 'model-a', conflict_resolution: 'tools' }] },
+      { name: 'format-wins', steps: [{ provider: 'a', model: 'model-a', conflict_resolution: 'format' }] },
+      { name: 'no-resolution', steps: [{ provider: 'a', model: 'model-a' }] },
+    ],
+  })
+}
+
 before(async () => {
   mock = await MockUpstream.start()
   // A port with nothing listening: connection refused.
@@ -19,56 +70,7 @@ before(async () => {
   await new Promise((resolve) => probe.once('listening', resolve))
   closedPort = (probe.address() as { port: number }).port
   probe.close()
-  gw = await startGateway(
-    baseConfig({
-      default_timeout: '2s',
-      providers: [
-        { name: 'a', api_key: keys.a, base_url: mock.url('a') },
-        {
-          name: 'b',
-          api_key: keys.b,
-          base_url: `${mock.url('b')}/`,
-          headers: { 'HTTP-Referer': 'https://example.test', 'X-Title': 'gw' },
-        },
-        { name: 'c', base_url: mock.url('c') },
-        { name: 'down', api_key: 'sk-down-secret-333', base_url: `http://127.0.0.1:${closedPort}/v1` },
-      ],
-      routes: [
-        {
-          name: 'ab',
-          steps: [
-            { provider: 'a', model: 'model-a' },
-            { provider: 'b', model: 'model-b' },
-          ],
-        },
-        {
-          name: 'abc',
-          steps: [
-            { provider: 'a', model: 'model-a' },
-            { provider: 'b', model: 'model-b' },
-            { provider: 'c', model: 'model-c' },
-          ],
-        },
-        {
-          name: 'fast-timeout',
-          steps: [
-            { provider: 'a', model: 'model-a', timeout: '300ms' },
-            { provider: 'b', model: 'model-b' },
-          ],
-        },
-        {
-          name: 'down-then-b',
-          steps: [
-            { provider: 'down', model: 'm' },
-            { provider: 'b', model: 'model-b' },
-          ],
-        },
-        { name: 'tools-wins', steps: [{ provider: 'a', model: 'model-a', conflict_resolution: 'tools' }] },
-        { name: 'format-wins', steps: [{ provider: 'a', model: 'model-a', conflict_resolution: 'format' }] },
-        { name: 'no-resolution', steps: [{ provider: 'a', model: 'model-a' }] },
-      ],
-    }),
-  )
+  gw = await startGateway(config())
 })
 
 after(async () => {
@@ -171,13 +173,19 @@ test('all steps failing names each step and why, without upstream bodies or secr
 })
 
 test('every step rate limited → 429 with the soonest Retry-After', async () => {
-  mock
-    .script('a', status(429, 'slow', { 'retry-after': '20' }))
-    .script('b', status(429, 'slow', { 'retry-after': '7' }))
-  const { res, body } = await chat('ab')
-  assert.equal(res.status, 429)
-  assert.equal(res.headers.get('retry-after'), '7')
-  assert.equal((body.error as Record<string, unknown>).code, 'rate_limit_exceeded')
+  // Retry hints cool the targets down, so this runs on a gateway of its own.
+  const own = await startGateway(config())
+  try {
+    mock
+      .script('a', status(429, 'slow', { 'retry-after': '20' }))
+      .script('b', status(429, 'slow', { 'retry-after': '7' }))
+    const res = await own.post('/v1/chat/completions', { model: 'ab', messages })
+    assert.equal(res.status, 429)
+    assert.equal(res.headers.get('retry-after'), '7')
+    assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'rate_limit_exceeded')
+  } finally {
+    await own.stop()
+  }
 })
 
 test('mixed failures are a 502, not a 429', async () => {

@@ -37,9 +37,32 @@ export function writeConfig(config: object | string): string {
   return file
 }
 
-/** A config with the test key, port 0, and the given providers and routes. */
+/**
+ * Failover settings that make one request's failures invisible to the next (no cooldowns, no circuit,
+ * no same-step retries), for tests of single-request behaviour that share one gateway. A provider's
+ * explicit retry hint still cools its target down: tests that send one start their own gateway.
+ */
+export const forgetful = {
+  rate_limit_cooldown: '1ms',
+  rate_limit_cooldown_max: '1ms',
+  auth_cooldown: '1ms',
+  not_found_cooldown: '1ms',
+  circuit_failures: 1_000_000,
+  circuit_open: '1ms',
+  circuit_open_max: '1ms',
+  max_retries: 0,
+}
+
+/** A config with the test key, port 0, forgetful failover, and the given providers and routes. */
 export function baseConfig(extra: Record<string, unknown>): Record<string, unknown> {
-  return { api_key: gatewayKey, port: 0, host: '127.0.0.1', default_timeout: '5s', ...extra }
+  return {
+    api_key: gatewayKey,
+    port: 0,
+    host: '127.0.0.1',
+    default_timeout: '5s',
+    failover: forgetful,
+    ...extra,
+  }
 }
 
 export function testEnv(extra: Record<string, string> = {}): Record<string, string> {

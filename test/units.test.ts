@@ -3,12 +3,13 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { resolveEnvRefs } from '../src/env-refs.ts'
-import { describeFailure, shouldFallback } from '../src/fallback.ts'
+import { describeFailure } from '../src/fallback.ts'
 import { createRedactor } from '../src/redact.ts'
+import { parseRetryAfter } from '../src/retry-hints.ts'
 import { normalizePath } from '../src/server.ts'
 import { formatEvent, isCommitPoint } from '../src/sse.ts'
 import { parseDuration, parseSize } from '../src/units.ts'
-import { errorMessageOf, parseRetryAfter, sanitizeReason } from '../src/upstream.ts'
+import { errorMessageOf, sanitizeReason } from '../src/upstream.ts'
 
 describe('parseDuration', () => {
   test('units and combinations', () => {
@@ -66,25 +67,15 @@ describe('createRedactor', () => {
   })
 })
 
-describe('shouldFallback', () => {
-  test('every failure moves on except the client leaving', () => {
-    assert.equal(shouldFallback({ kind: 'http_error', status: 429, reason: '' }), 'next_step')
-    assert.equal(shouldFallback({ kind: 'http_error', status: 400, reason: '' }), 'next_step')
-    assert.equal(shouldFallback({ kind: 'network', code: 'ECONNRESET', reason: '' }), 'next_step')
-    assert.equal(shouldFallback({ kind: 'timeout', phase: 'headers', afterMs: 1 }), 'next_step')
-    assert.equal(shouldFallback({ kind: 'invalid_response', reason: '' }), 'next_step')
-    assert.equal(shouldFallback({ kind: 'aborted' }), 'stop')
-  })
-  test('failures are described for people', () => {
-    assert.equal(
-      describeFailure({ kind: 'http_error', status: 429, reason: 'slow down' }),
-      'HTTP 429: slow down',
-    )
-    assert.equal(
-      describeFailure({ kind: 'timeout', phase: 'first_token', afterMs: 500 }),
-      'timed out after 500 ms waiting for first token',
-    )
-  })
+test('failures are described for people', () => {
+  assert.equal(
+    describeFailure({ kind: 'http_error', status: 429, reason: 'slow down' }),
+    'HTTP 429: slow down',
+  )
+  assert.equal(
+    describeFailure({ kind: 'timeout', phase: 'first_token', afterMs: 500 }),
+    'timed out after 500 ms waiting for the first token',
+  )
 })
 
 describe('isCommitPoint', () => {

@@ -1,0 +1,138 @@
+// The life of one upstream attempt: its abort controller, tied to the client's connection, and its
+// timers. The abort reason is always a Failure, so whoever catches the resulting error learns what
+// happened from the signal rather than from error types.
+
+import type { Step } from './router.ts'
+
+export type TimeoutPhase = 'connect' | 'headers' | 'first_token' | 'idle' | 'attempt' | 'total'
+
+/** Why an attempt did not produce an answer. */
+export type Failure =
+  | {
+      readonly kind: 'http_error'
+      readonly status: number
+      readonly reason: string
+      readonly retryAfterMs?: number
+    }
+  | { readonly kind: 'network'; readonly code: string; readonly reason: string }
+  | { readonly kind: 'timeout'; readonly phase: TimeoutPhase; readonly afterMs: number }
+  | { readonly kind: 'invalid_response'; readonly reason: string }
+  | { readonly kind: 'aborted' }
+
+export const isFailure = (value: { kind: string }): value is Failure =>
+  value.kind === 'http_error' ||
+  value.kind === 'network' ||
+  value.kind === 'timeout' ||
+  value.kind === 'invalid_response' ||
+  value.kind === 'aborted'
+
+const clientGone: Failure = Object.freeze({ kind: 'aborted' })
+
+/**
+ * Two timers bound an attempt. The deadline is absolute: the attempt limit (for a stream, the time to
+ * first token) capped by what is left of the request's budget; once a stream is committed only the
+ * budget remains. The phase timer watches one wait at a time (response headers, then silence between
+ * stream chunks) and is refreshed on progress.
+ */
+export class Attempt {
+  readonly #controller = new AbortController()
+  readonly #detach: () => void
+  readonly #budgetEnd: number
+  #deadline: NodeJS.Timeout | undefined
+  #phaseTimer: NodeJS.Timeout | undefined
+  readonly startedAt = performance.now()
+
+  /** `budgetEnd`: the request's deadline on the `performance.now()` clock. */
+  constructor(clientSignal: AbortSignal, budgetEnd: number) {
+    this.#budgetEnd = budgetEnd
+    const onAbort = () => this.#controller.abort(clientGone)
+    if (clientSignal.aborted) onAbort()
+    clientSignal.addEventListener('abort', onAbort, { once: true })
+    this.#detach = () => clientSignal.removeEventListener('abort', onAbort)
+  }
+
+  get signal(): AbortSignal {
+    return this.#controller.signal
+  }
+
+  /** Starts the clock for a step: the deadline, and the wait for response headers when that is shorter. */
+  start(step: Step, stream: boolean): void {
+    const limit = stream ? Math.min(step.timeouts.attempt, step.timeouts.firstToken) : step.timeouts.attempt
+    const phase = stream && step.timeouts.firstToken < step.timeouts.attempt ? 'first_token' : 'attempt'
+    const deadline = this.#setDeadline(limit, phase)
+    if (step.timeouts.headers < deadline) this.watch(step.timeouts.headers, 'headers')
+  }
+
+  /** After a stream is committed: no attempt limit any more, only the budget and the idle watch. */
+  committed(step: Step): void {
+    this.#setDeadline(Number.POSITIVE_INFINITY, 'total')
+    this.watch(step.timeouts.idle, 'idle')
+  }
+
+  /** Fails the attempt as a `phase` timeout unless `touch()` is called within `ms`. */
+  watch(ms: number, phase: TimeoutPhase): void {
+    clearTimeout(this.#phaseTimer)
+    this.#phaseTimer = setTimeout(() => this.#controller.abort({ kind: 'timeout', phase, afterMs: ms }), ms)
+  }
+
+  /** Ends the current phase watch (e.g. headers arrived). */
+  unwatch(): void {
+    clearTimeout(this.#phaseTimer)
+    this.#phaseTimer = undefined
+  }
+
+  touch(): void {
+    this.#phaseTimer?.refresh()
+  }
+
+  #setDeadline(limitMs: number, phase: TimeoutPhase): number {
+    clearTimeout(this.#deadline)
+    const left = Math.max(0, this.#budgetEnd - performance.now())
+    const [ms, why] = left < limitMs ? [left, 'total' as const] : [limitMs, phase]
+    if (Number.isFinite(ms)) {
+      this.#deadline = setTimeout(
+        () => this.#controller.abort({ kind: 'timeout', phase: why, afterMs: Math.round(ms) }),
+        ms,
+      )
+    }
+    return ms
+  }
+
+  /** Aborts with a failure found while reading (e.g. a malformed body), releasing the connection. */
+  fail(failure: Failure): Failure {
+    this.#controller.abort(failure)
+    return failure
+  }
+
+  /** The Failure behind a thrown error: the abort reason when we aborted, else the network error. */
+  failureOf(err: unknown): Failure {
+    if (this.#controller.signal.aborted) return this.#controller.signal.reason as Failure
+    return classifyNetworkError(err)
+  }
+
+  end(): void {
+    clearTimeout(this.#deadline)
+    clearTimeout(this.#phaseTimer)
+    this.#detach()
+  }
+
+  elapsedMs(): number {
+    return performance.now() - this.startedAt
+  }
+}
+
+const timeoutCodes: Record<string, TimeoutPhase> = {
+  UND_ERR_CONNECT_TIMEOUT: 'connect',
+  UND_ERR_HEADERS_TIMEOUT: 'headers',
+  UND_ERR_BODY_TIMEOUT: 'idle',
+}
+
+function classifyNetworkError(err: unknown): Failure {
+  const code = String(
+    (err as { code?: unknown }).code ?? (err as { cause?: { code?: unknown } }).cause?.code ?? 'UNKNOWN',
+  )
+  const phase = timeoutCodes[code]
+  if (phase !== undefined) return { kind: 'timeout', phase, afterMs: 0 }
+  const message = err instanceof Error ? err.message : String(err)
+  return { kind: 'network', code, reason: message.slice(0, 200) }
+}

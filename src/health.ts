@@ -1,0 +1,254 @@
+// Provider health memory: per target (provider + model), shared by all requests in the process.
+// Cooldowns after rate limits and bad keys, a circuit breaker for outages, and recent statistics.
+
+import type { Failure } from './attempt.ts'
+import type { FailoverConfig } from './config-schema.ts'
+import type { QuotaBook } from './quota.ts'
+import type { Step } from './router.ts'
+
+export type FailureClass = 'rate_limited' | 'auth' | 'not_found' | 'request' | 'server' | 'aborted'
+
+/**
+ * What a failure says about the target (not about this request). A 400-class answer means the
+ * provider is up and disliked this request (context too long, bad parameter): no health penalty.
+ */
+export function classifyFailure(failure: Failure): FailureClass {
+  switch (failure.kind) {
+    case 'http_error': {
+      const { status } = failure
+      if (status === 429) return 'rate_limited'
+      if (status === 401 || status === 403) return 'auth'
+      if (status === 404) return 'not_found'
+      if (status === 408 || status >= 500) return 'server'
+      return 'request'
+    }
+    case 'aborted':
+      return 'aborted'
+    default:
+      return 'server'
+  }
+}
+
+export type Unavailable = 'rate_limited' | 'auth' | 'not_found' | 'circuit_open' | 'probe_in_flight' | 'quota'
+
+export type Availability =
+  | { readonly ok: true; readonly probe: boolean }
+  | {
+      readonly ok: false
+      readonly reason: Unavailable
+      readonly until: number
+      /** The provider (or a declared quota) said "not before `until`": trying earlier is hammering. */
+      readonly firm: boolean
+    }
+
+export type TargetState = 'healthy' | 'cooling_down' | 'circuit_open' | 'half_open'
+
+interface Target {
+  readonly provider: string
+  readonly model: string
+  cooldownUntil: number
+  cooldownReason: 'rate_limited' | 'auth' | 'not_found' | undefined
+  cooldownFirm: boolean
+  rateLimitStreak: number
+  failureStreak: number
+  circuitOpen: boolean
+  openUntil: number
+  opens: number
+  probeUntil: number
+  lastError: string | undefined
+  readonly recent: { at: number; ok: boolean; latencyMs: number }[]
+}
+
+export interface TargetSnapshot {
+  provider: string
+  model: string
+  state: TargetState
+  until: string | null
+  reason: string | null
+  recent: { attempts: number; errors: number; errorRate: number; avgLatencyMs: number | null }
+  lastError: string | null
+}
+
+/** What recording an outcome changed, so the caller can log state transitions (loudly, for bad keys). */
+export type HealthChange =
+  | {
+      readonly kind: 'cooldown'
+      readonly reason: 'rate_limited' | 'auth' | 'not_found'
+      readonly forMs: number
+      readonly firm: boolean
+    }
+  | { readonly kind: 'circuit_opened'; readonly forMs: number; readonly failures: number }
+  | { readonly kind: 'circuit_closed' }
+  | undefined
+
+const recentWindowMs = 5 * 60_000
+const recentMax = 100
+
+export class HealthBoard {
+  readonly #targets = new Map<string, Target>()
+  readonly #policy: FailoverConfig
+  readonly #quotas: QuotaBook
+
+  constructor(policy: FailoverConfig, quotas: QuotaBook, steps: readonly Step[]) {
+    this.#policy = policy
+    this.#quotas = quotas
+    // Known up front, so the status endpoint lists targets no request has touched yet.
+    for (const step of steps) this.#target(step)
+  }
+
+  #target(step: Step): Target {
+    const key = `${step.provider}\u0000${step.model}`
+    let target = this.#targets.get(key)
+    if (target === undefined) {
+      target = {
+        provider: step.provider,
+        model: step.model,
+        cooldownUntil: 0,
+        cooldownReason: undefined,
+        cooldownFirm: false,
+        rateLimitStreak: 0,
+        failureStreak: 0,
+        circuitOpen: false,
+        openUntil: 0,
+        opens: 0,
+        probeUntil: 0,
+        lastError: undefined,
+        recent: [],
+      }
+      this.#targets.set(key, target)
+    }
+    return target
+  }
+
+  /** Whether a step may be tried now; a half-open circuit admits exactly one probe at a time. */
+  availability(step: Step, now: number, estimatedTokens = 0): Availability {
+    const t = this.#target(step)
+    if (now < t.cooldownUntil && t.cooldownReason !== undefined) {
+      return { ok: false, reason: t.cooldownReason, until: t.cooldownUntil, firm: t.cooldownFirm }
+    }
+    if (t.circuitOpen) {
+      if (now < t.openUntil) return { ok: false, reason: 'circuit_open', until: t.openUntil, firm: false }
+      if (now < t.probeUntil) return { ok: false, reason: 'probe_in_flight', until: t.probeUntil, firm: true }
+    }
+    const quotaFreeAt = this.#quotas.blockedUntil(step, now, estimatedTokens)
+    if (quotaFreeAt !== undefined) return { ok: false, reason: 'quota', until: quotaFreeAt, firm: true }
+    return { ok: true, probe: t.circuitOpen }
+  }
+
+  /** Marks an attempt as started: claims the half-open probe, counts the request against quotas. */
+  begin(step: Step, now: number, probe: boolean): void {
+    if (probe) this.#target(step).probeUntil = now + step.timeouts.attempt
+    this.#quotas.countRequest(step, now)
+  }
+
+  recordSuccess(step: Step, latencyMs: number, now: number): HealthChange {
+    const t = this.#target(step)
+    pushRecent(t, { at: now, ok: true, latencyMs })
+    t.rateLimitStreak = 0
+    t.failureStreak = 0
+    t.probeUntil = 0
+    return closeCircuit(t)
+  }
+
+  recordFailure(step: Step, failure: Failure, latencyMs: number, now: number, reason: string): HealthChange {
+    const t = this.#target(step)
+    const kind = classifyFailure(failure)
+    t.probeUntil = 0
+    if (kind === 'aborted') return undefined
+    pushRecent(t, { at: now, ok: false, latencyMs })
+    t.lastError = reason
+    const p = this.#policy
+    switch (kind) {
+      case 'request':
+        // The provider answered: it is up, whatever it thought of this request.
+        t.failureStreak = 0
+        return closeCircuit(t)
+      case 'rate_limited': {
+        t.rateLimitStreak++
+        const hint = failure.kind === 'http_error' ? failure.retryAfterMs : undefined
+        const guess = Math.min(
+          p.rate_limit_cooldown * 2 ** (t.rateLimitStreak - 1),
+          p.rate_limit_cooldown_max,
+        )
+        return this.#cool(t, 'rate_limited', hint ?? guess, hint !== undefined, now)
+      }
+      case 'auth':
+        return this.#cool(t, 'auth', p.auth_cooldown, false, now)
+      case 'not_found':
+        return this.#cool(t, 'not_found', p.not_found_cooldown, false, now)
+      case 'server': {
+        // A silent upstream costs a whole timeout each time it is tried: one is enough to open the circuit.
+        t.failureStreak =
+          failure.kind === 'timeout' ? Math.max(t.failureStreak + 1, p.circuit_failures) : t.failureStreak + 1
+        if (t.failureStreak < p.circuit_failures && !t.circuitOpen) return undefined
+        const forMs = Math.min(p.circuit_open * 2 ** t.opens, p.circuit_open_max)
+        t.circuitOpen = true
+        t.opens++
+        t.openUntil = now + forMs
+        return { kind: 'circuit_opened', forMs, failures: t.failureStreak }
+      }
+    }
+  }
+
+  #cool(
+    t: Target,
+    reason: 'rate_limited' | 'auth' | 'not_found',
+    forMs: number,
+    firm: boolean,
+    now: number,
+  ): HealthChange {
+    t.cooldownUntil = now + forMs
+    t.cooldownReason = reason
+    t.cooldownFirm = firm
+    // An answer, even a refusal, proves the target is reachable.
+    closeCircuit(t)
+    t.failureStreak = 0
+    return { kind: 'cooldown', reason, forMs, firm }
+  }
+
+  snapshot(now: number): TargetSnapshot[] {
+    return [...this.#targets.values()].map((t) => {
+      const recent = t.recent.filter((r) => now - r.at <= recentWindowMs)
+      const errors = recent.filter((r) => !r.ok).length
+      const ok = recent.filter((r) => r.ok)
+      const [state, until, reason] = stateOf(t, now)
+      return {
+        provider: t.provider,
+        model: t.model,
+        state,
+        until: until === undefined ? null : new Date(until).toISOString(),
+        reason: reason ?? null,
+        recent: {
+          attempts: recent.length,
+          errors,
+          errorRate: recent.length === 0 ? 0 : Math.round((errors / recent.length) * 1000) / 1000,
+          avgLatencyMs:
+            ok.length === 0 ? null : Math.round(ok.reduce((sum, r) => sum + r.latencyMs, 0) / ok.length),
+        },
+        lastError: t.lastError ?? null,
+      }
+    })
+  }
+}
+
+function stateOf(t: Target, now: number): [TargetState, number | undefined, string | undefined] {
+  if (now < t.cooldownUntil) return ['cooling_down', t.cooldownUntil, t.cooldownReason]
+  if (t.circuitOpen) {
+    return now < t.openUntil
+      ? ['circuit_open', t.openUntil, 'failures']
+      : ['half_open', undefined, 'failures']
+  }
+  return ['healthy', undefined, undefined]
+}
+
+function closeCircuit(t: Target): HealthChange {
+  if (!t.circuitOpen) return undefined
+  t.circuitOpen = false
+  t.opens = 0
+  return { kind: 'circuit_closed' }
+}
+
+function pushRecent(t: Target, entry: { at: number; ok: boolean; latencyMs: number }): void {
+  t.recent.push(entry)
+  if (t.recent.length > recentMax) t.recent.shift()
+}

@@ -1,0 +1,158 @@
+// Proactive limits: requests and tokens per minute and per day, counted per provider and per target,
+// so a step that would exceed its declared quota is skipped before the provider has to answer 429.
+
+import type { Limits } from './config-schema.ts'
+import type { Step } from './router.ts'
+
+/** A sliding window of `buckets` slots with a running total. */
+class WindowCounter {
+  readonly #slots: Float64Array
+  readonly #slotMs: number
+  #head = 0
+  #headStart = 0
+  #total = 0
+
+  constructor(windowMs: number, buckets: number) {
+    this.#slots = new Float64Array(buckets)
+    this.#slotMs = windowMs / buckets
+  }
+
+  #advance(now: number): void {
+    const start = Math.floor(now / this.#slotMs) * this.#slotMs
+    const steps = Math.round((start - this.#headStart) / this.#slotMs)
+    if (steps <= 0) return
+    if (steps >= this.#slots.length) {
+      this.#slots.fill(0)
+      this.#total = 0
+    } else {
+      for (let i = 0; i < steps; i++) {
+        this.#head = (this.#head + 1) % this.#slots.length
+        this.#total -= this.#slots[this.#head] as number
+        this.#slots[this.#head] = 0
+      }
+    }
+    this.#headStart = start
+  }
+
+  add(amount: number, now: number): void {
+    this.#advance(now)
+    this.#slots[this.#head] = (this.#slots[this.#head] as number) + amount
+    this.#total += amount
+  }
+
+  total(now: number): number {
+    this.#advance(now)
+    return this.#total
+  }
+
+  /** When enough of the oldest usage has left the window for `total + extra` to fit under `limit`. */
+  freeAt(now: number, limit: number, extra: number): number {
+    this.#advance(now)
+    let total = this.#total
+    const n = this.#slots.length
+    for (let age = n - 1; age >= 0; age--) {
+      const index = (this.#head - age + n) % n
+      total -= this.#slots[index] as number
+      if (total + extra <= limit) return this.#headStart - age * this.#slotMs + n * this.#slotMs
+    }
+    return now + n * this.#slotMs
+  }
+}
+
+interface Counters {
+  readonly limits: Limits
+  readonly requestsMinute: WindowCounter
+  readonly requestsDay: WindowCounter
+  readonly tokensMinute: WindowCounter
+  readonly tokensDay: WindowCounter
+}
+
+const newCounters = (limits: Limits): Counters => ({
+  limits,
+  requestsMinute: new WindowCounter(60_000, 60),
+  requestsDay: new WindowCounter(86_400_000, 1_440),
+  tokensMinute: new WindowCounter(60_000, 60),
+  tokensDay: new WindowCounter(86_400_000, 1_440),
+})
+
+const hasLimits = (limits: Limits | undefined): limits is Limits =>
+  limits !== undefined && Object.values(limits).some((v) => v !== undefined)
+
+export class QuotaBook {
+  // Provider limits are shared by every step on that provider; step limits by every step on that
+  // provider + model, whichever route it is in.
+  readonly #byProvider = new Map<string, Counters>()
+  readonly #byTarget = new Map<string, Counters>()
+
+  constructor(steps: readonly Step[]) {
+    for (const step of steps) {
+      if (hasLimits(step.providerLimits) && !this.#byProvider.has(step.provider)) {
+        this.#byProvider.set(step.provider, newCounters(step.providerLimits))
+      }
+      if (hasLimits(step.limits) && !this.#byTarget.has(targetKey(step))) {
+        this.#byTarget.set(targetKey(step), newCounters(step.limits))
+      }
+    }
+  }
+
+  /** True when any limit applies to this step's tokens, so the caller knows an estimate is worth making. */
+  countsTokens(step: Step): boolean {
+    return [this.#byProvider.get(step.provider), this.#byTarget.get(targetKey(step))].some(
+      (c) => c !== undefined && (c.limits.tpm !== undefined || c.limits.tpd !== undefined),
+    )
+  }
+
+  /** When a limit would be exceeded by one more request of `tokens`, the time it frees up; else undefined. */
+  blockedUntil(step: Step, now: number, tokens: number): number | undefined {
+    let until: number | undefined
+    for (const c of [this.#byProvider.get(step.provider), this.#byTarget.get(targetKey(step))]) {
+      if (c === undefined) continue
+      const checks: [WindowCounter, number | undefined, number][] = [
+        [c.requestsMinute, c.limits.rpm, 1],
+        [c.requestsDay, c.limits.rpd, 1],
+        [c.tokensMinute, c.limits.tpm, tokens],
+        [c.tokensDay, c.limits.tpd, tokens],
+      ]
+      for (const [counter, limit, extra] of checks) {
+        if (limit === undefined || counter.total(now) + extra <= limit) continue
+        // A request larger than the whole limit would wait forever; let the provider judge it.
+        if (extra > limit) continue
+        until = Math.max(until ?? 0, counter.freeAt(now, limit, extra))
+      }
+    }
+    return until
+  }
+
+  countRequest(step: Step, now: number): void {
+    for (const c of this.#countersOf(step)) {
+      c.requestsMinute.add(1, now)
+      c.requestsDay.add(1, now)
+    }
+  }
+
+  countTokens(step: Step, tokens: number, now: number): void {
+    for (const c of this.#countersOf(step)) {
+      c.tokensMinute.add(tokens, now)
+      c.tokensDay.add(tokens, now)
+    }
+  }
+
+  #countersOf(step: Step): Counters[] {
+    const found = [this.#byProvider.get(step.provider), this.#byTarget.get(targetKey(step))]
+    return found.filter((c): c is Counters => c !== undefined)
+  }
+}
+
+const targetKey = (step: Step): string => `${step.provider}\u0000${step.model}`
+
+/** A rough prompt size (4 characters a token) from the text of the messages; images are not counted. */
+export function estimatePromptTokens(body: Readonly<Record<string, unknown>>): number {
+  let chars = 0
+  const count = (value: unknown): void => {
+    if (typeof value === 'string') chars += value.length
+    else if (Array.isArray(value)) for (const part of value) count((part as { text?: unknown })?.text ?? part)
+  }
+  if (Array.isArray(body.messages))
+    for (const m of body.messages) count((m as { content?: unknown })?.content)
+  return Math.ceil(chars / 4)
+}

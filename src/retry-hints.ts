@@ -1,0 +1,104 @@
+// When a provider says it can be asked again: every rate-limit hint format seen in the wild, in headers
+// and in error bodies, as one number of milliseconds from now.
+
+import { parseDuration } from './units.ts'
+
+type Headers = Readonly<Record<string, string | string[] | undefined>>
+
+// Beyond a day a hint is more likely a unit mix-up than a plan; the cooldown is capped there.
+const maxHintMs = 24 * 3_600_000
+
+const first = (value: string | string[] | undefined): string | undefined =>
+  (Array.isArray(value) ? value[0] : value)?.trim() || undefined
+
+const isNumber = (text: string): boolean => /^\d+(\.\d+)?$/.test(text)
+
+/** `Retry-After`: delta-seconds or an HTTP-date. */
+export function parseRetryAfter(value: string | string[] | undefined, now = Date.now()): number | undefined {
+  const text = first(value)
+  if (text === undefined) return undefined
+  if (isNumber(text)) return Number(text) * 1000
+  const date = Date.parse(text)
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now)
+}
+
+/**
+ * `x-ratelimit-reset`: providers disagree on the unit. An epoch in milliseconds (OpenRouter), an epoch
+ * in seconds, or seconds from now; the size of the number tells which.
+ */
+function parseResetEpoch(value: string | string[] | undefined, now: number): number | undefined {
+  const text = first(value)
+  if (text === undefined) return undefined
+  if (!isNumber(text)) return parseDuration(text)
+  const n = Number(text)
+  if (n > 1e12) return Math.max(0, n - now)
+  if (n > 1e9) return Math.max(0, n * 1000 - now)
+  return n * 1000
+}
+
+/**
+ * OpenAI-style `x-ratelimit-reset-requests` / `-tokens` (`1s`, `6m0s`, `20ms`). The one whose
+ * `remaining` is exhausted is the limit that was hit; when that is unclear, the later reset is safe.
+ */
+function parseResetPair(headers: Headers): number | undefined {
+  const requests = parseDuration(first(headers['x-ratelimit-reset-requests']) ?? '')
+  const tokens = parseDuration(first(headers['x-ratelimit-reset-tokens']) ?? '')
+  if (requests === undefined || tokens === undefined) return requests ?? tokens
+  if (first(headers['x-ratelimit-remaining-requests']) === '0') return requests
+  if (first(headers['x-ratelimit-remaining-tokens']) === '0') return tokens
+  return Math.max(requests, tokens)
+}
+
+/** The hint carried by response headers, most specific first. */
+export function headerRetryHint(headers: Headers, now = Date.now()): number | undefined {
+  const ms = first(headers['retry-after-ms'])
+  if (ms !== undefined && isNumber(ms)) return Number(ms)
+  return (
+    parseRetryAfter(headers['retry-after'], now) ??
+    parseResetPair(headers) ??
+    parseResetEpoch(headers['x-ratelimit-reset'], now)
+  )
+}
+
+/**
+ * Hints inside a JSON error body: Gemini's `RetryInfo.retryDelay` ("30s"), headers an aggregator
+ * relays from the real provider (OpenRouter's `error.metadata.headers`), and the "try again in 7.5s"
+ * sentence OpenAI-compatible providers put in their messages.
+ */
+export function bodyRetryHint(text: string, now = Date.now()): number | undefined {
+  let json: unknown
+  try {
+    json = JSON.parse(text)
+  } catch {
+    return messageHint(text)
+  }
+  const error = (Array.isArray(json) ? json[0] : json) as { error?: Record<string, unknown> } | undefined
+  const details = error?.error?.details
+  if (Array.isArray(details)) {
+    for (const detail of details as Record<string, unknown>[]) {
+      if (typeof detail?.retryDelay === 'string') {
+        const ms = parseDuration(detail.retryDelay)
+        if (ms !== undefined) return ms
+      }
+    }
+  }
+  const relayed = (error?.error?.metadata as { headers?: unknown } | undefined)?.headers
+  if (relayed !== null && typeof relayed === 'object') {
+    const lower = Object.fromEntries(Object.entries(relayed).map(([k, v]) => [k.toLowerCase(), String(v)]))
+    const ms = headerRetryHint(lower, now)
+    if (ms !== undefined) return ms
+  }
+  const message = error?.error?.message
+  return typeof message === 'string' ? messageHint(message) : undefined
+}
+
+function messageHint(message: string): number | undefined {
+  const match = /try again in ((?:\d+(?:\.\d+)?(?:ms|s|m|h))+)/i.exec(message)
+  return match?.[1] === undefined ? undefined : parseDuration(match[1])
+}
+
+/** The provider's hint for a failed response, from headers first, then the body; capped at a day. */
+export function retryHint(headers: Headers, bodyText: string, now = Date.now()): number | undefined {
+  const ms = headerRetryHint(headers, now) ?? bodyRetryHint(bodyText, now)
+  return ms === undefined ? undefined : Math.min(Math.ceil(ms), maxHintMs)
+}
