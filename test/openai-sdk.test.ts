@@ -45,9 +45,7 @@ test('lists models', async () => {
 })
 
 test('completes, through a fallback', async () => {
-  mock
-    .script('limited', status(429, 'rate limited'))
-    .script('good', ok('Hello from good'))
+  mock.script('limited', status(429, 'rate limited')).script('good', ok('Hello from good'))
   const completion = await client.chat.completions.create({
     model: 'smart',
     messages: [{ role: 'user', content: 'Hi' }],
