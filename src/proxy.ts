@@ -3,11 +3,12 @@
 
 import { Attempt, type Failure, isFailure } from './attempt.ts'
 import type { FailoverConfig } from './config-schema.ts'
-import { describeFailure, runRoute } from './fallback.ts'
+import { runRoute } from './fallback.ts'
 import type { HealthBoard, HealthChange } from './health.ts'
 import type { Logger } from './logger.ts'
 import { estimatePromptTokens, type QuotaBook } from './quota.ts'
 import type { Redactor } from './redact.ts'
+import { describeFailure } from './route-error.ts'
 import { type Route, rewriteBody, type Step } from './router.ts'
 import type { Exchange } from './server.ts'
 import { awaitCommit, type CommittedStream, pipeStream } from './sse.ts'

@@ -1,0 +1,142 @@
+// Every hint format a provider uses to say when it can be asked again, and the pure retry decision.
+
+import assert from 'node:assert/strict'
+import { describe, test } from 'node:test'
+import type { Failure } from '../src/attempt.ts'
+import { configSchema } from '../src/config-schema.ts'
+import { decide } from '../src/fallback.ts'
+import { classifyFailure } from '../src/health.ts'
+import { bodyRetryHint, headerRetryHint, retryHint } from '../src/retry-hints.ts'
+
+const now = Date.parse('2026-01-01T00:00:00Z')
+
+describe('header hints', () => {
+  test('Retry-After in seconds and as an HTTP date', () => {
+    assert.equal(headerRetryHint({ 'retry-after': '12' }, now), 12_000)
+    assert.equal(headerRetryHint({ 'retry-after': 'Thu, 01 Jan 2026 00:01:00 GMT' }, now), 60_000)
+  })
+  test('retry-after-ms wins over Retry-After', () => {
+    assert.equal(headerRetryHint({ 'retry-after-ms': '1500', 'retry-after': '2' }, now), 1_500)
+  })
+  test('OpenAI-style x-ratelimit-reset-requests / -tokens', () => {
+    assert.equal(headerRetryHint({ 'x-ratelimit-reset-requests': '6m0s' }, now), 360_000)
+    assert.equal(headerRetryHint({ 'x-ratelimit-reset-tokens': '20ms' }, now), 20)
+    const both = { 'x-ratelimit-reset-requests': '2s', 'x-ratelimit-reset-tokens': '30s' }
+    assert.equal(headerRetryHint({ ...both, 'x-ratelimit-remaining-requests': '0' }, now), 2_000)
+    assert.equal(headerRetryHint({ ...both, 'x-ratelimit-remaining-tokens': '0' }, now), 30_000)
+    assert.equal(headerRetryHint(both, now), 30_000, 'unclear which limit: the later reset')
+  })
+  test('x-ratelimit-reset as epoch milliseconds, epoch seconds, or seconds from now', () => {
+    assert.equal(headerRetryHint({ 'x-ratelimit-reset': String(now + 4_000) }, now), 4_000)
+    assert.equal(headerRetryHint({ 'x-ratelimit-reset': String(now / 1000 + 9) }, now), 9_000)
+    assert.equal(headerRetryHint({ 'x-ratelimit-reset': '3' }, now), 3_000)
+  })
+  test('no hint', () => {
+    assert.equal(headerRetryHint({}, now), undefined)
+    assert.equal(headerRetryHint({ 'retry-after': 'later' }, now), undefined)
+  })
+})
+
+describe('body hints', () => {
+  test("Gemini's RetryInfo.retryDelay", () => {
+    const body = {
+      error: {
+        code: 429,
+        status: 'RESOURCE_EXHAUSTED',
+        details: [
+          { '@type': 'type.googleapis.com/google.rpc.QuotaFailure', violations: [] },
+          { '@type': 'type.googleapis.com/google.rpc.RetryInfo', retryDelay: '31s' },
+        ],
+      },
+    }
+    assert.equal(bodyRetryHint(JSON.stringify(body), now), 31_000)
+    assert.equal(
+      bodyRetryHint(JSON.stringify([body]), now),
+      31_000,
+      'Gemini sometimes wraps errors in a list',
+    )
+  })
+  test("OpenRouter's relayed provider headers", () => {
+    const body = {
+      error: {
+        message: 'Rate limit exceeded',
+        code: 429,
+        metadata: { headers: { 'X-RateLimit-Reset': String(now + 45_000) } },
+      },
+    }
+    assert.equal(bodyRetryHint(JSON.stringify(body), now), 45_000)
+  })
+  test('"try again in …" in the message', () => {
+    const body = { error: { message: 'Rate limit reached for model. Please try again in 7.5s. Visit …' } }
+    assert.equal(bodyRetryHint(JSON.stringify(body), now), 7_500)
+    assert.equal(bodyRetryHint('Please try again in 1m30s', now), 90_000)
+  })
+  test('headers first, capped at a day, rounded up', () => {
+    assert.equal(retryHint({ 'retry-after': '3' }, '{"error":{"message":"try again in 9s"}}', now), 3_000)
+    assert.equal(retryHint({ 'retry-after': '9999999' }, '', now), 86_400_000)
+    assert.equal(retryHint({ 'retry-after-ms': '0.4' }, '', now), 1)
+    assert.equal(retryHint({}, 'no hint here', now), undefined)
+  })
+})
+
+describe('classifyFailure', () => {
+  test('what a failure says about the target', () => {
+    const http = (status: number): Failure => ({ kind: 'http_error', status, reason: '' })
+    assert.equal(classifyFailure(http(429)), 'rate_limited')
+    assert.equal(classifyFailure(http(401)), 'auth')
+    assert.equal(classifyFailure(http(403)), 'auth')
+    assert.equal(classifyFailure(http(404)), 'not_found')
+    assert.equal(classifyFailure(http(400)), 'request')
+    assert.equal(classifyFailure(http(413)), 'request')
+    assert.equal(classifyFailure(http(408)), 'server')
+    assert.equal(classifyFailure(http(500)), 'server')
+    assert.equal(classifyFailure(http(529)), 'server')
+    assert.equal(classifyFailure({ kind: 'network', code: 'ECONNRESET', reason: '' }), 'server')
+    assert.equal(classifyFailure({ kind: 'timeout', phase: 'headers', afterMs: 1 }), 'server')
+    assert.equal(classifyFailure({ kind: 'invalid_response', reason: '' }), 'server')
+    assert.equal(classifyFailure({ kind: 'aborted' }), 'aborted')
+  })
+})
+
+describe('decide', () => {
+  const policy = configSchema.shape.failover.parse({})
+  const base = { retries: 0, laterStepAvailable: false, budgetLeftMs: 60_000, policy, random: () => 0.5 }
+  const http = (status: number, retryAfterMs?: number): Failure => ({
+    kind: 'http_error',
+    status,
+    reason: '',
+    ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+  })
+
+  test('moves on at once when another step is available', () => {
+    assert.deepEqual(decide({ ...base, failure: http(500), laterStepAvailable: true }), { action: 'next' })
+    assert.deepEqual(decide({ ...base, failure: http(429, 100), laterStepAvailable: true }), {
+      action: 'next',
+    })
+  })
+  test('the last step retries a transient failure after a jittered backoff', () => {
+    assert.deepEqual(decide({ ...base, failure: http(503) }), { action: 'retry', delayMs: 125 })
+    assert.deepEqual(decide({ ...base, failure: { kind: 'network', code: 'ECONNRESET', reason: '' } }), {
+      action: 'retry',
+      delayMs: 125,
+    })
+  })
+  test('never sooner than the hint, and not when the hint is long', () => {
+    assert.deepEqual(decide({ ...base, failure: http(429, 2_000) }), { action: 'retry', delayMs: 2_000 })
+    assert.deepEqual(decide({ ...base, failure: http(503, 3_000) }), { action: 'retry', delayMs: 3_000 })
+    assert.deepEqual(decide({ ...base, failure: http(429, 6_000) }), { action: 'next' })
+    assert.deepEqual(decide({ ...base, failure: http(429, 2_000), budgetLeftMs: 1_000 }), { action: 'next' })
+  })
+  test('no retry for a timeout, a hintless 429, a refused request, or past the limit', () => {
+    assert.deepEqual(decide({ ...base, failure: { kind: 'timeout', phase: 'headers', afterMs: 5 } }), {
+      action: 'next',
+    })
+    assert.deepEqual(decide({ ...base, failure: http(429) }), { action: 'next' })
+    assert.deepEqual(decide({ ...base, failure: http(400) }), { action: 'next' })
+    assert.deepEqual(decide({ ...base, failure: http(401) }), { action: 'next' })
+    assert.deepEqual(decide({ ...base, failure: http(503), retries: 1 }), { action: 'next' })
+  })
+  test('the client leaving stops the route', () => {
+    assert.deepEqual(decide({ ...base, failure: { kind: 'aborted' } }), { action: 'stop' })
+  })
+})
