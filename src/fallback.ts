@@ -31,9 +31,10 @@ export interface SkipRecord {
   readonly firm: boolean
 }
 
+/** `stop`: the client left; `give_up`: the request's budget is spent, so no further step may start. */
 export type Decision =
   | { readonly action: 'retry'; readonly delayMs: number }
-  | { readonly action: 'next' | 'stop' }
+  | { readonly action: 'next' | 'stop' | 'give_up' }
 
 export interface DecisionInput {
   readonly failure: Failure
@@ -58,6 +59,9 @@ export function decide(input: DecisionInput): Decision {
   const { failure, policy } = input
   const kind = classifyFailure(failure)
   if (kind === 'aborted') return { action: 'stop' }
+  if ((failure.kind === 'timeout' && failure.phase === 'total') || input.budgetLeftMs <= 0) {
+    return { action: 'give_up' }
+  }
   if (input.laterStepAvailable || input.retries >= policy.max_retries) return { action: 'next' }
   if (kind !== 'rate_limited' && kind !== 'server') return { action: 'next' }
   if (failure.kind === 'timeout') return { action: 'next' }
@@ -131,6 +135,7 @@ class RouteRun<A> {
         random: Math.random,
       })
       if (decision.action === 'stop') return this.#aborted()
+      if (decision.action === 'give_up') break
       if (decision.action === 'retry') {
         if (!(await this.#wait(decision.delayMs))) return this.#aborted()
         retries.set(i, (retries.get(i) ?? 0) + 1)

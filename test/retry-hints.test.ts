@@ -136,6 +136,13 @@ describe('decide', () => {
     assert.deepEqual(decide({ ...base, failure: http(401) }), { action: 'next' })
     assert.deepEqual(decide({ ...base, failure: http(503), retries: 1 }), { action: 'next' })
   })
+  test('a spent budget gives up, whatever else is available', () => {
+    const total: Failure = { kind: 'timeout', phase: 'total', afterMs: 100 }
+    assert.deepEqual(decide({ ...base, failure: total, laterStepAvailable: true }), { action: 'give_up' })
+    assert.deepEqual(decide({ ...base, failure: http(500), laterStepAvailable: true, budgetLeftMs: 0 }), {
+      action: 'give_up',
+    })
+  })
   test('the client leaving stops the route', () => {
     assert.deepEqual(decide({ ...base, failure: { kind: 'aborted' } }), { action: 'stop' })
   })
