@@ -115,6 +115,31 @@ routes:
     assert.deepEqual(problemsOf(text), ['missing environment variables: GW_KEY, P_KEY, P_URL'])
   })
 
+  test('timeouts, failover and limits: defaults and validation', () => {
+    const config = parseConfig(
+      `${valid}\ntimeouts: { total: 2m, idle: 5s }\nfailover: { circuit_failures: 5, max_wait: 1s }\n`,
+      {},
+    )
+    assert.equal(config.timeouts.total, 120_000)
+    assert.equal(config.timeouts.idle, 5_000)
+    assert.equal(config.failover.circuit_failures, 5)
+    assert.equal(config.failover.max_wait, 1_000)
+    assert.equal(config.failover.rate_limit_cooldown, 10_000)
+    const problems = problemsOf(
+      `${valid.replace('model: llama', 'model: llama\n        limits: { rpm: -1, rph: 3 }')}\nfailover: { circuit_failures: 0, bogus: 1 }\n`,
+    )
+    assert.ok(
+      problems.some((p) => p.startsWith('routes[0].steps[0].limits.rpm: ')),
+      problems.join('\n'),
+    )
+    assert.ok(problems.includes('routes[0].steps[0].limits: unknown key "rph"'), problems.join('\n'))
+    assert.ok(
+      problems.some((p) => p.startsWith('failover.circuit_failures: ')),
+      problems.join('\n'),
+    )
+    assert.ok(problems.includes('failover: unknown key "bogus"'), problems.join('\n'))
+  })
+
   test('every problem is reported with its key path', () => {
     const text = `
 api_key: ""
@@ -218,6 +243,18 @@ describe('ai-gateway validate', () => {
     const fromCwd = await runCli(['validate'], { cwd: dir })
     assert.equal(fromCwd.code, 0)
     assert.match(fromCwd.stdout, /^\.\/config\.yaml: OK/)
+  })
+
+  test('config.yaml.example is valid once its variables are set', async () => {
+    const example = join(import.meta.dirname, '..', 'config.yaml.example')
+    const env = {
+      GATEWAY_API_KEY: 'k-123456',
+      GROQ_API_KEY: 'g',
+      OPENROUTER_API_KEY: 'o',
+      GEMINI_API_KEY: 'm',
+    }
+    const { code, stderr } = await runCli(['validate', '--config', example], { env })
+    assert.equal(code, 0, stderr)
   })
 
   test('an unreadable or absent config is a clear error', async () => {
