@@ -54,7 +54,7 @@ export async function run(argv: string[], env: Env): Promise<number> {
     return print(
       `${config.source}: OK (${config.providers.length} providers, ${config.routes.length} routes)\n`,
     )
-  return serve({ gateway: createGateway(config) })
+  return serve({ gateway: await createGateway(config) })
 }
 
 function parse(argv: string[]) {

@@ -84,6 +84,15 @@ const failover = z.strictObject({
   max_wait: duration('15s'),
 })
 
+const metrics = z.strictObject({
+  enabled: z.boolean().default(true),
+  /** Require the gateway key on /metrics; default: yes on the main port, no on a metrics port of its own. */
+  require_key: z.boolean().optional(),
+  /** Serve /metrics on this port instead of the main one. */
+  port: port.optional(),
+  host: z.string().trim().min(1).optional(),
+})
+
 // RFC 9110 token for names; values must not smuggle a header break.
 const headerName = z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'invalid header name')
 const headerValue = z.string().regex(/^[^\r\n\0]*$/, 'header values must not contain line breaks')
@@ -119,6 +128,7 @@ export const configSchema = z.strictObject({
   timeouts: routeTimeouts.prefault({}),
   // Every key has a default, so an absent section is an empty one.
   failover: failover.prefault({} as never),
+  metrics: metrics.prefault({} as never),
   max_body_size: size('32mb'),
   shutdown_timeout: duration('30s'),
   log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

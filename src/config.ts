@@ -4,6 +4,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { parseDocument } from 'yaml'
 import { type ConfigFile, configSchema, formatIssue } from './config-schema.ts'
 import { resolveEnvRefs } from './env-refs.ts'
+import { parseHeaderList, type TelemetrySettings, telemetrySettings } from './otlp-config.ts'
 
 type Env = Readonly<Record<string, string | undefined>>
 
@@ -20,6 +21,8 @@ export type Config = DeepReadonly<
     source: string
     /** Every configured secret value, for redaction by value. */
     secrets: string[]
+    /** OTLP export, from the environment. */
+    telemetry: TelemetrySettings
   }
 >
 
@@ -83,6 +86,7 @@ export function parseConfig(text: string, env: Env, source = '(inline)'): Config
     port,
     source,
     secrets: collectSecrets(parsed.data, env),
+    telemetry: telemetrySettings(env),
   })
 }
 
@@ -133,7 +137,7 @@ function crossCheck(raw: unknown): string[] {
 const sensitiveHeader = /authorization|key|token|secret|cookie|password/i
 
 function collectSecrets(config: ConfigFile, env: Env): string[] {
-  const values = [config.api_key, env.OTLP_API_KEY]
+  const values = [config.api_key, env.OTLP_API_KEY, ...otlpHeaderSecrets(env)]
   for (const provider of config.providers) {
     values.push(provider.api_key)
     for (const [name, value] of Object.entries(provider.headers ?? {})) {
@@ -141,6 +145,14 @@ function collectSecrets(config: ConfigFile, env: Env): string[] {
     }
   }
   return [...new Set(values.filter((v): v is string => typeof v === 'string' && v.length >= 4))]
+}
+
+/** Values of sensitive-looking OTLP headers (e.g. a collector token passed as a header). */
+function otlpHeaderSecrets(env: Env): string[] {
+  const headers = { ...parseHeaderList(env.OTEL_EXPORTER_OTLP_HEADERS), ...parseHeaderList(env.OTLP_HEADERS) }
+  return Object.entries(headers)
+    .filter(([name]) => sensitiveHeader.test(name))
+    .map(([, value]) => value.replace(/^(Bearer|Basic)\s+/i, ''))
 }
 
 function deepFreeze<T>(value: T): T {

@@ -42,7 +42,7 @@ export async function startDemo(env: Env): Promise<{ gateway: Gateway; cleanup: 
     { ...env, DEMO_BUSY_URL: `${busy.url}/v1`, DEMO_LOCAL_URL: `${local.url}/v1` },
     '(built-in demo)',
   )
-  const gateway = createGateway(config)
+  const gateway = await createGateway(config)
   const start = gateway.start.bind(gateway)
   return {
     gateway: {

@@ -1,6 +1,7 @@
 // Composition root: builds the logger, router, upstream client and HTTP server from a frozen Config.
 // Nothing happens on import, so tests and the demo can build as many gateways as they like.
 
+import type { IncomingMessage } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { DestinationStream } from 'pino'
 import pkg from '../package.json' with { type: 'json' }
@@ -9,10 +10,12 @@ import type { Config } from './config.ts'
 import { createEndpoints } from './handlers.ts'
 import { HealthBoard } from './health.ts'
 import { createLogger, type Logger } from './logger.ts'
+import { Metrics } from './metrics.ts'
 import { QuotaBook } from './quota.ts'
 import { createRedactor } from './redact.ts'
 import { createRouter } from './router.ts'
-import { createHttpServer } from './server.ts'
+import { createHttpServer, type Endpoint } from './server.ts'
+import { createTelemetry, disabledTelemetry } from './telemetry.ts'
 import { UpstreamClient } from './upstream.ts'
 
 export const version: string = pkg.version
@@ -30,19 +33,28 @@ export interface GatewayOptions {
   logDestination?: DestinationStream
 }
 
-export function createGateway(config: Config, options: GatewayOptions = {}): Gateway {
+export async function createGateway(config: Config, options: GatewayOptions = {}): Promise<Gateway> {
   const redact = createRedactor(config.secrets)
-  const logger = createLogger({
-    level: config.log_level,
-    redact,
-    ...(options.logDestination === undefined ? {} : { destination: options.logDestination }),
-  })
   const router = createRouter(config, `ai-gateway/${version}`)
-  const client = new UpstreamClient()
   const steps = router.routes.flatMap((route) => route.steps)
   const quotas = new QuotaBook(steps)
   const health = new HealthBoard(config.failover, quotas, steps)
+  const metrics = new Metrics(router.routes, health)
+  // The telemetry's export warnings go to the logger, which in turn feeds the telemetry's log export.
+  let logger: Logger | undefined
+  const telemetry = await createTelemetry(config.telemetry, version, redact, {
+    warn: (detail) => logger?.warn({ detail }, 'telemetry export problem'),
+    dropped: (signal, count) => metrics.telemetryDropped(signal, count),
+  })
+  logger = createLogger({
+    level: config.log_level,
+    redact,
+    ...(options.logDestination === undefined ? {} : { destination: options.logDestination }),
+    ...(telemetry.logSink === undefined ? {} : { tee: telemetry.logSink }),
+  })
+  const client = new UpstreamClient()
   const isKeyValid = createKeyCheck(config.api_key)
+  const isAuthorized = (req: IncomingMessage) => isKeyValid(req.headers)
   const endpoints = createEndpoints({
     router,
     client,
@@ -51,20 +63,38 @@ export function createGateway(config: Config, options: GatewayOptions = {}): Gat
     policy: config.failover,
     logger,
     redact,
+    telemetry,
     maxBodySize: config.max_body_size,
     createdAt: Math.floor(Date.now() / 1000),
   })
+  const metricsEndpoint = metricsEndpointOf(config, metrics)
+  const separateMetrics = config.metrics.port !== undefined && metricsEndpoint !== undefined
   const server = createHttpServer({
-    endpoints,
-    isAuthorized: (req) => isKeyValid(req.headers),
+    endpoints: metricsEndpoint === undefined || separateMetrics ? endpoints : [...endpoints, metricsEndpoint],
+    isAuthorized,
     logger,
     redact,
+    telemetry,
+    metrics,
   })
+  const metricsServer = separateMetrics
+    ? createHttpServer({
+        endpoints: [metricsEndpoint],
+        isAuthorized,
+        logger,
+        redact,
+        telemetry: disabledTelemetry,
+      })
+    : undefined
 
   return {
     logger,
     async start() {
       const address = await server.listen(config.port, config.host)
+      const metricsAddress = await metricsServer?.listen(
+        config.metrics.port ?? 0,
+        config.metrics.host ?? config.host,
+      )
       logger.info(
         {
           version,
@@ -72,6 +102,8 @@ export function createGateway(config: Config, options: GatewayOptions = {}): Gat
           port: address.port,
           config: config.source,
           routes: router.routes.map((r) => r.name),
+          ...(metricsAddress === undefined ? {} : { metricsPort: metricsAddress.port }),
+          telemetry: telemetry.enabled,
         },
         'listening',
       )
@@ -79,9 +111,30 @@ export function createGateway(config: Config, options: GatewayOptions = {}): Gat
     },
     async stop() {
       logger.info({ graceMs: config.shutdown_timeout }, 'shutting down')
-      await server.close(config.shutdown_timeout)
+      await Promise.all([server.close(config.shutdown_timeout), metricsServer?.close(0)])
       await client.close()
       logger.info('stopped')
+      // Last, so the shutdown lines above are exported too.
+      await telemetry.shutdown()
+    },
+  }
+}
+
+/** `/metrics` in Prometheus text format; by default it needs the key unless it has a port of its own. */
+function metricsEndpointOf(config: Config, metrics: Metrics): Endpoint | undefined {
+  if (!config.metrics.enabled) return undefined
+  const requireKey = config.metrics.require_key ?? config.metrics.port === undefined
+  return {
+    method: 'GET',
+    path: '/metrics',
+    public: !requireKey,
+    async handle({ res }) {
+      const text = await metrics.registry.metrics()
+      res.writeHead(200, {
+        'content-type': metrics.registry.contentType,
+        'content-length': Buffer.byteLength(text),
+      })
+      res.end(text)
     },
   }
 }

@@ -33,6 +33,7 @@ export function createEndpoints(deps: HandlerDeps): Endpoint[] {
     {
       method: 'GET',
       path: /^\/v1\/models\/.+$/,
+      template: '/v1/models/{id}',
       handle: ({ res, path }) => {
         const id = safeDecode(path.slice('/v1/models/'.length))
         if (deps.router.plan(id) === undefined) throw modelNotFound(id)
@@ -66,6 +67,7 @@ async function chatCompletions(exchange: Exchange, deps: HandlerDeps): Promise<v
   await proxyThroughRoute(exchange, deps, {
     route,
     endpoint: '/chat/completions',
+    operation: 'chat',
     body,
     stream: body.stream === true,
   })

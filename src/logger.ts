@@ -10,6 +10,8 @@ export interface LoggerOptions {
   redact: Redactor
   /** Where lines go; stdout when omitted. */
   destination?: DestinationStream
+  /** A second destination for every line (OTLP export), when telemetry is on. */
+  tee?: DestinationStream
 }
 
 export function createLogger(options: LoggerOptions): Logger {
@@ -22,6 +24,16 @@ export function createLogger(options: LoggerOptions): Logger {
       // Scrubbing the serialized line (not chosen fields) means no code path can forget a secret.
       hooks: { streamWrite: options.redact },
     },
-    options.destination ?? pino.destination({ dest: 1, sync: true }),
+    destinationOf(options),
   )
+}
+
+function destinationOf(options: LoggerOptions): DestinationStream {
+  const main = options.destination ?? pino.destination({ dest: 1, sync: true })
+  if (options.tee === undefined) return main
+  // The logger's own level filters first; both streams take whatever it lets through.
+  return pino.multistream([
+    { level: 'trace', stream: main },
+    { level: 'trace', stream: options.tee },
+  ])
 }

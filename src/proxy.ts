@@ -11,7 +11,8 @@ import type { Redactor } from './redact.ts'
 import { describeFailure } from './route-error.ts'
 import { type Route, rewriteBody, type Step } from './router.ts'
 import type { Exchange } from './server.ts'
-import { awaitCommit, type CommittedStream, pipeStream } from './sse.ts'
+import { awaitCommit, type CommittedStream, pipeStream, type StreamEnd } from './sse.ts'
+import type { AttemptEnd, AttemptTrace, Telemetry } from './telemetry.ts'
 import { type JsonAnswer, readJsonAnswer, sendUpstream, type UpstreamClient, type Usage } from './upstream.ts'
 
 export interface ProxyDeps {
@@ -21,6 +22,7 @@ export interface ProxyDeps {
   readonly health: HealthBoard
   readonly quotas: QuotaBook
   readonly policy: FailoverConfig
+  readonly telemetry: Telemetry
 }
 
 interface ProxyRequest {
@@ -29,9 +31,11 @@ interface ProxyRequest {
   readonly endpoint: string
   readonly body: Readonly<Record<string, unknown>>
   readonly stream: boolean
+  /** The GenAI operation, for spans: `chat`, `embeddings`, `text_completion`. */
+  readonly operation: string
 }
 
-type Answer = (JsonAnswer | CommittedStream) & { readonly attempt: Attempt }
+type Answer = (JsonAnswer | CommittedStream) & { readonly attempt: Attempt; readonly span: AttemptTrace }
 
 export async function proxyThroughRoute(
   exchange: Exchange,
@@ -64,17 +68,24 @@ export async function proxyThroughRoute(
       return promptTokens
     },
     tryStep: async (step) => {
+      const input = deps.telemetry.captureContent ? request.body.messages : undefined
+      const span = exchange.trace.attempt(step, request.operation, input)
       const attempt = new Attempt(client.signal, budgetEnd)
-      const result = await attemptStep(deps, request, step, attempt)
+      const result = await attemptStep(deps, request, step, attempt, span.headers)
       if (isFailure(result)) {
         attempt.end()
+        span.end({ outcome: result.kind, ...statusOf(result), reason: describeFailure(result) })
         return result
       }
-      return { ...result, attempt }
+      if (result.kind === 'json') span.end(jsonAttemptEnd(result, deps.telemetry.captureContent))
+      return { ...result, attempt, span }
     },
     isFailure: (result): result is Failure => isFailure(result),
     onAttemptFailed: (record) =>
-      deps.logger.warn({ requestId, route: route.name, ...record }, 'upstream attempt failed'),
+      deps.logger.warn(
+        { requestId, ...exchange.trace.logFields, route: route.name, ...record },
+        'upstream attempt failed',
+      ),
     onHealthChange: (step, change) => logHealthChange(deps.logger, step, change),
   })
   facts.attempts = outcome.trail.attempts
@@ -113,6 +124,7 @@ export async function proxyThroughRoute(
     answer.attempt.committed(step)
     const end = await pipeStream(res, answer, answer.attempt, deps.redact)
     facts.streamEnd = typeof end === 'string' ? end : end.kind
+    answer.span.end(streamAttemptEnd(answer, end, facts.ttfbMs))
     recordUsage(deps, exchange, step, answer.stats.usage)
     if (answer.stats.malformed > 0) facts.malformedEvents = answer.stats.malformed
     if (typeof end !== 'string') {
@@ -135,9 +147,11 @@ async function attemptStep(
   request: ProxyRequest,
   step: Step,
   attempt: Attempt,
+  headers: Readonly<Record<string, string>>,
 ): Promise<JsonAnswer | CommittedStream | Failure> {
   const response = await sendUpstream(deps.client, {
     step,
+    headers,
     endpoint: request.endpoint,
     body: rewriteBody(request.body, step),
     stream: request.stream,
@@ -148,6 +162,33 @@ async function attemptStep(
   return request.stream
     ? awaitCommit(response, attempt, deps.redact)
     : readJsonAnswer(response, attempt, deps.redact)
+}
+
+const statusOf = (failure: Failure): { status?: number } =>
+  failure.kind === 'http_error' ? { status: failure.status } : {}
+
+function jsonAttemptEnd(answer: JsonAnswer, capture: boolean): AttemptEnd {
+  return {
+    outcome: 'ok',
+    status: answer.status,
+    ...(answer.model === undefined ? {} : { responseModel: answer.model }),
+    ...(answer.usage === undefined ? {} : { usage: answer.usage }),
+    ...(capture ? { output: answer.choices } : {}),
+  }
+}
+
+/** A stream's attempt span ends with the stream, so it carries its usage and how it ended. */
+function streamAttemptEnd(answer: CommittedStream, end: StreamEnd, ttftMs: number | undefined): AttemptEnd {
+  const { stats } = answer
+  return {
+    outcome: typeof end === 'string' ? 'ok' : end.kind,
+    status: answer.status,
+    ...(typeof end === 'string' ? {} : { reason: describeFailure(end) }),
+    ...(stats.model === undefined ? {} : { responseModel: stats.model }),
+    ...(stats.usage === undefined ? {} : { usage: stats.usage }),
+    ...(ttftMs === undefined ? {} : { ttftMs }),
+    ...(stats.text === undefined ? {} : { output: [{ role: 'assistant', content: stats.text }] }),
+  }
 }
 
 function recordUsage(deps: ProxyDeps, exchange: Exchange, step: Step, usage: Usage | undefined): void {

@@ -8,7 +8,9 @@ import type { AddressInfo } from 'node:net'
 import { GatewayError, toGatewayError } from './errors.ts'
 import type { AttemptRecord, SkipRecord } from './fallback.ts'
 import type { Logger } from './logger.ts'
+import type { Metrics } from './metrics.ts'
 import type { Redactor } from './redact.ts'
+import type { RequestTrace, Telemetry } from './telemetry.ts'
 import type { Usage } from './upstream.ts'
 
 /** Facts a handler leaves for the access log line. */
@@ -32,11 +34,14 @@ export interface Exchange {
   readonly path: string
   readonly startedAt: number
   readonly facts: AccessFacts
+  readonly trace: RequestTrace
 }
 
 export interface Endpoint {
   readonly method: 'GET' | 'POST'
   readonly path: string | RegExp
+  /** How a pattern path is named in traces, e.g. `/v1/models/{id}`. */
+  readonly template?: string
   /** Reachable without the gateway key. */
   readonly public?: boolean
   handle(exchange: Exchange): Promise<void> | void
@@ -47,6 +52,9 @@ export interface ServerOptions {
   readonly isAuthorized: (req: IncomingMessage) => boolean
   readonly logger: Logger
   readonly redact: Redactor
+  readonly telemetry: Telemetry
+  /** Absent on a server that only serves /metrics, so scrapes do not count themselves. */
+  readonly metrics?: Metrics
 }
 
 export interface HttpServer {
@@ -99,19 +107,24 @@ export function createHttpServer(options: ServerOptions): HttpServer {
 }
 
 async function handle(req: IncomingMessage, res: ServerResponse, options: ServerOptions): Promise<void> {
+  const path = normalizePath(req.url ?? '/')
   const exchange: Exchange = {
     req,
     res,
     requestId: acceptRequestId(req.headers['x-request-id']) ?? randomUUID(),
-    path: normalizePath(req.url ?? '/'),
+    path,
     startedAt: performance.now(),
     facts: {},
+    trace: options.telemetry.startRequest(req.method ?? 'GET', path, req.headers),
   }
   res.setHeader('x-request-id', exchange.requestId)
   const closed = once(res, 'close')
   let failure: GatewayError | undefined
   try {
     const endpoint = matchEndpoint(options.endpoints, req.method ?? 'GET', exchange.path)
+    exchange.trace.named(
+      typeof endpoint.path === 'string' ? endpoint.path : (endpoint.template ?? exchange.path),
+    )
     if (endpoint.public !== true && !options.isAuthorized(req)) {
       throw new GatewayError(
         'invalid_api_key',
@@ -124,7 +137,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, options: Server
     sendError(res, failure, options.redact)
   }
   await closed
-  logAccess(options.logger, exchange, failure)
+  finish(options, exchange, failure)
 }
 
 function matchEndpoint(endpoints: readonly Endpoint[], method: string, path: string): Endpoint {
@@ -172,20 +185,34 @@ function sendError(res: ServerResponse, error: GatewayError, redact: Redactor): 
   res.end(text)
 }
 
-function logAccess(logger: Logger, exchange: Exchange, failure: GatewayError | undefined): void {
+/** The end of a request: its access log line, its metrics, and the end of its span. */
+function finish(options: ServerOptions, exchange: Exchange, failure: GatewayError | undefined): void {
   const { req, res, facts } = exchange
   const status = res.writableFinished ? res.statusCode : 499 // 499: the client closed first, as nginx logs it
+  const durationMs = Math.round((performance.now() - exchange.startedAt) * 10) / 10
   const line = {
     requestId: exchange.requestId,
+    ...exchange.trace.logFields,
     method: req.method,
     path: exchange.path,
     status,
-    durationMs: Math.round((performance.now() - exchange.startedAt) * 10) / 10,
+    durationMs,
     ...facts,
     ...(failure === undefined ? {} : { error: failure.code }),
   }
-  if (failure?.code === 'internal_error') logger.error({ ...line, err: failure.cause }, 'request')
-  else logger.info(line, 'request')
+  if (failure?.code === 'internal_error') options.logger.error({ ...line, err: failure.cause }, 'request')
+  else options.logger.info(line, 'request')
+  options.metrics?.observe(facts, status, durationMs)
+  exchange.trace.end({
+    status,
+    ...(facts.route === undefined ? {} : { route: facts.route }),
+    ...(facts.provider === undefined ? {} : { provider: facts.provider }),
+    ...(facts.model === undefined ? {} : { model: facts.model }),
+    ...(facts.usage === undefined ? {} : { usage: facts.usage }),
+    ...(facts.attempts === undefined ? {} : { attempts: facts.attempts.length }),
+    ...(facts.skipped === undefined ? {} : { skipped: facts.skipped }),
+    ...(failure === undefined ? {} : { error: failure.code }),
+  })
 }
 
 /** A client's request id is kept when it is a sane token, so ids correlate across systems. */

@@ -13,10 +13,23 @@ type Item =
   | { readonly kind: 'event'; readonly event: EventSourceMessage }
   | { readonly kind: 'comment'; readonly text: string }
 
-/** What the stream told us on the way through, for the access log. */
+/** What the stream told us on the way through, for the access log and the attempt's span. */
 export interface StreamStats {
   malformed: number
   usage: Usage | undefined
+  /** The model the provider says answered (the first chunk that names one). */
+  model: string | undefined
+  /** The streamed text, kept only when telemetry records completions. */
+  text: string | undefined
+}
+
+function observeChunk(stats: StreamStats, chunk: Record<string, unknown>): void {
+  stats.usage = usageOf(chunk.usage) ?? stats.usage
+  if (stats.model === undefined && typeof chunk.model === 'string') stats.model = chunk.model
+  if (stats.text !== undefined && Array.isArray(chunk.choices)) {
+    const content = (chunk.choices[0] as { delta?: { content?: unknown } } | undefined)?.delta?.content
+    if (typeof content === 'string') stats.text += content
+  }
 }
 
 /** A stream that produced content and may now be sent to the client. */
@@ -95,10 +108,16 @@ export async function awaitCommit(
   response: UpstreamResponse,
   attempt: Attempt,
   redact: Redactor,
+  captureText = false,
 ): Promise<CommittedStream | Failure> {
   const rest = readItems(response.body)
   const head: EventSourceMessage[] = []
-  const stats: StreamStats = { malformed: 0, usage: undefined }
+  const stats: StreamStats = {
+    malformed: 0,
+    usage: undefined,
+    model: undefined,
+    text: captureText ? '' : undefined,
+  }
   const commit = (finished: boolean): CommittedStream => ({
     kind: 'stream',
     status: response.status,
@@ -126,7 +145,7 @@ export async function awaitCommit(
         const reason = sanitizeReason(errorMessageOf(next.value.event.data), redact)
         return attempt.fail({ kind: 'invalid_response', reason: `error event before content: ${reason}` })
       }
-      stats.usage = usageOf(parsed.value.usage) ?? stats.usage
+      observeChunk(stats, parsed.value)
       if (isCommitPoint(parsed.value) || head.length >= maxHeldEvents) return commit(false)
     }
   } catch (err) {
@@ -187,7 +206,7 @@ export async function pipeStream(
         const failure = { kind: 'invalid_response', reason: `error event: ${reason}` } as const
         await write(errorEvent(failure))
         return failure
-      } else stream.stats.usage = usageOf(parsed.value.usage) ?? stream.stats.usage
+      } else observeChunk(stream.stats, parsed.value)
       await write(formatEvent(event))
     }
     if (!sawDone) await write('data: [DONE]\n\n')

@@ -43,6 +43,8 @@ export interface SendOptions {
   readonly stream: boolean
   readonly attempt: Attempt
   readonly redact: Redactor
+  /** Per-attempt headers, e.g. the trace context. */
+  readonly headers?: Readonly<Record<string, string>>
 }
 
 /** Sends one request; a 2xx comes back unread, anything else as a Failure with a sanitized reason. */
@@ -60,6 +62,7 @@ export async function sendUpstream(
       method: 'POST',
       headers: {
         ...step.headers,
+        ...options.headers,
         'content-type': 'application/json',
         accept: options.stream ? 'text/event-stream' : 'application/json',
       },
@@ -138,6 +141,10 @@ export interface JsonAnswer {
   readonly contentType: string
   readonly body: Buffer
   readonly usage: Usage | undefined
+  /** The model the provider says answered. */
+  readonly model: string | undefined
+  /** The answer's choices, for telemetry that records completions. */
+  readonly choices: unknown
 }
 
 export interface Usage {
@@ -170,7 +177,7 @@ export async function readJsonAnswer(
   if (json === null || typeof json !== 'object' || Array.isArray(json)) {
     return { kind: 'invalid_response', reason: 'response body is not a JSON object' }
   }
-  const answer = json as { error?: unknown; choices?: unknown; usage?: unknown }
+  const answer = json as { error?: unknown; choices?: unknown; usage?: unknown; model?: unknown }
   if (answer.error !== undefined && answer.error !== null && answer.choices === undefined) {
     return { kind: 'invalid_response', reason: sanitizeReason(errorMessageOf(body.toString('utf8')), redact) }
   }
@@ -181,6 +188,8 @@ export async function readJsonAnswer(
     contentType: typeof contentType === 'string' ? contentType : 'application/json',
     body,
     usage: usageOf(answer.usage),
+    model: typeof answer.model === 'string' ? answer.model : undefined,
+    choices: answer.choices,
   }
 }
 

@@ -1,0 +1,112 @@
+// OTLP export settings from the environment: `OTLP_*` (the gateway's own, Grafana-friendly) and the
+// standard `OTEL_*` variables. Pure: the caller passes the environment in.
+
+type Env = Readonly<Record<string, string | undefined>>
+
+export interface OtlpSettings {
+  readonly tracesUrl: string
+  readonly logsUrl: string
+  readonly headers: Readonly<Record<string, string>>
+  readonly serviceName: string
+  readonly resourceAttributes: Readonly<Record<string, string>>
+}
+
+export interface TelemetrySettings {
+  /** Undefined when no endpoint is configured (or OTEL_SDK_DISABLED is true): nothing is exported. */
+  readonly otlp: OtlpSettings | undefined
+  /** Record prompts and completions on spans (off unless the operator opts in). */
+  readonly captureContent: boolean
+}
+
+const set = (value: string | undefined): value is string => value !== undefined && value.trim() !== ''
+
+export function telemetrySettings(env: Env): TelemetrySettings {
+  const captureContent = /^(true|1)$/i.test(env.OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT ?? '')
+  const base = [env.OTLP_ENDPOINT, env.OTEL_EXPORTER_OTLP_ENDPOINT].find(set)
+  const tracesOnly = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
+  const logsOnly = env.OTEL_EXPORTER_OTLP_LOGS_ENDPOINT
+  const disabled = /^true$/i.test(env.OTEL_SDK_DISABLED ?? '')
+  if (disabled || (base === undefined && !set(tracesOnly) && !set(logsOnly)))
+    return { otlp: undefined, captureContent }
+
+  const fallbackBase = base ?? (tracesOnly as string | undefined) ?? (logsOnly as string)
+  return {
+    captureContent,
+    otlp: {
+      tracesUrl: set(tracesOnly) ? normalizeUrl(tracesOnly) : signalUrl(fallbackBase, 'traces'),
+      logsUrl: set(logsOnly) ? normalizeUrl(logsOnly) : signalUrl(fallbackBase, 'logs'),
+      headers: {
+        ...parseHeaderList(env.OTEL_EXPORTER_OTLP_HEADERS),
+        ...authorization(env),
+        ...parseHeaderList(env.OTLP_HEADERS),
+      },
+      serviceName: [env.OTEL_SERVICE_NAME, env.OTLP_SERVICE_NAME].find(set) ?? 'ai-gateway',
+      resourceAttributes: parseHeaderList(
+        [env.OTEL_RESOURCE_ATTRIBUTES, env.OTLP_RESOURCE_ATTRIBUTES].find(set),
+      ),
+    },
+  }
+}
+
+/** `host:port` gets https; a trailing slash is dropped so joining never makes `//`. */
+function normalizeUrl(value: string): string {
+  const text = value.trim()
+  const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(text) ? text : `https://${text}`
+  return withScheme.replace(/\/+$/, '')
+}
+
+/**
+ * The URL for one signal from a base: `https://host/otlp` → `https://host/otlp/v1/traces`. A URL that
+ * already ends in a signal path is kept for that signal, and its sibling derived from it.
+ */
+export function signalUrl(base: string, signal: 'traces' | 'logs'): string {
+  const url = normalizeUrl(base)
+  const match = /\/v1\/(traces|logs|metrics)$/.exec(url)
+  if (match !== null) return `${url.slice(0, match.index)}/v1/${signal}`
+  return `${url}/v1/${signal}`
+}
+
+/** `k=v,k2=v2`, URL-decoded, as the OTel spec defines for OTEL_EXPORTER_OTLP_HEADERS. */
+export function parseHeaderList(value: string | undefined): Record<string, string> {
+  const out: Record<string, string> = {}
+  if (!set(value)) return out
+  for (const pair of value.split(',')) {
+    const eq = pair.indexOf('=')
+    if (eq <= 0) continue
+    const key = safeDecode(pair.slice(0, eq).trim())
+    if (key !== '') out[key] = safeDecode(pair.slice(eq + 1).trim())
+  }
+  return out
+}
+
+function safeDecode(text: string): string {
+  try {
+    return decodeURIComponent(text)
+  } catch {
+    return text
+  }
+}
+
+/**
+ * `OTLP_API_KEY` as Basic auth. Grafana Cloud wants `instance-id:token`; its `glc_` tokens are base64
+ * JSON whose name (`n`) reads `stack-<id>-…`, so the id is taken from there unless OTLP_INSTANCE_ID
+ * says otherwise. Any other key is sent as the user name with an empty password.
+ */
+function authorization(env: Env): Record<string, string> {
+  const key = env.OTLP_API_KEY
+  if (!set(key)) return {}
+  const id = [env.OTLP_INSTANCE_ID].find(set) ?? grafanaInstanceId(key)
+  const user = id === undefined ? `${key}:` : `${id}:${key}`
+  return { Authorization: `Basic ${Buffer.from(user).toString('base64')}` }
+}
+
+export function grafanaInstanceId(token: string): string | undefined {
+  if (!token.startsWith('glc_')) return undefined
+  try {
+    const claims = JSON.parse(Buffer.from(token.slice(4), 'base64').toString('utf8')) as { n?: unknown }
+    const match = typeof claims.n === 'string' ? /^stack-(\d+)-/.exec(claims.n) : null
+    return match?.[1]
+  } catch {
+    return undefined
+  }
+}
