@@ -1,12 +1,12 @@
-// OpenTelemetry: one SERVER span per request, one CLIENT span per upstream attempt (GenAI semantic
-// conventions), W3C trace context in and out, and log lines as OTLP log records. The only file that
-// touches the OTel SDK, which is loaded only when an endpoint is configured: with telemetry off every
-// call here is a no-op on a shared object.
+// OpenTelemetry for requests: one SERVER span per request, one CLIENT span per upstream attempt (GenAI
+// semantic conventions), W3C trace context in and out. With telemetry off every call here is a no-op on
+// a shared object and the SDK (otel-sdk.ts, the only other file that touches it) is never loaded.
 
 import type { IncomingHttpHeaders } from 'node:http'
-import { Writable } from 'node:stream'
-import type { Context, Span, Tracer } from '@opentelemetry/api'
-import type { OtlpSettings, TelemetrySettings } from './otlp-config.ts'
+import type { Writable } from 'node:stream'
+import type { Context, Span } from '@opentelemetry/api'
+import type { Sdk } from './otel-sdk.ts'
+import type { TelemetrySettings } from './otlp-config.ts'
 import type { Redactor } from './redact.ts'
 import type { Step } from './router.ts'
 import type { Usage } from './upstream.ts'
@@ -81,7 +81,9 @@ export async function createTelemetry(
   hooks: TelemetryHooks,
 ): Promise<Telemetry> {
   if (settings.otlp === undefined) return disabledTelemetry
-  const sdk = await loadSdk(settings.otlp, version, hooks)
+  // Loaded on demand: with telemetry off, the SDK costs neither start-up time nor memory.
+  const { loadSdk } = await import('./otel-sdk.ts')
+  const sdk = loadSdk(settings.otlp, version, hooks)
   return {
     enabled: true,
     captureContent: settings.captureContent,
@@ -90,136 +92,6 @@ export async function createTelemetry(
     logSink: sdk.logSink,
     shutdown: sdk.shutdown,
   }
-}
-
-type Api = typeof import('@opentelemetry/api')
-
-interface Sdk {
-  readonly api: Api
-  readonly tracer: Tracer
-  readonly propagator: import('@opentelemetry/api').TextMapPropagator
-  readonly logSink: Writable
-  shutdown(): Promise<void>
-}
-
-async function loadSdk(otlp: OtlpSettings, version: string, hooks: TelemetryHooks): Promise<Sdk> {
-  const [api, core, resources, sdkTrace, sdkLogs, traceExporter, logExporter] = await Promise.all([
-    import('@opentelemetry/api'),
-    import('@opentelemetry/core'),
-    import('@opentelemetry/resources'),
-    import('@opentelemetry/sdk-trace'),
-    import('@opentelemetry/sdk-logs'),
-    import('@opentelemetry/exporter-trace-otlp-http'),
-    import('@opentelemetry/exporter-logs-otlp-http'),
-  ])
-  routeDiagnostics(api, hooks)
-  const resource = resources.resourceFromAttributes({
-    ...otlp.resourceAttributes,
-    // The service name variable wins over a service.name in the attributes, as the spec says.
-    'service.name': otlp.serviceName,
-    'service.version': version,
-  })
-  const exporterOptions = { headers: { ...otlp.headers }, timeoutMillis: 10_000 }
-  // Bounded queues: when the collector is slow or gone, the oldest data is dropped, never the request.
-  const batch = {
-    maxQueueSize: 2_048,
-    maxExportBatchSize: 512,
-    scheduledDelayMillis: 1_000,
-    exportTimeoutMillis: 10_000,
-  }
-  const tracerProvider = new sdkTrace.TracerProvider({
-    resource,
-    spanProcessors: [
-      new sdkTrace.BatchSpanProcessor({
-        ...batch,
-        exporter: new traceExporter.OTLPTraceExporter({ ...exporterOptions, url: otlp.tracesUrl }),
-      }),
-    ],
-  })
-  const loggerProvider = new sdkLogs.LoggerProvider({
-    resource,
-    processors: [
-      new sdkLogs.BatchLogRecordProcessor({
-        ...batch,
-        exporter: new logExporter.OTLPLogExporter({ ...exporterOptions, url: otlp.logsUrl }),
-      }),
-    ],
-  })
-  const otelLogger = loggerProvider.getLogger('ai-gateway', version)
-  return {
-    api,
-    tracer: tracerProvider.getTracer('ai-gateway', version),
-    propagator: new core.W3CTraceContextPropagator(),
-    logSink: new Writable({
-      write(line: Buffer | string, _encoding, done) {
-        emitLogLine(api, otelLogger, String(line))
-        done()
-      },
-    }),
-    async shutdown() {
-      const bounded = (work: Promise<void>) =>
-        Promise.race([
-          work.catch(() => {}),
-          new Promise<void>((resolve) => setTimeout(resolve, 5_000).unref()),
-        ])
-      await Promise.all([bounded(tracerProvider.shutdown()), bounded(loggerProvider.shutdown())])
-    },
-  }
-}
-
-const severities: Record<string, number> = { trace: 1, debug: 5, info: 9, warn: 13, error: 17, fatal: 21 }
-
-/** One pino line (already redacted) as an OTLP log record, in the trace it names. */
-function emitLogLine(api: Api, logger: import('@opentelemetry/api').Logger, line: string): void {
-  let record: Record<string, unknown>
-  try {
-    record = JSON.parse(line) as Record<string, unknown>
-  } catch {
-    return
-  }
-  const { level, time, msg, trace_id, span_id, ...rest } = record
-  const attributes: Record<string, string | number | boolean> = {}
-  for (const [key, value] of Object.entries(rest)) {
-    if (value === null || value === undefined) continue
-    attributes[key] = typeof value === 'object' ? JSON.stringify(value) : (value as string | number | boolean)
-  }
-  const context =
-    typeof trace_id === 'string' && typeof span_id === 'string'
-      ? api.trace.setSpanContext(api.ROOT_CONTEXT, {
-          traceId: trace_id,
-          spanId: span_id,
-          traceFlags: api.TraceFlags.SAMPLED,
-        })
-      : undefined
-  logger.emit({
-    severityNumber: severities[String(level)] ?? 0,
-    severityText: String(level ?? '').toUpperCase(),
-    body: String(msg ?? ''),
-    attributes,
-    ...(typeof time === 'string' ? { timestamp: new Date(time) } : {}),
-    ...(context === undefined ? {} : { context }),
-  })
-}
-
-/** The SDK reports export failures and drops through `diag`; they become rate-limited warnings and counts. */
-function routeDiagnostics(api: Api, hooks: TelemetryHooks): void {
-  const lastWarned = new Map<string, number>()
-  const report = (message: unknown, ...args: unknown[]) => {
-    const text = [message, ...args].map(String).join(' ')
-    const dropped = /Dropped (\d+) (spans|log records?)/i.exec(text)
-    if (dropped !== null)
-      hooks.dropped(dropped[2]?.startsWith('span') ? 'traces' : 'logs', Number(dropped[1]))
-    const kind = text.replace(/\d+/g, 'N').slice(0, 80)
-    const now = Date.now()
-    if (now - (lastWarned.get(kind) ?? 0) < 60_000) return
-    lastWarned.set(kind, now)
-    hooks.warn(text.slice(0, 300))
-  }
-  const ignore = () => {}
-  api.diag.setLogger(
-    { error: report, warn: report, info: ignore, debug: ignore, verbose: ignore },
-    { logLevel: api.DiagLogLevel.WARN, suppressOverrideMessage: true },
-  )
 }
 
 const headerGetter = {

@@ -1,0 +1,133 @@
+// Loading and wiring the OpenTelemetry SDK: resource, batch processors with bounded queues, OTLP/HTTP
+// exporters for traces and logs, log lines as log records, and the SDK's own diagnostics. Imported
+// only when an OTLP endpoint is configured.
+
+import { Writable } from 'node:stream'
+import * as api from '@opentelemetry/api'
+import { W3CTraceContextPropagator } from '@opentelemetry/core'
+import { OTLPLogExporter } from '@opentelemetry/exporter-logs-otlp-http'
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http'
+import { resourceFromAttributes } from '@opentelemetry/resources'
+import { BatchLogRecordProcessor, LoggerProvider } from '@opentelemetry/sdk-logs'
+import { BatchSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace'
+import type { OtlpSettings } from './otlp-config.ts'
+import type { TelemetryHooks } from './telemetry.ts'
+
+export interface Sdk {
+  readonly api: typeof api
+  readonly tracer: api.Tracer
+  readonly propagator: api.TextMapPropagator
+  readonly logSink: Writable
+  shutdown(): Promise<void>
+}
+
+export function loadSdk(otlp: OtlpSettings, version: string, hooks: TelemetryHooks): Sdk {
+  routeDiagnostics(hooks)
+  const resource = resourceFromAttributes({
+    ...otlp.resourceAttributes,
+    // The service name variable wins over a service.name in the attributes, as the spec says.
+    'service.name': otlp.serviceName,
+    'service.version': version,
+  })
+  const exporterOptions = { headers: { ...otlp.headers }, timeoutMillis: 5_000 }
+  // Bounded queues: when the collector is slow or gone, new data is dropped (and counted), never a request.
+  const batch = {
+    maxQueueSize: 2_048,
+    maxExportBatchSize: 512,
+    scheduledDelayMillis: 1_000,
+    exportTimeoutMillis: 5_000,
+  }
+  const tracerProvider = new TracerProvider({
+    resource,
+    spanProcessors: [
+      new BatchSpanProcessor({
+        ...batch,
+        exporter: new OTLPTraceExporter({ ...exporterOptions, url: otlp.tracesUrl }),
+      }),
+    ],
+  })
+  const loggerProvider = new LoggerProvider({
+    resource,
+    processors: [
+      new BatchLogRecordProcessor({
+        ...batch,
+        exporter: new OTLPLogExporter({ ...exporterOptions, url: otlp.logsUrl }),
+      }),
+    ],
+  })
+  const otelLogger = loggerProvider.getLogger('ai-gateway', version)
+  return {
+    api,
+    tracer: tracerProvider.getTracer('ai-gateway', version),
+    propagator: new W3CTraceContextPropagator(),
+    logSink: new Writable({
+      write(line: Buffer | string, _encoding, done) {
+        emitLogLine(otelLogger, String(line))
+        done()
+      },
+    }),
+    async shutdown() {
+      const bounded = (work: Promise<void>) =>
+        Promise.race([
+          work.catch(() => {}),
+          new Promise<void>((resolve) => setTimeout(resolve, 5_000).unref()),
+        ])
+      await Promise.all([bounded(tracerProvider.shutdown()), bounded(loggerProvider.shutdown())])
+    },
+  }
+}
+
+const severities: Record<string, number> = { trace: 1, debug: 5, info: 9, warn: 13, error: 17, fatal: 21 }
+
+/** One pino line (already redacted) as an OTLP log record, in the trace it names. */
+function emitLogLine(logger: api.Logger, line: string): void {
+  let record: Record<string, unknown>
+  try {
+    record = JSON.parse(line) as Record<string, unknown>
+  } catch {
+    return
+  }
+  const { level, time, msg, trace_id, span_id, ...rest } = record
+  const attributes: Record<string, string | number | boolean> = {}
+  for (const [key, value] of Object.entries(rest)) {
+    if (value === null || value === undefined) continue
+    attributes[key] = typeof value === 'object' ? JSON.stringify(value) : (value as string | number | boolean)
+  }
+  const context =
+    typeof trace_id === 'string' && typeof span_id === 'string'
+      ? api.trace.setSpanContext(api.ROOT_CONTEXT, {
+          traceId: trace_id,
+          spanId: span_id,
+          traceFlags: api.TraceFlags.SAMPLED,
+        })
+      : undefined
+  logger.emit({
+    severityNumber: severities[String(level)] ?? 0,
+    severityText: String(level ?? '').toUpperCase(),
+    body: String(msg ?? ''),
+    attributes,
+    ...(typeof time === 'string' ? { timestamp: new Date(time) } : {}),
+    ...(context === undefined ? {} : { context }),
+  })
+}
+
+/** The SDK reports export failures and drops through `diag`; they become rate-limited warnings and counts. */
+function routeDiagnostics(hooks: TelemetryHooks): void {
+  const lastWarned = new Map<string, number>()
+  const report = (message: unknown, ...args: unknown[]) => {
+    const text = [message, ...args].map(String).join(' ')
+    const dropped = /Dropped (\d+) (spans|log records?)/i.exec(text)
+    if (dropped !== null)
+      hooks.dropped(dropped[2]?.startsWith('span') ? 'traces' : 'logs', Number(dropped[1]))
+    const kind = text.replace(/\d+/g, 'N').slice(0, 80)
+    const now = Date.now()
+    if (now - (lastWarned.get(kind) ?? 0) < 60_000) return
+    lastWarned.set(kind, now)
+    hooks.warn(text.slice(0, 300))
+  }
+  const ignore = () => {}
+  api.diag.setLogger(
+    { error: report, warn: report, info: ignore, debug: ignore, verbose: ignore },
+    { logLevel: api.DiagLogLevel.WARN, suppressOverrideMessage: true },
+  )
+}

@@ -1,0 +1,386 @@
+// OTLP export against a local fake collector: paths, auth headers, resource, the span tree of a
+// fallback, trace context in and out, correlated log records, flush on SIGTERM, and no secrets.
+
+import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { after, afterEach, before, describe, test } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { grafanaInstanceId, parseHeaderList, signalUrl, telemetrySettings } from '../src/otlp-config.ts'
+import { baseConfig, gatewayKey, type RunningGateway, startGateway } from './gateway-process.ts'
+import { MockUpstream, ok, status } from './mock-upstream.ts'
+
+interface Export {
+  path: string
+  headers: IncomingHttpHeaders
+  raw: string
+  body: Record<string, unknown>
+}
+
+class FakeCollector {
+  readonly exports: Export[] = []
+  readonly #server: Server
+  constructor(server: Server) {
+    this.#server = server
+  }
+  static async start(): Promise<FakeCollector> {
+    const server = createServer()
+    const collector = new FakeCollector(server)
+    server.on('request', async (req, res) => {
+      let raw = ''
+      for await (const chunk of req) raw += chunk
+      collector.exports.push({
+        path: req.url ?? '',
+        headers: req.headers,
+        raw,
+        body: JSON.parse(raw) as Record<string, unknown>,
+      })
+      res.writeHead(200, { 'content-type': 'application/json' })
+      res.end('{}')
+    })
+    server.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    return collector
+  }
+  get url(): string {
+    return `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}`
+  }
+  async close(): Promise<void> {
+    this.#server.closeAllConnections()
+    this.#server.close()
+  }
+  spans(): Span[] {
+    return this.exports.flatMap((e) =>
+      ((e.body.resourceSpans ?? []) as { scopeSpans: { spans: Span[] }[] }[]).flatMap((r) =>
+        r.scopeSpans.flatMap((s) => s.spans),
+      ),
+    )
+  }
+  logs(): LogRecord[] {
+    return this.exports.flatMap((e) =>
+      ((e.body.resourceLogs ?? []) as { scopeLogs: { logRecords: LogRecord[] }[] }[]).flatMap((r) =>
+        r.scopeLogs.flatMap((s) => s.logRecords),
+      ),
+    )
+  }
+  resourceAttributes(): Record<string, unknown> {
+    const first = this.exports.find((e) => e.body.resourceSpans !== undefined)
+    const resource = (
+      first?.body.resourceSpans as { resource: { attributes: Attribute[] } }[] | undefined
+    )?.[0]?.resource
+    return attributes(resource?.attributes ?? [])
+  }
+}
+
+interface Attribute {
+  key: string
+  value: { stringValue?: string; intValue?: number | string; boolValue?: boolean; doubleValue?: number }
+}
+interface Span {
+  traceId: string
+  spanId: string
+  parentSpanId?: string
+  name: string
+  kind: number
+  attributes: Attribute[]
+  status?: { code?: number }
+  events?: { name: string }[]
+}
+interface LogRecord {
+  traceId?: string
+  spanId?: string
+  body?: { stringValue?: string }
+  attributes: Attribute[]
+}
+
+const attributes = (list: Attribute[]): Record<string, unknown> =>
+  Object.fromEntries(
+    list.map((a) => [
+      a.key,
+      a.value.stringValue ?? a.value.intValue ?? a.value.boolValue ?? a.value.doubleValue,
+    ]),
+  )
+
+const SERVER = 2
+const CLIENT = 3
+const ERROR = 2
+const providerKey = 'sk-telemetry-provider-key-123'
+
+let mock: MockUpstream
+let collector: FakeCollector
+const running: RunningGateway[] = []
+
+before(async () => {
+  mock = await MockUpstream.start()
+  collector = await FakeCollector.start()
+})
+after(async () => {
+  await mock.close()
+  await collector.close()
+})
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((gw) => gw.stop()))
+  mock.reset()
+  collector.exports.length = 0
+})
+
+async function gateway(env: Record<string, string>) {
+  const gw = await startGateway(
+    baseConfig({
+      providers: [
+        { name: 'a', api_key: providerKey, base_url: mock.url('a') },
+        { name: 'b', api_key: 'sk-telemetry-b-key-456', base_url: mock.url('b') },
+      ],
+      routes: [
+        {
+          name: 'r',
+          steps: [
+            { provider: 'a', model: 'model-a' },
+            { provider: 'b', model: 'model-b' },
+          ],
+        },
+      ],
+    }),
+    { env },
+  )
+  running.push(gw)
+  return gw
+}
+
+async function waitFor(check: () => boolean, what: string, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await sleep(25)
+  }
+}
+
+describe('settings from the environment', () => {
+  test('signal URLs: base paths, host:port, signal paths kept, no double slash', () => {
+    assert.equal(
+      signalUrl('https://otlp-gateway-prod-eu-west-2.grafana.net/otlp', 'traces'),
+      'https://otlp-gateway-prod-eu-west-2.grafana.net/otlp/v1/traces',
+    )
+    assert.equal(signalUrl('https://host/otlp/', 'logs'), 'https://host/otlp/v1/logs')
+    assert.equal(signalUrl('collector:4318', 'traces'), 'https://collector:4318/v1/traces')
+    assert.equal(signalUrl('http://collector:4318/v1/traces', 'traces'), 'http://collector:4318/v1/traces')
+    assert.equal(signalUrl('http://collector:4318/v1/traces', 'logs'), 'http://collector:4318/v1/logs')
+  })
+  test('Grafana Cloud tokens carry the instance id', () => {
+    const token = `glc_${Buffer.from(JSON.stringify({ o: '1', n: 'stack-123456-otlp-write-gw', k: 'x', m: { r: 'eu' } })).toString('base64')}`
+    assert.equal(grafanaInstanceId(token), '123456')
+    assert.equal(grafanaInstanceId('glc_not-base64-json'), undefined)
+    assert.equal(grafanaInstanceId('plain-key'), undefined)
+    const settings = telemetrySettings({ OTLP_ENDPOINT: 'h:1', OTLP_API_KEY: token })
+    assert.equal(
+      settings.otlp?.headers.Authorization,
+      `Basic ${Buffer.from(`123456:${token}`).toString('base64')}`,
+    )
+    const overridden = telemetrySettings({
+      OTLP_ENDPOINT: 'h:1',
+      OTLP_API_KEY: token,
+      OTLP_INSTANCE_ID: '42',
+    })
+    assert.equal(
+      overridden.otlp?.headers.Authorization,
+      `Basic ${Buffer.from(`42:${token}`).toString('base64')}`,
+    )
+  })
+  test('header lists are URL-decoded; OTLP_HEADERS wins', () => {
+    assert.deepEqual(parseHeaderList('a=1, X-Scope-OrgID=team%20one,bad,=x'), {
+      a: '1',
+      'X-Scope-OrgID': 'team one',
+    })
+    const settings = telemetrySettings({
+      OTLP_ENDPOINT: 'h:1',
+      OTLP_API_KEY: 'k',
+      OTEL_EXPORTER_OTLP_HEADERS: 'x-a=env',
+      OTLP_HEADERS: 'Authorization=Bearer%20t,x-b=mine',
+    })
+    assert.deepEqual(settings.otlp?.headers, { 'x-a': 'env', Authorization: 'Bearer t', 'x-b': 'mine' })
+  })
+  test('standard variables, service name precedence, and off by default', () => {
+    assert.equal(telemetrySettings({}).otlp, undefined)
+    assert.equal(telemetrySettings({ OTLP_ENDPOINT: 'h:1', OTEL_SDK_DISABLED: 'true' }).otlp, undefined)
+    const std = telemetrySettings({
+      OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://t:4318/v1/traces',
+      OTEL_EXPORTER_OTLP_LOGS_ENDPOINT: 'http://l:4318/custom/logs',
+      OTEL_SERVICE_NAME: 'gw-a',
+      OTLP_SERVICE_NAME: 'gw-b',
+      OTEL_RESOURCE_ATTRIBUTES: 'service.name=ignored,deployment.environment=prod',
+    })
+    assert.equal(std.otlp?.tracesUrl, 'http://t:4318/v1/traces')
+    assert.equal(std.otlp?.logsUrl, 'http://l:4318/custom/logs')
+    assert.equal(std.otlp?.serviceName, 'gw-a')
+    assert.equal(telemetrySettings({ OTLP_ENDPOINT: 'h:1' }).otlp?.serviceName, 'ai-gateway')
+  })
+})
+
+test('a request that falls back once: a SERVER span with two CLIENT children, the first failed', async () => {
+  const gw = await gateway({ OTLP_ENDPOINT: `${collector.url}/otlp/` })
+  mock.script('a', status(503)).script('b', ok('from b'))
+  const traceId = '4bf92f3577b34da6a3ce929d0e0e4736'
+  const clientSpan = '00f067aa0ba902b7'
+  const res = await gw.post(
+    '/v1/chat/completions',
+    { model: 'r', messages: [{ role: 'user', content: 'secret prompt text' }] },
+    {
+      traceparent: `00-${traceId}-${clientSpan}-01`,
+    },
+  )
+  assert.equal(res.status, 200)
+  await waitFor(() => collector.spans().length >= 3, 'three spans')
+  assert.ok(collector.exports.some((e) => e.path === '/otlp/v1/traces'))
+
+  const spans = collector.spans()
+  const server = spans.find((s) => s.kind === SERVER)
+  assert.ok(server)
+  assert.equal(server.name, 'POST /v1/chat/completions')
+  assert.equal(server.traceId, traceId, 'the client trace is continued')
+  assert.equal(server.parentSpanId, clientSpan)
+  const serverAttrs = attributes(server.attributes)
+  assert.equal(serverAttrs['http.response.status_code'], 200)
+  assert.equal(serverAttrs['gateway.route'], 'r')
+  assert.equal(serverAttrs['gen_ai.provider.name'], 'b')
+
+  const clients = spans.filter((s) => s.kind === CLIENT && s.parentSpanId === server.spanId)
+  assert.equal(clients.length, 2)
+  const [first, second] = clients.sort(
+    (x, y) =>
+      Number(attributes(x.attributes)['gateway.step.index']) -
+      Number(attributes(y.attributes)['gateway.step.index']),
+  )
+  assert.ok(first && second)
+  assert.equal(first.status?.code, ERROR)
+  const firstAttrs = attributes(first.attributes)
+  assert.equal(first.name, 'chat model-a')
+  assert.equal(firstAttrs['gen_ai.operation.name'], 'chat')
+  assert.equal(firstAttrs['gen_ai.provider.name'], 'a')
+  assert.equal(firstAttrs['gen_ai.request.model'], 'model-a')
+  assert.equal(firstAttrs['http.response.status_code'], 503)
+  assert.equal(firstAttrs['gateway.attempt.outcome'], 'http_error')
+  assert.match(String(firstAttrs['gateway.fallback.reason']), /HTTP 503/)
+  const secondAttrs = attributes(second.attributes)
+  assert.notEqual(second.status?.code, ERROR)
+  assert.equal(secondAttrs['gen_ai.request.model'], 'model-b')
+  assert.equal(secondAttrs['gen_ai.response.model'], 'model-b')
+  assert.equal(secondAttrs['gen_ai.usage.input_tokens'], 5)
+  assert.equal(secondAttrs['gen_ai.usage.output_tokens'], 7)
+
+  // The trace context reaches the provider, as the CLIENT span of that attempt.
+  const upstreamParent = String(mock.requests('b')[0]?.headers.traceparent)
+  assert.equal(upstreamParent, `00-${traceId}-${second.spanId}-01`)
+  assert.ok(!JSON.stringify(spans).includes('secret prompt text'), 'prompts are not recorded by default')
+})
+
+test('log records go out over OTLP, correlated with the request trace', async () => {
+  const gw = await gateway({ OTLP_ENDPOINT: collector.url })
+  mock.script('a', status(500)).script('b', ok())
+  await gw.post('/v1/chat/completions', { model: 'r', messages: [] }, { 'x-request-id': 'otlp-log-1' })
+  await waitFor(
+    () =>
+      collector
+        .logs()
+        .some(
+          (l) => attributes(l.attributes).requestId === 'otlp-log-1' && l.body?.stringValue === 'request',
+        ),
+    'the request log record',
+  )
+  assert.ok(collector.exports.some((e) => e.path === '/v1/logs'))
+  const server = await (async () => {
+    await waitFor(() => collector.spans().some((s) => s.kind === SERVER), 'the server span')
+    return collector.spans().find((s) => s.kind === SERVER)
+  })()
+  const line = collector
+    .logs()
+    .find((l) => attributes(l.attributes).requestId === 'otlp-log-1' && l.body?.stringValue === 'request')
+  assert.equal(line?.traceId, server?.traceId)
+  assert.equal(line?.spanId, server?.spanId)
+  const failed = collector.logs().find((l) => l.body?.stringValue === 'upstream attempt failed')
+  assert.equal(failed?.traceId, server?.traceId)
+  assert.ok(collector.logs().some((l) => l.body?.stringValue === 'listening'))
+})
+
+test('auth headers: Grafana-style Basic, plain Basic, OTLP_HEADERS; resource attributes', async () => {
+  const token = `glc_${Buffer.from(JSON.stringify({ o: '9', n: 'stack-777-otlp', k: 'secretpart' })).toString('base64')}`
+  const gw = await gateway({
+    OTLP_ENDPOINT: collector.url,
+    OTLP_API_KEY: token,
+    OTLP_HEADERS: 'X-Scope-OrgID=tenant%20a',
+    OTEL_SERVICE_NAME: 'my-gateway',
+    OTEL_RESOURCE_ATTRIBUTES: 'service.name=ignored,deployment.environment=test',
+  })
+  mock.script('a', ok())
+  await gw.post('/v1/chat/completions', { model: 'r', messages: [] })
+  await waitFor(() => collector.spans().length > 0, 'spans')
+  const exported = collector.exports.find((e) => e.path === '/v1/traces')
+  assert.equal(exported?.headers.authorization, `Basic ${Buffer.from(`777:${token}`).toString('base64')}`)
+  assert.equal(exported?.headers['x-scope-orgid'], 'tenant a')
+  const resource = collector.resourceAttributes()
+  assert.equal(resource['service.name'], 'my-gateway')
+  assert.equal(resource['deployment.environment'], 'test')
+  assert.equal(typeof resource['service.version'], 'string')
+  await gw.stop()
+
+  const plain = await gateway({ OTLP_ENDPOINT: collector.url, OTLP_API_KEY: 'plain-otlp-key' })
+  collector.exports.length = 0
+  mock.script('a', ok())
+  await plain.post('/v1/chat/completions', { model: 'r', messages: [] })
+  await waitFor(() => collector.spans().length > 0, 'spans')
+  assert.equal(
+    collector.exports[0]?.headers.authorization,
+    `Basic ${Buffer.from('plain-otlp-key:').toString('base64')}`,
+  )
+})
+
+test('SIGTERM flushes buffered spans and logs before exit', async () => {
+  const gw = await gateway({ OTLP_ENDPOINT: collector.url })
+  mock.script('a', ok())
+  await gw.post('/v1/chat/completions', { model: 'r', messages: [] }, { 'x-request-id': 'flush-1' })
+  assert.equal(await gw.stop(), 0)
+  assert.ok(
+    collector.spans().some((s) => s.kind === SERVER),
+    'the span was exported by shutdown',
+  )
+  assert.ok(
+    collector.logs().some((l) => l.body?.stringValue === 'stopped'),
+    'the last log line too',
+  )
+})
+
+test('exported bytes contain no configured secret, even when a provider echoes one', async () => {
+  const otlpKey = 'otlp-secret-key-987654321'
+  const gw = await gateway({ OTLP_ENDPOINT: collector.url, OTLP_API_KEY: otlpKey })
+  mock
+    .script('a', (req, res) => status(401, `bad key ${req.headers.authorization}`)(req, res))
+    .script('b', ok())
+  await gw.post('/v1/chat/completions', { model: 'r', messages: [] })
+  await gw.get('/v1/models', { authorization: `Bearer ${providerKey}` })
+  await gw.stop()
+  const raw = collector.exports.map((e) => e.raw).join('\n')
+  assert.match(raw, /REDACTED/, 'the echoed key was there, redacted')
+  for (const secret of [gatewayKey, providerKey, 'sk-telemetry-b-key-456', otlpKey]) {
+    assert.ok(!raw.includes(secret), `exported telemetry contains ${secret}`)
+  }
+})
+
+test('with no OTLP variables nothing is exported', async () => {
+  const gw = await gateway({})
+  mock.script('a', ok())
+  await gw.post('/v1/chat/completions', { model: 'r', messages: [] })
+  await gw.stop()
+  assert.equal(collector.exports.length, 0)
+  assert.equal(gw.logs.find((l) => l.msg === 'listening')?.telemetry, false)
+  assert.equal(mock.requests('a')[0]?.headers.traceparent, undefined)
+})
+
+test('an unreachable collector neither slows nor breaks requests', async () => {
+  const gw = await gateway({ OTLP_ENDPOINT: 'http://127.0.0.1:9' })
+  mock.always('a', ok())
+  const started = performance.now()
+  for (let i = 0; i < 20; i++)
+    assert.equal((await gw.post('/v1/chat/completions', { model: 'r', messages: [] })).status, 200)
+  assert.ok(performance.now() - started < 2_000)
+  await gw.waitForLog((l) => l.msg === 'telemetry export problem', 15_000)
+})
