@@ -1,6 +1,7 @@
 // The command line: arguments, commands, signals and exit codes.
 
 import { once } from 'node:events'
+import { statSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { type Config, ConfigError, findConfigPath, loadConfig } from './config.ts'
 import { startDemo } from './demo.ts'
@@ -54,7 +55,20 @@ export async function run(argv: string[], env: Env): Promise<number> {
     return print(
       `${config.source}: OK (${config.providers.length} providers, ${config.routes.length} routes)\n`,
     )
-  return serve({ gateway: await createGateway(config) })
+  const gateway = await createGateway(config)
+  warnIfWorldReadable(gateway, config.source)
+  return serve({ gateway })
+}
+
+/** The config holds (or points at) keys; other users on the machine should not be able to read it. */
+function warnIfWorldReadable(gateway: Gateway, path: string): void {
+  const mode = statSync(path, { throwIfNoEntry: false })?.mode
+  if (mode !== undefined && (mode & 0o004) !== 0) {
+    gateway.logger.warn(
+      { config: path, mode: (mode & 0o777).toString(8) },
+      'config file is readable by other users (chmod 600 it)',
+    )
+  }
 }
 
 function parse(argv: string[]) {

@@ -150,7 +150,10 @@ function collectSecrets(config: ConfigFile, env: Env): string[] {
 /** Values of sensitive-looking OTLP headers (e.g. a collector token passed as a header). */
 function otlpHeaderSecrets(env: Env): string[] {
   // Includes the Authorization built from OTLP_API_KEY: its base64 form is as secret as the key.
-  const headers = { ...parseHeaderList(env.OTEL_EXPORTER_OTLP_HEADERS), ...telemetrySettings(env).otlp?.headers }
+  const headers = {
+    ...parseHeaderList(env.OTEL_EXPORTER_OTLP_HEADERS),
+    ...telemetrySettings(env).otlp?.headers,
+  }
   return Object.entries(headers)
     .filter(([name]) => sensitiveHeader.test(name))
     .map(([, value]) => value.replace(/^(Bearer|Basic)\s+/i, ''))

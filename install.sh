@@ -1,0 +1,256 @@
+#!/usr/bin/env bash
+# ai-gateway: build, install, run as a systemd service, or deploy to a server over SSH.
+# Safe to re-run. Every path written locally can be moved under a root prefix with DESTDIR.
+set -euo pipefail
+
+SELF_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+readonly SELF_DIR
+# Where config.yaml and .env are taken from (default: next to this script).
+readonly SOURCE_DIR="${SOURCE_DIR:-$SELF_DIR}"
+readonly DESTDIR="${DESTDIR:-}"
+readonly BIN_DIR="${BIN_DIR:-/usr/local/bin}"
+readonly CONF_DIR="${CONF_DIR:-/etc/ai-gateway}"
+readonly UNIT_DIR="${UNIT_DIR:-/etc/systemd/system}"
+readonly SERVICE_USER="${SERVICE_USER:-ai-gateway}"
+readonly BINARY="${BINARY:-$SELF_DIR/dist/ai-gateway}"
+readonly UNIT_FILE="$SELF_DIR/deploy/ai-gateway.service"
+readonly REMOTE_DIR="${REMOTE_DIR:-/opt/ai-gateway}"
+
+usage() {
+  cat <<'EOF'
+Usage: ./install.sh COMMAND [--force]
+
+Commands:
+  build             build dist/ai-gateway, one self-contained executable (needs npm)
+  install           copy the executable to /usr/local/bin
+  install-service   create the ai-gateway system user, /etc/ai-gateway (config.yaml and .env, mode 600),
+                    install and reload the systemd unit; an existing config is kept unless --force
+  deploy            on SSH_HOST: upload executable, unit, config.yaml and .env (without SSH_* lines),
+                    install, enable, restart, then check /health there
+  deploy-docker     on SSH_HOST: upload the compose project, `docker compose up -d --build`, wait until
+                    the container reports healthy
+  help              show this help
+
+Settings, from the environment or ./.env:
+  SSH_HOST (required for deploy), SSH_USER (default root), SSH_PORT (default 22), SSH_KEY (identity file),
+  DOMAIN (printed URL), PORT (default 8080), DESTDIR (root prefix for every local path written),
+  SOURCE_DIR (where config.yaml and .env are read, default: next to install.sh),
+  REMOTE_DIR (default /opt/ai-gateway).
+EOF
+}
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() {
+  printf 'install.sh: %s\n' "$*" >&2
+  exit 1
+}
+need() { command -v "$1" >/dev/null 2>&1 || die "$1 is required but not installed${2:+ ($2)}"; }
+
+# KEY=VALUE lines of ./.env, for settings not already in the environment. Parsed, never sourced.
+load_env_file() {
+  local file="$SOURCE_DIR/.env" line key value
+  [[ -f "$file" ]] || return 0
+  while IFS= read -r line || [[ -n "$line" ]]; do
+    [[ "$line" =~ ^[[:space:]]*(export[[:space:]]+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$ ]] || continue
+    key="${BASH_REMATCH[2]}"
+    value="${BASH_REMATCH[3]}"
+    value="${value%\"}" && value="${value#\"}"
+    value="${value%\'}" && value="${value#\'}"
+    [[ -n "${!key:-}" ]] || export "$key=$value"
+  done <"$file"
+}
+
+cmd_build() {
+  need npm "Node.js 20 or later; the build brings its own Node 24"
+  cd "$SELF_DIR"
+  [[ -d node_modules ]] || npm ci --no-audit --no-fund
+  npm run --silent build
+}
+
+cmd_install() {
+  [[ -x "$BINARY" ]] || die "$BINARY not found: run ./install.sh build first"
+  install -D -m 0755 "$BINARY" "$DESTDIR$BIN_DIR/ai-gateway"
+  log "installed $DESTDIR$BIN_DIR/ai-gateway"
+}
+
+# uid:gid of the service user as the target root sees it (DESTDIR/etc/passwd when testing).
+service_ids() {
+  local entry
+  entry="$(grep -E "^$SERVICE_USER:" "$DESTDIR/etc/passwd" || true)"
+  [[ -n "$entry" ]] || die "user $SERVICE_USER is missing from $DESTDIR/etc/passwd"
+  printf '%s:%s\n' "$(cut -d: -f3 <<<"$entry")" "$(cut -d: -f4 <<<"$entry")"
+}
+
+ensure_user() {
+  if grep -qE "^$SERVICE_USER:" "$DESTDIR/etc/passwd" 2>/dev/null; then
+    return 0
+  fi
+  need useradd
+  local prefix=()
+  [[ -z "$DESTDIR" ]] || prefix=(--prefix "$DESTDIR")
+  useradd "${prefix[@]}" --system --user-group --no-create-home --home-dir /nonexistent \
+    --shell /usr/sbin/nologin "$SERVICE_USER"
+  log "created system user $SERVICE_USER"
+}
+
+# Copies a secret file with mode 600, owned by the service user; keeps an existing one unless forced.
+install_secret() {
+  local source="$1" target="$2" ids="$3"
+  if [[ ! -f "$source" ]]; then
+    log "no $(basename "$source") next to install.sh, skipping"
+    return 0
+  fi
+  if [[ -f "$target" && "$FORCE" != 1 ]]; then
+    log "keeping existing $target (use --force to overwrite)"
+    return 0
+  fi
+  install -m 0600 -o "${ids%%:*}" -g "${ids##*:}" "$source" "$target"
+  log "installed $target"
+}
+
+cmd_install_service() {
+  [[ -f "$UNIT_FILE" ]] || die "$UNIT_FILE not found"
+  ensure_user
+  local ids
+  ids="$(service_ids)"
+  install -d -m 0750 -o "${ids%%:*}" -g "${ids##*:}" "$DESTDIR$CONF_DIR"
+  install_secret "$SOURCE_DIR/config.yaml" "$DESTDIR$CONF_DIR/config.yaml" "$ids"
+  install_secret "$SOURCE_DIR/.env" "$DESTDIR$CONF_DIR/.env" "$ids"
+  install -D -m 0644 "$UNIT_FILE" "$DESTDIR$UNIT_DIR/ai-gateway.service"
+  log "installed $DESTDIR$UNIT_DIR/ai-gateway.service"
+  if [[ -z "$DESTDIR" ]] && command -v systemctl >/dev/null 2>&1 && [[ -d /run/systemd/system ]]; then
+    systemctl daemon-reload
+    log "systemd reloaded; start with: systemctl enable --now ai-gateway"
+  fi
+}
+
+# A scratch directory for what is uploaded, removed when the script exits.
+new_stage() {
+  STAGE="$(mktemp -d)"
+  trap 'rm -rf "$STAGE"' EXIT
+}
+
+ssh_options() {
+  SSH_OPTS=(-p "${SSH_PORT:-22}" -o BatchMode=yes -o ConnectTimeout=15)
+  SCP_OPTS=(-P "${SSH_PORT:-22}" -o BatchMode=yes -o ConnectTimeout=15)
+  if [[ -n "${SSH_KEY:-}" ]]; then
+    SSH_OPTS+=(-i "$SSH_KEY")
+    SCP_OPTS+=(-i "$SSH_KEY")
+  fi
+  TARGET="${SSH_USER:-root}@${SSH_HOST:?SSH_HOST is required for deploy (set it in the environment or .env)}"
+}
+
+# The command is built here on purpose: the remote shell runs it as given.
+# shellcheck disable=SC2029
+remote() { ssh "${SSH_OPTS[@]}" "$TARGET" "$@"; }
+
+# The .env for the server: everything but the SSH_* lines, which only matter here.
+stage_env() {
+  local staged="$1"
+  if [[ -f "$SOURCE_DIR/.env" ]]; then
+    grep -vE '^[[:space:]]*(export[[:space:]]+)?SSH_' "$SOURCE_DIR/.env" >"$staged" || true
+  else
+    : >"$staged"
+  fi
+  chmod 600 "$staged"
+}
+
+print_url() {
+  if [[ -n "${DOMAIN:-}" ]]; then
+    log "ai-gateway is up: https://$DOMAIN/v1 (health: https://$DOMAIN/health)"
+  else
+    log "ai-gateway is up on $SSH_HOST port ${PORT:-8080} (set DOMAIN to print its public URL)"
+  fi
+}
+
+cmd_deploy() {
+  need ssh
+  need scp
+  [[ -x "$BINARY" ]] || die "$BINARY not found: run ./install.sh build first"
+  [[ -f "$SOURCE_DIR/config.yaml" ]] || die "config.yaml not found in $SOURCE_DIR (start from config.yaml.example)"
+  ssh_options
+  new_stage
+  local stage="$STAGE"
+  mkdir -p "$stage/dist" "$stage/deploy"
+  cp "$BINARY" "$stage/dist/ai-gateway"
+  cp "$UNIT_FILE" "$stage/deploy/"
+  cp "$SELF_DIR/install.sh" "$SOURCE_DIR/config.yaml" "$stage/"
+  stage_env "$stage/.env"
+  log "uploading to $TARGET:$REMOTE_DIR"
+  remote "mkdir -p '$REMOTE_DIR'"
+  scp "${SCP_OPTS[@]}" -r "$stage/." "$TARGET:$REMOTE_DIR/"
+  log "installing on $SSH_HOST"
+  local sudo=''
+  [[ "${SSH_USER:-root}" == root ]] || sudo='sudo '
+  remote "cd '$REMOTE_DIR' && ${sudo}./install.sh install && ${sudo}./install.sh install-service --force \
+    && ${sudo}systemctl enable ai-gateway && ${sudo}systemctl restart ai-gateway"
+  log "checking health on $SSH_HOST"
+  local port="${PORT:-8080}" tries=0
+  until remote "curl -fsS --max-time 3 http://127.0.0.1:$port/health" >/dev/null 2>&1; do
+    tries=$((tries + 1))
+    if ((tries >= ${HEALTH_TRIES:-30})); then
+      remote "journalctl -u ai-gateway -n 30 --no-pager" >&2 || true
+      die "ai-gateway did not answer /health on $SSH_HOST:$port"
+    fi
+    sleep 1
+  done
+  print_url
+}
+
+cmd_deploy_docker() {
+  need ssh
+  need scp
+  [[ -f "$SOURCE_DIR/config.yaml" ]] || die "config.yaml not found in $SOURCE_DIR (start from config.yaml.example)"
+  ssh_options
+  new_stage
+  local stage="$STAGE"
+  # The compose project: what the image is built from, plus the mounted config and the env file.
+  (cd "$SELF_DIR" && tar cf - Dockerfile .dockerignore docker-compose.yml package.json package-lock.json \
+    tsconfig.json bin src scripts) | (cd "$stage" && tar xf -)
+  cp "$SOURCE_DIR/config.yaml" "$stage/"
+  stage_env "$stage/.env"
+  log "uploading the compose project to $TARGET:$REMOTE_DIR"
+  remote "mkdir -p '$REMOTE_DIR'"
+  scp "${SCP_OPTS[@]}" -r "$stage/." "$TARGET:$REMOTE_DIR/"
+  remote "cd '$REMOTE_DIR' && docker compose up -d --build"
+  log "waiting for the container to report healthy"
+  local status tries=0
+  while :; do
+    status="$(remote "cd '$REMOTE_DIR' && docker inspect --format '{{.State.Health.Status}}' \"\$(docker compose ps -q ai-gateway)\"" || true)"
+    [[ "$status" == healthy ]] && break
+    tries=$((tries + 1))
+    if ((tries >= ${HEALTH_TRIES:-60})); then
+      remote "cd '$REMOTE_DIR' && docker compose logs --tail 30 ai-gateway" >&2 || true
+      die "container did not become healthy (last status: ${status:-unknown})"
+    fi
+    sleep 2
+  done
+  print_url
+}
+
+main() {
+  local command="${1:-help}"
+  FORCE="${FORCE:-0}"
+  shift || true
+  for arg in "$@"; do
+    case "$arg" in
+      --force) FORCE=1 ;;
+      *) die "unknown option: $arg (see ./install.sh help)" ;;
+    esac
+  done
+  load_env_file
+  case "$command" in
+    build) cmd_build ;;
+    install) cmd_install ;;
+    install-service) cmd_install_service ;;
+    deploy) cmd_deploy ;;
+    deploy-docker) cmd_deploy_docker ;;
+    help | -h | --help) usage ;;
+    *)
+      usage >&2
+      die "unknown command: $command"
+      ;;
+  esac
+}
+
+main "$@"

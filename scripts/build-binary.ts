@@ -1,0 +1,60 @@
+// Builds `dist/ai-gateway`: one self-contained Linux executable (a Node.js single executable
+// application) that runs without Node installed. Steps: bundle the app into one CommonJS file with
+// esbuild, turn it into a SEA blob, copy the project's Node 24 binary, inject the blob with postject.
+//
+//   node scripts/build-binary.ts                (what `./install.sh build` and `npm run build` run)
+//   node scripts/build-binary.ts --bundle-only  (just dist/ai-gateway.cjs, for the container image)
+
+import { execFileSync } from 'node:child_process'
+import { copyFileSync, mkdirSync, statSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { build } from 'esbuild'
+
+const root = join(import.meta.dirname, '..')
+const dist = join(root, 'dist')
+const bundle = join(dist, 'ai-gateway.cjs')
+const blob = join(dist, 'ai-gateway.blob')
+const binary = join(dist, 'ai-gateway')
+// The Node binary that `npm ci` installed with the project, not whatever `node` the machine has.
+const nodeBinary = join(root, 'node_modules', 'node', 'bin', 'node')
+
+const started = performance.now()
+mkdirSync(dist, { recursive: true })
+await build({
+  entryPoints: [join(root, 'src', 'main.ts')],
+  outfile: bundle,
+  bundle: true,
+  platform: 'node',
+  format: 'cjs',
+  target: 'node24',
+  minifySyntax: true,
+  legalComments: 'none',
+  logLevel: 'warning',
+})
+if (process.argv.includes('--bundle-only')) {
+  console.log(`built ${bundle}`)
+  process.exit(0)
+}
+const seaConfig = join(dist, 'sea-config.json')
+writeFileSync(
+  seaConfig,
+  JSON.stringify({ main: bundle, output: blob, disableExperimentalSEAWarning: true, useCodeCache: true }),
+)
+execFileSync(nodeBinary, ['--experimental-sea-config', seaConfig], { stdio: 'inherit' })
+copyFileSync(nodeBinary, binary)
+execFileSync(
+  process.execPath,
+  [
+    join(root, 'node_modules', 'postject', 'dist', 'cli.js'),
+    binary,
+    'NODE_SEA_BLOB',
+    blob,
+    '--sentinel-fuse',
+    'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2',
+  ],
+  { stdio: ['ignore', 'ignore', 'inherit'] },
+)
+const mb = (path: string) => (statSync(path).size / 1024 / 1024).toFixed(1)
+console.log(
+  `built ${binary}: ${mb(binary)} MiB (bundle ${mb(bundle)} MiB) in ${((performance.now() - started) / 1000).toFixed(1)} s`,
+)

@@ -1,0 +1,399 @@
+// Shipping: install.sh (lint, build, install, install-service, deploy, deploy-docker), the single
+// executable without Node, the systemd unit, and the container files. Nothing touches the real system:
+// paths go under a temporary root (DESTDIR), and ssh, scp, systemctl and docker are stand-ins that
+// run the "remote" side in a sandbox on this machine.
+
+import assert from 'node:assert/strict'
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process'
+import { once } from 'node:events'
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, describe, test } from 'node:test'
+import { validate } from 'dockerfile-utils'
+import { stringify } from 'yaml'
+import { gatewayKey, runCli } from './gateway-process.ts'
+import { MockUpstream, ok } from './mock-upstream.ts'
+
+const root = join(import.meta.dirname, '..')
+const installer = join(root, 'install.sh')
+const binary = join(root, 'dist', 'ai-gateway')
+const nodeBin = join(root, 'node_modules', '.bin')
+
+let mock: MockUpstream
+before(async () => {
+  mock = await MockUpstream.start()
+  mock.always('p', ok('from the binary'))
+})
+after(() => mock.close())
+
+function sh(args: string[], env: Record<string, string> = {}, cwd = root) {
+  const result = spawnSync('bash', [installer, ...args], {
+    cwd,
+    env: { PATH: `${nodeBin}:${process.env.PATH}`, HOME: process.env.HOME ?? '/tmp', ...env },
+    encoding: 'utf8',
+  })
+  return { code: result.status, stdout: result.stdout, stderr: result.stderr }
+}
+
+function configYaml(port = 0): string {
+  return stringify({
+    api_key: '${GATEWAY_API_KEY}',
+    port,
+    host: '127.0.0.1',
+    providers: [{ name: 'p', api_key: '${PROVIDER_KEY}', base_url: mock.url('p') }],
+    routes: [{ name: 'r', steps: [{ provider: 'p', model: 'm' }] }],
+  })
+}
+
+/** A temporary root with copies of the account files, so useradd --prefix works inside it. */
+function sandboxRoot(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'ai-gateway-root-'))
+  mkdirSync(join(dir, 'etc'))
+  for (const file of ['passwd', 'group', 'shadow', 'gshadow']) {
+    if (existsSync(`/etc/${file}`)) copyFileSync(`/etc/${file}`, join(dir, 'etc', file))
+  }
+  return dir
+}
+
+function sourceDir(env: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'ai-gateway-src-'))
+  writeFileSync(join(dir, 'config.yaml'), configYaml())
+  writeFileSync(join(dir, '.env'), env)
+  return dir
+}
+
+const mode = (path: string) => (statSync(path).mode & 0o777).toString(8)
+
+describe('install.sh', () => {
+  test('is shellcheck-clean', () => {
+    const result = spawnSync('shellcheck', [installer], { encoding: 'utf8' })
+    assert.equal(result.status, 0, result.stdout + result.stderr)
+  })
+
+  test('--help lists every command; a bad command or missing prerequisite fails clearly', () => {
+    const help = sh(['--help'])
+    assert.equal(help.code, 0)
+    for (const command of ['build', 'install', 'install-service', 'deploy', 'deploy-docker'])
+      assert.match(help.stdout, new RegExp(`\\b${command}\\b`))
+    const bad = sh(['frobnicate'])
+    assert.notEqual(bad.code, 0)
+    assert.match(bad.stderr, /unknown command: frobnicate/)
+    const noHost = sh(['deploy'], { SOURCE_DIR: sourceDir(''), BINARY: '/bin/true' })
+    assert.notEqual(noHost.code, 0)
+    assert.match(noHost.stderr, /SSH_HOST is required/)
+    const noBinary = sh(['install'], { BINARY: '/nonexistent/ai-gateway' })
+    assert.notEqual(noBinary.code, 0)
+    assert.match(noBinary.stderr, /run \.\/install\.sh build first/)
+  })
+})
+
+describe('the single executable', () => {
+  test('install.sh build makes one file that serves without node on its PATH', async () => {
+    const built = sh(['build'])
+    assert.equal(built.code, 0, built.stderr)
+    assert.ok(statSync(binary).size > 10 * 1024 * 1024)
+    const dir = mkdtempSync(join(tmpdir(), 'ai-gateway-bin-'))
+    writeFileSync(join(dir, 'config.yaml'), configYaml())
+    const emptyPath = mkdtempSync(join(tmpdir(), 'empty-path-'))
+    assert.notEqual(spawnSync('/bin/sh', ['-c', 'command -v node'], { env: { PATH: emptyPath } }).status, 0)
+    const child = spawn(binary, ['--config', join(dir, 'config.yaml')], {
+      env: { PATH: emptyPath, GATEWAY_API_KEY: gatewayKey, PROVIDER_KEY: 'sk-binary-provider' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    try {
+      const port = await listeningPort(child)
+      const health = await fetch(`http://127.0.0.1:${port}/health`)
+      assert.deepEqual(await health.json(), { status: 'healthy' })
+      const res = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${gatewayKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'r', messages: [{ role: 'user', content: 'hi' }] }),
+      })
+      assert.equal(res.status, 200)
+      assert.match(await res.text(), /from the binary/)
+    } finally {
+      child.kill('SIGTERM')
+      const [code] = await once(child, 'exit')
+      assert.equal(code, 0, 'graceful stop on SIGTERM')
+    }
+  })
+})
+
+async function listeningPort(child: ChildProcess): Promise<number> {
+  let out = ''
+  for await (const chunk of child.stdout as AsyncIterable<Buffer>) {
+    out += chunk
+    const match = /"port":(\d+),[^\n]*"msg":"listening"/.exec(out)
+    if (match !== null) {
+      child.stdout?.resume()
+      return Number(match[1])
+    }
+  }
+  throw new Error(`no listening line: ${out}`)
+}
+
+describe('install and install-service into a temporary root', () => {
+  test('files land with the right owners and modes, the unit verifies, re-runs keep the config', () => {
+    const dest = sandboxRoot()
+    const source = sourceDir('GATEWAY_API_KEY=abc\n')
+    const fakeBinary = join(mkdtempSync(join(tmpdir(), 'bin-')), 'ai-gateway')
+    writeFileSync(fakeBinary, '#!/bin/sh\nexit 0\n')
+    chmodSync(fakeBinary, 0o755)
+    const env = { DESTDIR: dest, SOURCE_DIR: source, BINARY: fakeBinary }
+    assert.equal(sh(['install'], env).code, 0)
+    assert.equal(mode(join(dest, 'usr/local/bin/ai-gateway')), '755')
+    const first = sh(['install-service'], env)
+    assert.equal(first.code, 0, first.stderr)
+
+    const passwd = readFileSync(join(dest, 'etc/passwd'), 'utf8')
+    const entry = passwd.split('\n').find((line) => line.startsWith('ai-gateway:'))
+    assert.ok(entry, 'the system user was created in the temporary root')
+    assert.match(entry, /:\/usr\/sbin\/nologin$/)
+    const uid = Number(entry.split(':')[2])
+    assert.ok(!readFileSync('/etc/passwd', 'utf8').includes('\nai-gateway:'), 'the real system is untouched')
+
+    const confDir = join(dest, 'etc/ai-gateway')
+    assert.equal(mode(confDir), '750')
+    for (const file of ['config.yaml', '.env']) {
+      assert.equal(mode(join(confDir, file)), '600', file)
+      assert.equal(statSync(join(confDir, file)).uid, uid, file)
+    }
+    const unit = join(dest, 'etc/systemd/system/ai-gateway.service')
+    assert.equal(mode(unit), '644')
+    const text = readFileSync(unit, 'utf8')
+    for (const line of [
+      'User=ai-gateway',
+      'EnvironmentFile=-/etc/ai-gateway/.env',
+      'WorkingDirectory=/etc/ai-gateway',
+      'Restart=on-failure',
+      'NoNewPrivileges=yes',
+      'ProtectSystem=strict',
+      'CapabilityBoundingSet=',
+    ]) {
+      assert.ok(text.split('\n').includes(line), line)
+    }
+
+    // systemd-analyze verify, in the temporary root (it needs the system's own units to resolve targets).
+    mkdirSync(join(dest, 'usr/lib/systemd'), { recursive: true })
+    execFileSync('cp', ['-a', '/usr/lib/systemd/system', join(dest, 'usr/lib/systemd/')])
+    const verify = spawnSync('systemd-analyze', ['verify', `--root=${dest}`, 'ai-gateway.service'], {
+      encoding: 'utf8',
+    })
+    assert.equal(verify.status, 0, verify.stderr)
+    assert.equal(verify.stderr.trim(), '', verify.stderr)
+
+    // Idempotent: a second run keeps the edited config; --force replaces it.
+    writeFileSync(join(confDir, 'config.yaml'), 'edited on the server')
+    const again = sh(['install-service'], env)
+    assert.equal(again.code, 0, again.stderr)
+    assert.match(again.stderr, /keeping existing/)
+    assert.equal(readFileSync(join(confDir, 'config.yaml'), 'utf8'), 'edited on the server')
+    assert.equal(passwd, readFileSync(join(dest, 'etc/passwd'), 'utf8'), 'no second user')
+    assert.equal(sh(['install-service', '--force'], env).code, 0)
+    assert.notEqual(readFileSync(join(confDir, 'config.yaml'), 'utf8'), 'edited on the server')
+  })
+})
+
+/**
+ * Stand-ins for the remote machine: ssh runs the command in a shell here, with DESTDIR pointing at
+ * the sandbox; scp copies into the sandbox; systemctl records and, on restart, starts the installed
+ * binary for real; docker records and reports the container healthy on the second look.
+ */
+function shims(sandbox: string): { dir: string; log: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'shims-'))
+  const log = join(dir, 'calls.log')
+  const write = (name: string, body: string) => {
+    writeFileSync(
+      join(dir, name),
+      `#!/usr/bin/env bash\nset -euo pipefail\necho "${name} $*" >> '${log}'\n${body}\n`,
+    )
+    chmodSync(join(dir, name), 0o755)
+  }
+  // ssh [-p N] [-o X]... [-i KEY] user@host COMMAND
+  // Like a real ssh, the remote command sees none of this side's environment.
+  write(
+    'ssh',
+    `while [[ "$1" == -* ]]; do shift 2; done; shift; exec env -i PATH="$PATH" HOME=/tmp DESTDIR='${sandbox}/root' bash -c "$*"`,
+  )
+  // scp [-P N] [-o X]... [-i KEY] -r SRC user@host:DEST
+  write(
+    'scp',
+    'args=(); while [[ $# -gt 0 ]]; do case "$1" in -r) shift ;; -*) shift 2 ;; *) args+=("$1"); shift ;; esac; done\ncp -a "${args[0]}" "${args[1]#*:}"',
+  )
+  write(
+    'systemctl',
+    `if [[ "$1" == restart ]]; then
+  root='${sandbox}/root'
+  [[ -f "$root/run.pid" ]] && kill "$(cat "$root/run.pid")" 2>/dev/null || true
+  set -a; source "$root/etc/ai-gateway/.env"; set +a
+  nohup "$root/usr/local/bin/ai-gateway" --config "$root/etc/ai-gateway/config.yaml" > "$root/service.log" 2>&1 &
+  echo $! > "$root/run.pid"
+fi`,
+  )
+  write('journalctl', `cat "${sandbox}/root/service.log" || true`)
+  write(
+    'docker',
+    `if [[ "$1" == inspect ]]; then n=$(grep -c '^docker inspect' '${log}'); [[ $n -ge 2 ]] && echo healthy || echo starting; fi`,
+  )
+  write('curl', `echo "curl $*" >> '${log}'; exec /usr/bin/curl "$@"`)
+  return { dir, log }
+}
+
+describe('deploy over SSH (stand-ins)', () => {
+  test('deploy uploads, installs, enables, restarts, and checks /health on the remote', async () => {
+    assert.ok(existsSync(binary), 'the single executable is built by the test above')
+    const sandbox = sandboxRoot()
+    mkdirSync(join(sandbox, 'root/etc'), { recursive: true })
+    for (const file of ['passwd', 'group', 'shadow', 'gshadow'])
+      copyFileSync(join(sandbox, 'etc', file), join(sandbox, 'root/etc', file))
+    const port = 20_000 + Math.floor(Math.random() * 20_000)
+    const source = mkdtempSync(join(tmpdir(), 'ai-gateway-src-'))
+    writeFileSync(join(source, 'config.yaml'), configYaml(port))
+    writeFileSync(
+      join(source, '.env'),
+      `GATEWAY_API_KEY=${gatewayKey}\nPROVIDER_KEY=sk-deployed\nSSH_HOST=gateway.test\nSSH_USER=root\nSSH_PORT=2222\nexport SSH_KEY=/tmp/key\nDOMAIN=llm.example.com\nPORT=${port}\n`,
+    )
+    const { dir, log } = shims(sandbox)
+    const remoteDir = join(sandbox, 'opt/ai-gateway')
+    try {
+      const result = sh(['deploy'], {
+        PATH: `${dir}:${process.env.PATH}`,
+        SOURCE_DIR: source,
+        REMOTE_DIR: remoteDir,
+        HEALTH_TRIES: '20',
+      })
+      assert.equal(result.code, 0, result.stderr)
+      assert.match(result.stderr, /https:\/\/llm\.example\.com\/v1/)
+      const calls = readFileSync(log, 'utf8')
+      assert.match(calls, /^ssh -p 2222 .*-i \/tmp\/key root@gateway\.test/m)
+      assert.match(calls, /^systemctl enable ai-gateway$/m)
+      assert.match(calls, /^systemctl restart ai-gateway$/m)
+      assert.match(calls, /^curl -fsS --max-time 3 http:\/\/127\.0\.0\.1:\d+\/health$/m)
+      const uploadedEnv = readFileSync(join(remoteDir, '.env'), 'utf8')
+      assert.ok(!/SSH_/.test(uploadedEnv), 'SSH_* lines stay local')
+      assert.match(uploadedEnv, /GATEWAY_API_KEY=/)
+      const installed = join(sandbox, 'root')
+      assert.equal(mode(join(installed, 'etc/ai-gateway/.env')), '600')
+      assert.ok(!/SSH_/.test(readFileSync(join(installed, 'etc/ai-gateway/.env'), 'utf8')))
+      assert.ok(existsSync(join(installed, 'usr/local/bin/ai-gateway')))
+      assert.ok(existsSync(join(installed, 'etc/systemd/system/ai-gateway.service')))
+      const health = await fetch(`http://127.0.0.1:${port}/health`)
+      assert.equal(health.status, 200, 'the deployed gateway is running')
+    } finally {
+      const pid = join(sandbox, 'root/run.pid')
+      if (existsSync(pid)) spawnSync('kill', [readFileSync(pid, 'utf8').trim()])
+    }
+  })
+
+  test('deploy fails loudly when the remote never becomes healthy', () => {
+    const sandbox = sandboxRoot()
+    mkdirSync(join(sandbox, 'root/etc'), { recursive: true })
+    for (const file of ['passwd', 'group', 'shadow', 'gshadow'])
+      copyFileSync(join(sandbox, 'etc', file), join(sandbox, 'root/etc', file))
+    const source = mkdtempSync(join(tmpdir(), 'ai-gateway-src-'))
+    writeFileSync(join(source, 'config.yaml'), 'api_key: [broken')
+    writeFileSync(join(source, '.env'), 'SSH_HOST=gateway.test\nPORT=9\n')
+    const { dir } = shims(sandbox)
+    const result = sh(['deploy'], {
+      PATH: `${dir}:${process.env.PATH}`,
+      SOURCE_DIR: source,
+      REMOTE_DIR: join(sandbox, 'opt'),
+      HEALTH_TRIES: '2',
+    })
+    assert.notEqual(result.code, 0)
+    assert.match(result.stderr, /did not answer \/health/)
+  })
+
+  test('deploy-docker uploads the compose project and waits for a healthy container', () => {
+    const sandbox = sandboxRoot()
+    const source = sourceDir('GATEWAY_API_KEY=abc\nSSH_HOST=gateway.test\nDOMAIN=llm.example.com\n')
+    const { dir, log } = shims(sandbox)
+    const remoteDir = join(sandbox, 'srv/ai-gateway')
+    const result = sh(['deploy-docker'], {
+      PATH: `${dir}:${process.env.PATH}`,
+      SOURCE_DIR: source,
+      REMOTE_DIR: remoteDir,
+    })
+    assert.equal(result.code, 0, result.stderr)
+    const calls = readFileSync(log, 'utf8')
+    assert.match(calls, /^docker compose up -d --build$/m)
+    assert.equal(calls.match(/^docker inspect/gm)?.length, 2, 'polled until healthy')
+    for (const file of [
+      'Dockerfile',
+      'docker-compose.yml',
+      '.dockerignore',
+      'package-lock.json',
+      'src/cli.ts',
+      'config.yaml',
+      '.env',
+    ]) {
+      assert.ok(existsSync(join(remoteDir, file)), file)
+    }
+    assert.ok(!readFileSync(join(remoteDir, '.env'), 'utf8').includes('SSH_'))
+    assert.match(result.stderr, /https:\/\/llm\.example\.com/)
+  })
+})
+
+describe('container files', () => {
+  test('the Dockerfile passes dockerfile-utils validation and keeps its promises', () => {
+    const text = readFileSync(join(root, 'Dockerfile'), 'utf8')
+    assert.deepEqual(validate(text), [])
+    const froms = text.split('\n').filter((l) => l.startsWith('FROM '))
+    assert.equal(froms.length, 2, 'multi-stage')
+    for (const from of froms) assert.match(from, /:[\w.-]*\d[\w.-]*(\s|$)|@sha256:/, `pinned: ${from}`)
+    assert.match(text, /^USER node$/m)
+    assert.match(text, /^HEALTHCHECK /m)
+    assert.ok(!/COPY .*(config\.yaml|\.env)/.test(text), 'no config or secrets baked in')
+    assert.match(readFileSync(join(root, '.dockerignore'), 'utf8'), /^\.env$/m)
+  })
+
+  test('docker-compose.yml passes dclint and has the Traefik wiring', () => {
+    const result = spawnSync(join(nodeBin, 'dclint'), [join(root, 'docker-compose.yml')], {
+      encoding: 'utf8',
+      env: { ...process.env, DOMAIN: 'x' },
+    })
+    assert.equal(result.status, 0, result.stdout + result.stderr)
+    const text = readFileSync(join(root, 'docker-compose.yml'), 'utf8')
+    assert.match(text, /Host\(`\$\{DOMAIN/)
+    assert.match(text, /entrypoints=websecure/)
+    assert.match(text, /certresolver=\$\{CERT_RESOLVER/)
+    assert.match(text, /traefik-public:\n\s+external: true/)
+    assert.match(text, /memory: \d+M/)
+    assert.match(text, /healthcheck:/)
+    assert.match(text, /config\.yaml:\/etc\/ai-gateway\/config\.yaml:ro/)
+  })
+})
+
+test('the gateway warns when its config file is readable by other users', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ai-gateway-perm-'))
+  const file = join(dir, 'config.yaml')
+  writeFileSync(file, configYaml())
+  chmodSync(file, 0o644)
+  const child = spawn(process.execPath, [join(root, 'bin', 'ai-gateway.js'), '--config', file], {
+    env: { PATH: process.env.PATH ?? '', GATEWAY_API_KEY: gatewayKey, PROVIDER_KEY: 'k' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let out = ''
+  for await (const chunk of child.stdout as AsyncIterable<Buffer>) {
+    out += chunk
+    if (out.includes('"msg":"listening"')) break
+  }
+  child.kill('SIGTERM')
+  await once(child, 'exit')
+  assert.match(out, /config file is readable by other users/)
+  chmodSync(file, 0o600)
+  const quiet = await runCli(['validate', '--config', file], {
+    env: { GATEWAY_API_KEY: gatewayKey, PROVIDER_KEY: 'k' },
+  })
+  assert.equal(quiet.code, 0)
+})
