@@ -1,6 +1,6 @@
 // Gateway key extraction (`X-Api-Key` or `Authorization: Bearer`) and constant-time comparison.
 
-import { createHash, timingSafeEqual } from 'node:crypto'
+import { hash, timingSafeEqual } from 'node:crypto'
 import type { IncomingHttpHeaders } from 'node:http'
 
 export function extractKey(headers: IncomingHttpHeaders): string | undefined {
@@ -17,7 +17,7 @@ export function extractKey(headers: IncomingHttpHeaders): string | undefined {
  * key's length does not leak either.
  */
 export function createKeyCheck(expected: string): (headers: IncomingHttpHeaders) => boolean {
-  const digest = (value: string) => createHash('sha256').update(value).digest()
+  const digest = (value: string) => hash('sha256', value, 'buffer')
   const expectedDigest = digest(expected)
   return (headers) => {
     const presented = extractKey(headers)

@@ -3,19 +3,28 @@
 import type { IncomingMessage } from 'node:http'
 import { GatewayError } from './errors.ts'
 
-export async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   const tooLarge = () =>
     new GatewayError('body_too_large', `Request body exceeds the limit of ${limit} bytes.`)
-  const declared = Number(req.headers['content-length'])
-  if (declared > limit) throw tooLarge()
-  const chunks: Buffer[] = []
-  let size = 0
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length
-    if (size > limit) throw tooLarge()
-    chunks.push(chunk)
-  }
-  return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size)
+  if (Number(req.headers['content-length']) > limit) return Promise.reject(tooLarge())
+  // Plain events rather than an async iterator: this runs for every request.
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    let size = 0
+    const onData = (chunk: Buffer) => {
+      size += chunk.length
+      if (size > limit) {
+        req.off('data', onData)
+        req.pause()
+        reject(tooLarge())
+        return
+      }
+      chunks.push(chunk)
+    }
+    req.on('data', onData)
+    req.once('end', () => resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size)))
+    req.once('error', reject)
+  })
 }
 
 export async function readJsonObject(req: IncomingMessage, limit: number): Promise<Record<string, unknown>> {

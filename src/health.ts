@@ -56,7 +56,9 @@ interface Target {
   opens: number
   probeUntil: number
   lastError: string | undefined
+  /** The last `recentMax` outcomes, a ring written at `recentNext`. */
   readonly recent: { at: number; ok: boolean; latencyMs: number }[]
+  recentNext: number
 }
 
 export interface TargetSnapshot {
@@ -96,7 +98,13 @@ export class HealthBoard {
     for (const step of steps) this.#target(step)
   }
 
+  // Steps are resolved once at startup, so the step object itself is the fastest key; steps on the same
+  // provider and model (in different routes) share one target.
+  readonly #byStep = new Map<Step, Target>()
+
   #target(step: Step): Target {
+    const known = this.#byStep.get(step)
+    if (known !== undefined) return known
     const key = `${step.provider}\u0000${step.model}`
     let target = this.#targets.get(key)
     if (target === undefined) {
@@ -114,9 +122,11 @@ export class HealthBoard {
         probeUntil: 0,
         lastError: undefined,
         recent: [],
+        recentNext: 0,
       }
       this.#targets.set(key, target)
     }
+    this.#byStep.set(step, target)
     return target
   }
 
@@ -249,6 +259,6 @@ function closeCircuit(t: Target): HealthChange {
 }
 
 function pushRecent(t: Target, entry: { at: number; ok: boolean; latencyMs: number }): void {
-  t.recent.push(entry)
-  if (t.recent.length > recentMax) t.recent.shift()
+  t.recent[t.recentNext] = entry
+  t.recentNext = (t.recentNext + 1) % recentMax
 }

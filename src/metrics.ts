@@ -99,13 +99,14 @@ export class Metrics {
   /** Records one finished request from its access-log facts. */
   observe(facts: AccessFacts, status: number, durationMs: number): void {
     const route = facts.route !== undefined && this.#routes.has(facts.route) ? facts.route : ''
-    this.#requests.inc({ route, status: String(status) })
+    this.#child(this.#requests, `${route}\0${status}`, { route, status: String(status) }).inc()
     if (route === '') return
-    this.#requestDuration.observe({ route }, durationMs / 1000)
+    this.#child(this.#requestDuration, route, { route }).observe(durationMs / 1000)
     for (const a of facts.attempts ?? []) {
+      const key = `${a.provider}\0${a.model}\0${a.outcome}`
       const labels = { provider: a.provider, model: a.model, outcome: a.outcome }
-      this.#attempts.inc(labels)
-      this.#attemptDuration.observe(labels, a.durationMs / 1000)
+      this.#child(this.#attempts, key, labels).inc()
+      this.#child(this.#attemptDuration, key, labels).observe(a.durationMs / 1000)
       if (a.outcome !== 'ok' && a.outcome !== 'aborted') {
         this.#fallbacks.inc({ route, provider: a.provider, model: a.model, reason: a.outcome })
       }
@@ -115,13 +116,42 @@ export class Metrics {
     }
     if (facts.provider === undefined || facts.model === undefined) return
     const target = { provider: facts.provider, model: facts.model }
-    if (facts.stream === true && facts.ttfbMs !== undefined)
-      this.#ttft.observe({ route, ...target }, facts.ttfbMs / 1000)
+    const targetKey = `${facts.provider}\0${facts.model}`
+    if (facts.stream === true && facts.ttfbMs !== undefined) {
+      this.#child(this.#ttft, `${route}\0${targetKey}`, { route, ...target }).observe(facts.ttfbMs / 1000)
+    }
     const usage = facts.usage
-    if (usage?.prompt_tokens !== undefined)
-      this.#tokens.inc({ ...target, direction: 'input' }, usage.prompt_tokens)
-    if (usage?.completion_tokens !== undefined)
-      this.#tokens.inc({ ...target, direction: 'output' }, usage.completion_tokens)
+    if (usage?.prompt_tokens !== undefined) {
+      this.#child(this.#tokens, `${targetKey}\0in`, { ...target, direction: 'input' }).inc(
+        usage.prompt_tokens,
+      )
+    }
+    if (usage?.completion_tokens !== undefined) {
+      this.#child(this.#tokens, `${targetKey}\0out`, { ...target, direction: 'output' }).inc(
+        usage.completion_tokens,
+      )
+    }
+  }
+
+  // prom-client hashes label objects on every call; the hot path looks its series up by a cheap key.
+  readonly #children = new Map<object, Map<string, unknown>>()
+
+  #child<T extends { labels(labels: never): unknown }>(
+    metric: T,
+    key: string,
+    labels: object,
+  ): ReturnType<T['labels']> {
+    let byKey = this.#children.get(metric)
+    if (byKey === undefined) {
+      byKey = new Map()
+      this.#children.set(metric, byKey)
+    }
+    let child = byKey.get(key)
+    if (child === undefined) {
+      child = metric.labels(labels as never)
+      byKey.set(key, child)
+    }
+    return child as ReturnType<T['labels']>
   }
 
   telemetryDropped(signal: 'traces' | 'logs', count: number): void {

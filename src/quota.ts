@@ -80,33 +80,41 @@ const hasLimits = (limits: Limits | undefined): limits is Limits =>
 
 export class QuotaBook {
   // Provider limits are shared by every step on that provider; step limits by every step on that
-  // provider + model, whichever route it is in.
-  readonly #byProvider = new Map<string, Counters>()
-  readonly #byTarget = new Map<string, Counters>()
+  // provider + model, whichever route it is in. Each step's counters are found once, at startup.
+  readonly #byStep = new Map<Step, readonly Counters[]>()
 
   constructor(steps: readonly Step[]) {
+    const byProvider = new Map<string, Counters>()
+    const byTarget = new Map<string, Counters>()
     for (const step of steps) {
-      if (hasLimits(step.providerLimits) && !this.#byProvider.has(step.provider)) {
-        this.#byProvider.set(step.provider, newCounters(step.providerLimits))
+      if (hasLimits(step.providerLimits) && !byProvider.has(step.provider)) {
+        byProvider.set(step.provider, newCounters(step.providerLimits))
       }
-      if (hasLimits(step.limits) && !this.#byTarget.has(targetKey(step))) {
-        this.#byTarget.set(targetKey(step), newCounters(step.limits))
+      if (hasLimits(step.limits) && !byTarget.has(targetKey(step))) {
+        byTarget.set(targetKey(step), newCounters(step.limits))
       }
+    }
+    for (const step of steps) {
+      const counters = [byProvider.get(step.provider), byTarget.get(targetKey(step))].filter(
+        (c): c is Counters => c !== undefined,
+      )
+      if (counters.length > 0) this.#byStep.set(step, counters)
     }
   }
 
   /** True when any limit applies to this step's tokens, so the caller knows an estimate is worth making. */
   countsTokens(step: Step): boolean {
-    return [this.#byProvider.get(step.provider), this.#byTarget.get(targetKey(step))].some(
-      (c) => c !== undefined && (c.limits.tpm !== undefined || c.limits.tpd !== undefined),
+    return (this.#byStep.get(step) ?? []).some(
+      (c) => c.limits.tpm !== undefined || c.limits.tpd !== undefined,
     )
   }
 
   /** When a limit would be exceeded by one more request of `tokens`, the time it frees up; else undefined. */
   blockedUntil(step: Step, now: number, tokens: number): number | undefined {
+    const counters = this.#byStep.get(step)
+    if (counters === undefined) return undefined
     let until: number | undefined
-    for (const c of [this.#byProvider.get(step.provider), this.#byTarget.get(targetKey(step))]) {
-      if (c === undefined) continue
+    for (const c of counters) {
       const checks: [WindowCounter, number | undefined, number][] = [
         [c.requestsMinute, c.limits.rpm, 1],
         [c.requestsDay, c.limits.rpd, 1],
@@ -124,22 +132,17 @@ export class QuotaBook {
   }
 
   countRequest(step: Step, now: number): void {
-    for (const c of this.#countersOf(step)) {
+    for (const c of this.#byStep.get(step) ?? []) {
       c.requestsMinute.add(1, now)
       c.requestsDay.add(1, now)
     }
   }
 
   countTokens(step: Step, tokens: number, now: number): void {
-    for (const c of this.#countersOf(step)) {
+    for (const c of this.#byStep.get(step) ?? []) {
       c.tokensMinute.add(tokens, now)
       c.tokensDay.add(tokens, now)
     }
-  }
-
-  #countersOf(step: Step): Counters[] {
-    const found = [this.#byProvider.get(step.provider), this.#byTarget.get(targetKey(step))]
-    return found.filter((c): c is Counters => c !== undefined)
   }
 }
 

@@ -74,7 +74,7 @@ export function createHttpServer(options: ServerOptions): HttpServer {
     { keepAliveTimeout: 95_000, headersTimeout: 60_000, requestTimeout: 300_000 },
     (req, res) => {
       inFlight++
-      void handle(req, res, options).finally(() => {
+      void handle(req, res, options, () => {
         inFlight--
         if (inFlight === 0) idle?.()
       })
@@ -106,7 +106,12 @@ export function createHttpServer(options: ServerOptions): HttpServer {
   }
 }
 
-async function handle(req: IncomingMessage, res: ServerResponse, options: ServerOptions): Promise<void> {
+async function handle(
+  req: IncomingMessage,
+  res: ServerResponse,
+  options: ServerOptions,
+  onFinished: () => void,
+): Promise<void> {
   const path = normalizePath(req.url ?? '/')
   const exchange: Exchange = {
     req,
@@ -118,8 +123,16 @@ async function handle(req: IncomingMessage, res: ServerResponse, options: Server
     trace: options.telemetry.startRequest(req.method ?? 'GET', path, req.headers),
   }
   res.setHeader('x-request-id', exchange.requestId)
-  const closed = once(res, 'close')
+  // The request is over when both the handler has returned and the response has closed, in either
+  // order (a stream's handler still drains the upstream after the client has its last byte).
   let failure: GatewayError | undefined
+  let pending = 2
+  const settle = () => {
+    if (--pending > 0) return
+    finish(options, exchange, failure)
+    onFinished()
+  }
+  res.once('close', settle)
   try {
     const endpoint = matchEndpoint(options.endpoints, req.method ?? 'GET', exchange.path)
     exchange.trace.named(
@@ -136,8 +149,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, options: Server
     failure = toGatewayError(err)
     sendError(res, failure, options.redact)
   }
-  await closed
-  finish(options, exchange, failure)
+  settle()
 }
 
 function matchEndpoint(endpoints: readonly Endpoint[], method: string, path: string): Endpoint {

@@ -1,0 +1,73 @@
+// Shared pieces of the benchmarks: starting gateway processes as users start them, and statistics.
+
+import { spawn } from 'node:child_process'
+import { closeSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+
+export const root = join(import.meta.dirname, '..')
+export const benchKey = 'bench-gateway-key-0000000000'
+
+export interface GatewayProcess {
+  readonly port: number
+  readonly pid: number
+  stop(): Promise<void>
+}
+
+export function writeTempConfig(yaml: string): string {
+  const file = join(mkdtempSync(join(tmpdir(), 'ai-gateway-bench-')), 'config.yaml')
+  writeFileSync(file, yaml)
+  return file
+}
+
+/**
+ * Starts `ai-gateway --config FILE` (from `dir`, default this checkout) and resolves once it logs that
+ * it listens. Logging stays on, as in production, into a file: a pipe that the benchmark (busy running
+ * wrk) did not drain would stall the gateway's log writes and measure that instead.
+ */
+export async function startGateway(
+  config: string,
+  options: { dir?: string; env?: Record<string, string>; command?: string[] } = {},
+): Promise<GatewayProcess> {
+  const command = options.command ?? [process.execPath, join(options.dir ?? root, 'bin', 'ai-gateway.js')]
+  const logFile = join(mkdtempSync(join(tmpdir(), 'ai-gateway-log-')), 'gateway.log')
+  const out = openSync(logFile, 'w')
+  const child = spawn(command[0] as string, [...command.slice(1), '--config', config], {
+    env: { PATH: process.env.PATH ?? '', ...options.env },
+    stdio: ['ignore', out, 'inherit'],
+  })
+  closeSync(out)
+  const started = performance.now()
+  let port: number | undefined
+  while (port === undefined) {
+    if (child.exitCode !== null)
+      throw new Error(`the gateway exited before listening: ${readFileSync(logFile, 'utf8')}`)
+    if (performance.now() - started > 10_000) throw new Error('the gateway did not start within 10 s')
+    const match = /"port":(\d+),[^\n]*"msg":"listening"/.exec(readFileSync(logFile, 'utf8'))
+    if (match === null) await sleep(10)
+    else port = Number(match[1])
+  }
+  return {
+    port,
+    pid: child.pid as number,
+    stop: async () => {
+      if (child.exitCode !== null) return
+      child.kill('SIGTERM')
+      await new Promise((resolve) => child.once('exit', resolve))
+    },
+  }
+}
+
+export const percentile = (sorted: readonly number[], p: number): number =>
+  sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] as number
+
+export const median = (xs: readonly number[]): number =>
+  [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number
+
+/** Resident set size and its peak, in MiB, from /proc. */
+export function memoryOf(pid: number): { rss: number; peak: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8')
+  const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? 0)
+  return { rss: kb('VmRSS') / 1024, peak: kb('VmHWM') / 1024 }
+}
