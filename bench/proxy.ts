@@ -218,9 +218,19 @@ routes:
   await sleep(200)
   const idle = memoryOf(gateway.pid)
 
+  const floorPort = await freePort()
+  const floor = spawn(
+    process.execPath,
+    [join(root, 'bench', 'floor-proxy.ts'), String(floorPort), `http://127.0.0.1:${upstreamPort}`],
+    {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    },
+  )
+  await sleep(500)
   const targets = {
     direct: `http://127.0.0.1:${upstreamPort}/v1/chat/completions`,
     nginx: `http://127.0.0.1:${hopPort}/v1/chat/completions`,
+    'node floor': `http://127.0.0.1:${floorPort}/v1/chat/completions`,
     gateway: `http://127.0.0.1:${gateway.port}/v1/chat/completions`,
   }
   for (const url of Object.values(targets)) wrk(url, 1) // warm-up
@@ -239,6 +249,7 @@ routes:
     }
   }
   const underLoad = memoryOf(gateway.pid)
+  floor.kill()
 
   // Streams: direct vs gateway, interleaved.
   const dispatcher = new Agent({ connections: 2_000 })
@@ -281,7 +292,7 @@ routes:
 
   const us = (n: number) => `${Math.round(n)} µs`
   const m1 = (name: string) => ({ p50: median(one[name]?.p50 ?? []), p99: median(one[name]?.p99 ?? []) })
-  const [direct, nginx, gw] = [m1('direct'), m1('nginx'), m1('gateway')]
+  const [direct, nginx, nodeFloor, gw] = [m1('direct'), m1('nginx'), m1('node floor'), m1('gateway')]
   console.log(`proxy benchmark: ${rounds} interleaved rounds, wrk ${seconds} s each; medians of rounds\n`)
   console.log('| one connection | p50 | p99 | added p50 | added p99 |')
   console.log('|---|---|---|---|---|')
@@ -289,13 +300,16 @@ routes:
   console.log(
     `| nginx proxy_pass hop | ${us(nginx.p50)} | ${us(nginx.p99)} | ${us(nginx.p50 - direct.p50)} | ${us(nginx.p99 - direct.p99)} |`,
   )
-  console.log(
-    `| ai-gateway | ${us(gw.p50)} | ${us(gw.p99)} | ${us(gw.p50 - direct.p50)} | ${us(gw.p99 - direct.p99)} |`,
-  )
+  const row = (label: string, r: { p50: number; p99: number }) =>
+    console.log(
+      `| ${label} | ${us(r.p50)} | ${us(r.p99)} | ${us(r.p50 - direct.p50)} | ${us(r.p99 - direct.p99)} |`,
+    )
+  row('minimal Node proxy (bench/floor-proxy.ts)', nodeFloor)
+  row('ai-gateway', gw)
   const rps = (name: string) => median(many[name] ?? [])
   console.log('\n| 64 connections | requests/s | ratio to the nginx hop |')
   console.log('|---|---|---|')
-  for (const name of ['direct', 'nginx', 'gateway']) {
+  for (const name of ['direct', 'nginx', 'node floor', 'gateway']) {
     console.log(`| ${name} | ${Math.round(rps(name))} | ${(rps(name) / rps('nginx')).toFixed(2)} |`)
   }
   const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b)

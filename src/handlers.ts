@@ -1,9 +1,10 @@
-// The endpoints: health, the model list (route names), chat completions, and the gateway's own status.
+// The endpoints: health, the model list (route names), the routed OpenAI endpoints, and the gateway's
+// own status.
 
 import { readJsonObject } from './body.ts'
 import { GatewayError } from './errors.ts'
 import { type ProxyDeps, proxyThroughRoute } from './proxy.ts'
-import type { Router } from './router.ts'
+import type { Route, Router } from './router.ts'
 import { type Endpoint, type Exchange, sendJson } from './server.ts'
 
 export interface HandlerDeps extends ProxyDeps {
@@ -40,7 +41,33 @@ export function createEndpoints(deps: HandlerDeps): Endpoint[] {
         sendJson(res, 200, modelObject(id))
       },
     },
-    { method: 'POST', path: '/v1/chat/completions', handle: (exchange) => chatCompletions(exchange, deps) },
+    {
+      method: 'POST',
+      path: '/v1/chat/completions',
+      handle: (exchange) =>
+        passThrough(exchange, deps, {
+          endpoint: '/chat/completions',
+          operation: 'chat',
+          required: 'messages',
+          shape: 'array',
+        }),
+    },
+    {
+      method: 'POST',
+      path: '/v1/completions',
+      handle: (exchange) =>
+        passThrough(exchange, deps, {
+          endpoint: '/completions',
+          operation: 'text_completion',
+          required: 'prompt',
+        }),
+    },
+    {
+      method: 'POST',
+      path: '/v1/embeddings',
+      handle: (exchange) =>
+        passThrough(exchange, deps, { endpoint: '/embeddings', operation: 'embeddings', required: 'input' }),
+    },
     {
       method: 'GET',
       path: '/v1/gateway/status',
@@ -49,28 +76,49 @@ export function createEndpoints(deps: HandlerDeps): Endpoint[] {
   ]
 }
 
-async function chatCompletions(exchange: Exchange, deps: HandlerDeps): Promise<void> {
+interface PassThrough {
+  /** Appended to each provider's base URL. */
+  readonly endpoint: string
+  readonly operation: string
+  /** The field the endpoint cannot do without, and (when it must be one) its JSON type. */
+  readonly required: string
+  readonly shape?: 'array'
+}
+
+/**
+ * The OpenAI endpoints that go to the provider as the client sent them, with only `model` replaced:
+ * chat completions, legacy completions, embeddings. Nothing else is second-guessed.
+ */
+async function passThrough(exchange: Exchange, deps: HandlerDeps, spec: PassThrough): Promise<void> {
   const body = await readJsonObject(exchange.req, deps.maxBodySize)
+  const route = routeOf(body, deps)
+  const value = body[spec.required]
+  if (value === undefined || value === null || (spec.shape === 'array' && !Array.isArray(value))) {
+    const what = spec.shape === 'array' ? 'an array' : 'a value'
+    throw new GatewayError('invalid_request', `The request must carry "${spec.required}" (${what}).`, {
+      param: spec.required,
+    })
+  }
+  await proxyThroughRoute(exchange, deps, {
+    route,
+    endpoint: spec.endpoint,
+    operation: spec.operation,
+    body,
+    stream: body.stream === true,
+  })
+}
+
+/** The route the body's `model` names. */
+export function routeOf(body: Readonly<Record<string, unknown>>, deps: HandlerDeps): Route {
   const model = body.model
   if (typeof model !== 'string' || model === '') {
     throw new GatewayError('invalid_request', 'The request must name a route in "model" (a string).', {
       param: 'model',
     })
   }
-  if (!Array.isArray(body.messages)) {
-    throw new GatewayError('invalid_request', 'The request must carry "messages" (an array).', {
-      param: 'messages',
-    })
-  }
   const route = deps.router.plan(model)
   if (route === undefined) throw modelNotFound(model)
-  await proxyThroughRoute(exchange, deps, {
-    route,
-    endpoint: '/chat/completions',
-    operation: 'chat',
-    body,
-    stream: body.stream === true,
-  })
+  return route
 }
 
 function modelNotFound(model: string): GatewayError {

@@ -92,15 +92,19 @@ function parseData(data: string): Parsed {
 export function isCommitPoint(chunk: Record<string, unknown>): boolean {
   if (chunk.usage != null) return true
   if (!Array.isArray(chunk.choices)) return false
-  return chunk.choices.some((choice: { delta?: Record<string, unknown>; finish_reason?: unknown }) => {
-    if (choice?.finish_reason != null) return true
-    const delta = choice?.delta
-    if (delta == null) return false
-    return Object.entries(delta).some(
-      ([key, value]) =>
-        key !== 'role' && value != null && value !== '' && !(Array.isArray(value) && value.length === 0),
-    )
-  })
+  return chunk.choices.some(
+    (choice: { delta?: Record<string, unknown>; finish_reason?: unknown; text?: unknown }) => {
+      if (choice?.finish_reason != null) return true
+      // Legacy completions stream `choices[].text` instead of a delta.
+      if (typeof choice?.text === 'string' && choice.text !== '') return true
+      const delta = choice?.delta
+      if (delta == null) return false
+      return Object.entries(delta).some(
+        ([key, value]) =>
+          key !== 'role' && value != null && value !== '' && !(Array.isArray(value) && value.length === 0),
+      )
+    },
+  )
 }
 
 /** Reads a 2xx stream until its first content; any failure before that lets the route fall back. */

@@ -1,0 +1,282 @@
+// Chat completion answers turned into Responses API objects: a whole Response for a JSON answer, and
+// the Responses event sequence for a stream. Pure apart from the ids it makes.
+
+import { randomBytes } from 'node:crypto'
+import type { Item } from './responses-request.ts'
+
+type Json = Record<string, unknown>
+
+export const newId = (prefix: string): string => `${prefix}_${randomBytes(12).toString('hex')}`
+
+/** The request settings a Response echoes back. */
+export function echoedSettings(body: Readonly<Json>): Json {
+  const echo: Json = {
+    instructions: body.instructions ?? null,
+    max_output_tokens: body.max_output_tokens ?? null,
+    metadata: body.metadata ?? {},
+    parallel_tool_calls: body.parallel_tool_calls ?? true,
+    previous_response_id: body.previous_response_id ?? null,
+    store: body.store ?? true,
+    temperature: body.temperature ?? null,
+    text: body.text ?? { format: { type: 'text' } },
+    tool_choice: body.tool_choice ?? 'auto',
+    tools: body.tools ?? [],
+    top_p: body.top_p ?? null,
+    truncation: body.truncation ?? 'disabled',
+  }
+  if (body.user !== undefined) echo.user = body.user
+  return echo
+}
+
+function usageOf(usage: unknown): Json | null {
+  if (usage === null || typeof usage !== 'object') return null
+  const u = usage as { prompt_tokens?: number; completion_tokens?: number; total_tokens?: number }
+  const input = u.prompt_tokens ?? 0
+  const output = u.completion_tokens ?? 0
+  return {
+    input_tokens: input,
+    input_tokens_details: { cached_tokens: 0 },
+    output_tokens: output,
+    output_tokens_details: { reasoning_tokens: 0 },
+    total_tokens: u.total_tokens ?? input + output,
+  }
+}
+
+const incompleteReasons: Record<string, string> = {
+  length: 'max_output_tokens',
+  content_filter: 'content_filter',
+}
+
+export interface ResponseShell {
+  readonly id: string
+  readonly createdAt: number
+  readonly model: string
+  readonly settings: Json
+}
+
+function response(
+  shell: ResponseShell,
+  status: string,
+  output: Item[],
+  finish: string | null,
+  usage: Json | null,
+): Json {
+  const reason = finish === null ? undefined : incompleteReasons[finish]
+  return {
+    id: shell.id,
+    object: 'response',
+    created_at: shell.createdAt,
+    status: reason === undefined ? status : 'incomplete',
+    error: null,
+    incomplete_details: reason === undefined ? null : { reason },
+    model: shell.model,
+    output,
+    usage,
+    ...shell.settings,
+  }
+}
+
+const messageItem = (text: string, status = 'completed'): Item => ({
+  type: 'message',
+  id: newId('msg'),
+  status,
+  role: 'assistant',
+  content: [{ type: 'output_text', text, annotations: [] }],
+})
+
+/** A chat completion (parsed JSON) as a Response object. */
+export function chatToResponse(chat: Json, shell: ResponseShell): Json {
+  const choice = (Array.isArray(chat.choices) ? chat.choices[0] : undefined) as
+    | { message?: { content?: unknown; tool_calls?: Json[] }; finish_reason?: string | null }
+    | undefined
+  const output: Item[] = []
+  const content = choice?.message?.content
+  if (typeof content === 'string' && content !== '') output.push(messageItem(content))
+  for (const call of choice?.message?.tool_calls ?? []) {
+    const fn = call.function as { name?: string; arguments?: string } | undefined
+    output.push({
+      type: 'function_call',
+      id: newId('fc'),
+      call_id: call.id,
+      name: fn?.name,
+      arguments: fn?.arguments ?? '',
+      status: 'completed',
+    })
+  }
+  const model = typeof chat.model === 'string' ? chat.model : shell.model
+  return response(
+    { ...shell, model },
+    'completed',
+    output,
+    choice?.finish_reason ?? null,
+    usageOf(chat.usage),
+  )
+}
+
+interface OpenText {
+  readonly kind: 'text'
+  readonly item: Item
+  readonly outputIndex: number
+  text: string
+}
+interface OpenCall {
+  readonly kind: 'call'
+  readonly item: Item
+  readonly outputIndex: number
+  arguments: string
+}
+
+/**
+ * Turns a stream of chat completion chunks into the Responses event sequence, with sequence numbers:
+ * response.created and .in_progress first, then per output item .output_item.added, the deltas, the
+ * .done events, and response.completed with usage (or response.failed when the stream breaks).
+ */
+export class ResponsesStreamWriter {
+  readonly #shell: ResponseShell
+  #sequence = 0
+  #started = false
+  #text: OpenText | undefined
+  readonly #calls = new Map<number, OpenCall>()
+  readonly #items: (OpenText | OpenCall)[] = []
+  #finish: string | null = null
+  #usage: Json | null = null
+  #model: string
+  /** The finished Response, once the stream has ended. */
+  final: Json | undefined
+
+  constructor(shell: ResponseShell) {
+    this.#shell = shell
+    this.#model = shell.model
+  }
+
+  #emit(type: string, fields: Json): string {
+    return `event: ${type}\ndata: ${JSON.stringify({ type, sequence_number: this.#sequence++, ...fields })}\n\n`
+  }
+
+  #start(): string {
+    if (this.#started) return ''
+    this.#started = true
+    const shell = response({ ...this.#shell, model: this.#model }, 'in_progress', [], null, null)
+    return (
+      this.#emit('response.created', { response: shell }) +
+      this.#emit('response.in_progress', { response: shell })
+    )
+  }
+
+  /** SSE text for one chat chunk. */
+  chunk(chunk: Json): string {
+    if (typeof chunk.model === 'string') this.#model = chunk.model
+    let out = this.#start()
+    if (chunk.usage != null) this.#usage = usageOf(chunk.usage)
+    const choice = (Array.isArray(chunk.choices) ? chunk.choices[0] : undefined) as
+      | { delta?: { content?: unknown; tool_calls?: Json[] }; finish_reason?: string | null }
+      | undefined
+    const content = choice?.delta?.content
+    if (typeof content === 'string' && content !== '') out += this.#textDelta(content)
+    for (const call of choice?.delta?.tool_calls ?? []) out += this.#callDelta(call)
+    if (choice?.finish_reason != null) this.#finish = choice.finish_reason
+    return out
+  }
+
+  #textDelta(delta: string): string {
+    let out = ''
+    if (this.#text === undefined) {
+      const item = messageItem('', 'in_progress')
+      item.content = []
+      this.#text = { kind: 'text', item, outputIndex: this.#items.length, text: '' }
+      this.#items.push(this.#text)
+      out += this.#emit('response.output_item.added', { output_index: this.#text.outputIndex, item })
+      out += this.#emit('response.content_part.added', {
+        item_id: item.id,
+        output_index: this.#text.outputIndex,
+        content_index: 0,
+        part: { type: 'output_text', text: '', annotations: [] },
+      })
+    }
+    this.#text.text += delta
+    return `${out}${this.#emit('response.output_text.delta', {
+      item_id: this.#text.item.id,
+      output_index: this.#text.outputIndex,
+      content_index: 0,
+      delta,
+      logprobs: [],
+    })}`
+  }
+
+  #callDelta(call: Json): string {
+    const index = typeof call.index === 'number' ? call.index : 0
+    const fn = (call.function ?? {}) as { name?: string; arguments?: string }
+    let out = ''
+    let open = this.#calls.get(index)
+    if (open === undefined) {
+      const item: Item = {
+        type: 'function_call',
+        id: newId('fc'),
+        call_id: call.id,
+        name: fn.name ?? '',
+        arguments: '',
+        status: 'in_progress',
+      }
+      open = { kind: 'call', item, outputIndex: this.#items.length, arguments: '' }
+      this.#calls.set(index, open)
+      this.#items.push(open)
+      out += this.#emit('response.output_item.added', { output_index: open.outputIndex, item })
+    }
+    if (typeof fn.arguments === 'string' && fn.arguments !== '') {
+      open.arguments += fn.arguments
+      out += this.#emit('response.function_call_arguments.delta', {
+        item_id: open.item.id,
+        output_index: open.outputIndex,
+        delta: fn.arguments,
+      })
+    }
+    return out
+  }
+
+  /** The closing events of a stream that ended well. */
+  done(): string {
+    let out = this.#start()
+    const output: Item[] = []
+    for (const open of this.#items) {
+      if (open.kind === 'text') {
+        const part = { type: 'output_text', text: open.text, annotations: [] }
+        const item: Item = { ...open.item, status: 'completed', content: [part] }
+        const at = { item_id: item.id, output_index: open.outputIndex, content_index: 0 }
+        out += this.#emit('response.output_text.done', { ...at, text: open.text, logprobs: [] })
+        out += this.#emit('response.content_part.done', { ...at, part })
+        out += this.#emit('response.output_item.done', { output_index: open.outputIndex, item })
+        output.push(item)
+      } else {
+        const item: Item = { ...open.item, arguments: open.arguments, status: 'completed' }
+        out += this.#emit('response.function_call_arguments.done', {
+          item_id: item.id,
+          output_index: open.outputIndex,
+          arguments: open.arguments,
+        })
+        out += this.#emit('response.output_item.done', { output_index: open.outputIndex, item })
+        output.push(item)
+      }
+    }
+    this.final = response(
+      { ...this.#shell, model: this.#model },
+      'completed',
+      output,
+      this.#finish,
+      this.#usage,
+    )
+    const type = this.final.status === 'incomplete' ? 'response.incomplete' : 'response.completed'
+    return out + this.#emit(type, { response: this.final })
+  }
+
+  /** The closing events of a stream that broke after it started. */
+  failed(message: string): string {
+    const failed = {
+      ...response({ ...this.#shell, model: this.#model }, 'failed', [], null, this.#usage),
+      error: { code: 'server_error', message },
+    }
+    return (
+      this.#emit('response.failed', { response: failed }) +
+      this.#emit('error', { code: 'stream_interrupted', message, param: null })
+    )
+  }
+}

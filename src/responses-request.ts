@@ -1,0 +1,180 @@
+// The Responses API request, translated into a chat completion for providers that only speak
+// /chat/completions. Pure. Fields that cannot be honoured are refused by name, never dropped silently.
+
+import { GatewayError } from './errors.ts'
+
+type Json = Record<string, unknown>
+
+/** One conversation item, as the Responses API stores and replays them. */
+export type Item = Json
+
+const refused = (field: string, why: string) =>
+  new GatewayError('invalid_request', `"${field}" is not supported through this gateway: ${why}.`, {
+    param: field,
+  })
+
+/** The request's `input` as items: a string is one user message. */
+export function inputItems(input: unknown): Item[] {
+  if (typeof input === 'string') return [{ type: 'message', role: 'user', content: input }]
+  if (Array.isArray(input)) return input as Item[]
+  throw new GatewayError('invalid_request', 'The request must carry "input" (a string or a list of items).', {
+    param: 'input',
+  })
+}
+
+/** Message content parts of the Responses API → chat content parts. */
+function chatContent(content: unknown): unknown {
+  if (typeof content === 'string' || content === null || content === undefined) return content ?? ''
+  if (!Array.isArray(content)) return content
+  return content.map((part: Json) => {
+    switch (part.type) {
+      case 'input_text':
+      case 'output_text':
+        return { type: 'text', text: part.text }
+      case 'input_image': {
+        const url = typeof part.image_url === 'string' ? part.image_url : undefined
+        if (url === undefined) throw refused('input_image.file_id', 'images must be given as image_url')
+        return {
+          type: 'image_url',
+          image_url: { url, ...(part.detail === undefined ? {} : { detail: part.detail }) },
+        }
+      }
+      default:
+        throw refused(
+          `content.${String(part.type)}`,
+          'only input_text, output_text and input_image parts are translated',
+        )
+    }
+  })
+}
+
+/** Conversation items → chat messages; consecutive function calls become one assistant turn. */
+export function itemsToMessages(items: readonly Item[]): Json[] {
+  const messages: Json[] = []
+  for (const item of items) {
+    const type = item.type ?? (item.role === undefined ? undefined : 'message')
+    if (type === 'message') {
+      const role = item.role === 'developer' ? 'system' : item.role
+      if (!['system', 'user', 'assistant'].includes(String(role)))
+        throw refused('input.role', `role "${String(item.role)}"`)
+      const content = chatContent(item.content)
+      // Assistant history arrives as output_text parts; providers expect plain text there.
+      const text =
+        role === 'assistant' && Array.isArray(content)
+          ? content.map((p: Json) => (typeof p.text === 'string' ? p.text : '')).join('')
+          : content
+      messages.push({ role, content: text })
+    } else if (type === 'function_call') {
+      const call = {
+        id: item.call_id,
+        type: 'function',
+        function: { name: item.name, arguments: item.arguments ?? '{}' },
+      }
+      const last = messages.at(-1)
+      if (last?.role === 'assistant' && Array.isArray(last.tool_calls)) (last.tool_calls as Json[]).push(call)
+      else messages.push({ role: 'assistant', content: null, tool_calls: [call] })
+    } else if (type === 'function_call_output') {
+      const output = typeof item.output === 'string' ? item.output : JSON.stringify(item.output)
+      messages.push({ role: 'tool', tool_call_id: item.call_id, content: output })
+    } else if (type === 'reasoning') {
+      // Reasoning summaries from earlier turns have no chat equivalent; they are context only.
+    } else {
+      throw refused(
+        `input.${String(type)}`,
+        'only message, function_call and function_call_output items are translated',
+      )
+    }
+  }
+  return messages
+}
+
+function chatTools(tools: unknown): Json[] | undefined {
+  if (tools === undefined) return undefined
+  if (!Array.isArray(tools))
+    throw new GatewayError('invalid_request', '"tools" must be a list.', { param: 'tools' })
+  return tools.map((tool: Json) => {
+    if (tool.type !== 'function')
+      throw refused(
+        `tools.${String(tool.type)}`,
+        'built-in tools need a provider that speaks the Responses API',
+      )
+    const fn: Json = { name: tool.name, parameters: tool.parameters ?? { type: 'object', properties: {} } }
+    if (tool.description !== undefined) fn.description = tool.description
+    if (tool.strict !== undefined) fn.strict = tool.strict
+    return { type: 'function', function: fn }
+  })
+}
+
+function chatToolChoice(choice: unknown): unknown {
+  if (choice === undefined || typeof choice === 'string') return choice
+  const c = choice as Json
+  if (c.type === 'function') return { type: 'function', function: { name: c.name } }
+  throw refused('tool_choice', `choice "${String(c.type)}"`)
+}
+
+function responseFormat(text: unknown): unknown {
+  const format = (text as { format?: Json } | undefined)?.format
+  if (format === undefined || format.type === 'text') return undefined
+  if (format.type === 'json_object') return { type: 'json_object' }
+  if (format.type === 'json_schema') {
+    const schema: Json = { name: format.name ?? 'response', schema: format.schema }
+    if (format.strict !== undefined) schema.strict = format.strict
+    if (format.description !== undefined) schema.description = format.description
+    return { type: 'json_schema', json_schema: schema }
+  }
+  throw refused('text.format', `format "${String(format.type)}"`)
+}
+
+const passedAsIs = ['temperature', 'top_p', 'user', 'parallel_tool_calls', 'stream', 'seed', 'stop'] as const
+const acceptedNotSent = new Set([
+  'model',
+  'input',
+  'instructions',
+  'tools',
+  'tool_choice',
+  'text',
+  'max_output_tokens',
+  'metadata',
+  'store',
+  'previous_response_id',
+  'truncation',
+  'reasoning',
+  'include',
+  'service_tier',
+  'prompt_cache_key',
+  'safety_identifier',
+  'stream_options',
+])
+
+/**
+ * A chat completion request equivalent to `body`, whose conversation so far is `history` (from
+ * previous_response_id). `model` is left for the step to set.
+ */
+export function toChatRequest(body: Readonly<Json>, history: readonly Item[]): Json {
+  if (body.background === true)
+    throw refused('background', 'background responses need a provider that speaks the Responses API')
+  for (const key of Object.keys(body)) {
+    if (
+      !acceptedNotSent.has(key) &&
+      !(passedAsIs as readonly string[]).includes(key) &&
+      key !== 'background'
+    ) {
+      throw refused(key, 'this field has no chat completions equivalent')
+    }
+  }
+  const messages: Json[] = []
+  if (typeof body.instructions === 'string' && body.instructions !== '')
+    messages.push({ role: 'system', content: body.instructions })
+  messages.push(...itemsToMessages([...history, ...inputItems(body.input)]))
+  const chat: Json = { messages }
+  for (const key of passedAsIs) if (body[key] !== undefined) chat[key] = body[key]
+  const tools = chatTools(body.tools)
+  if (tools !== undefined && tools.length > 0) chat.tools = tools
+  const toolChoice = chatToolChoice(body.tool_choice)
+  if (toolChoice !== undefined) chat.tool_choice = toolChoice
+  const format = responseFormat(body.text)
+  if (format !== undefined) chat.response_format = format
+  if (typeof body.max_output_tokens === 'number') chat.max_tokens = body.max_output_tokens
+  if (body.stream === true) chat.stream_options = { include_usage: true }
+  return chat
+}
