@@ -103,6 +103,8 @@ const provider = z.strictObject({
   base_url: httpUrl,
   headers: z.record(headerName, headerValue).optional(),
   limits: limits.optional(),
+  /** How /v1/responses reaches this provider: translated to chat completions, or passed through. */
+  responses: z.enum(['translate', 'native']).default('translate'),
 })
 
 const step = z.strictObject({

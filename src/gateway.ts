@@ -13,6 +13,8 @@ import { createLogger, type Logger } from './logger.ts'
 import { Metrics } from './metrics.ts'
 import { QuotaBook } from './quota.ts'
 import { createRedactor } from './redact.ts'
+import { ResponseStore } from './response-store.ts'
+import { responsesEndpoints } from './responses.ts'
 import { createRouter } from './router.ts'
 import { createHttpServer, type Endpoint } from './server.ts'
 import { createTelemetry, disabledTelemetry } from './telemetry.ts'
@@ -55,7 +57,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   const client = new UpstreamClient()
   const isKeyValid = createKeyCheck(config.api_key)
   const isAuthorized = (req: IncomingMessage) => isKeyValid(req.headers)
-  const endpoints = createEndpoints({
+  const handlerDeps = {
     router,
     client,
     health,
@@ -66,7 +68,11 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     telemetry,
     maxBodySize: config.max_body_size,
     createdAt: Math.floor(Date.now() / 1000),
-  })
+  }
+  const endpoints = [
+    ...createEndpoints(handlerDeps),
+    ...responsesEndpoints({ ...handlerDeps, store: new ResponseStore() }),
+  ]
   const metricsEndpoint = metricsEndpointOf(config, metrics)
   const separateMetrics = config.metrics.port !== undefined && metricsEndpoint !== undefined
   const server = createHttpServer({

@@ -3,7 +3,7 @@
 
 import { readJsonObject } from './body.ts'
 import { GatewayError } from './errors.ts'
-import { type ProxyDeps, proxyThroughRoute } from './proxy.ts'
+import { type ProxyDeps, proxyThroughRoute, samePlan } from './proxy.ts'
 import type { Route, Router } from './router.ts'
 import { type Endpoint, type Exchange, sendJson } from './server.ts'
 
@@ -101,10 +101,10 @@ async function passThrough(exchange: Exchange, deps: HandlerDeps, spec: PassThro
   }
   await proxyThroughRoute(exchange, deps, {
     route,
-    endpoint: spec.endpoint,
     operation: spec.operation,
     body,
     stream: body.stream === true,
+    plan: samePlan(spec.endpoint, body),
   })
 }
 

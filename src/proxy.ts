@@ -11,7 +11,7 @@ import type { Redactor } from './redact.ts'
 import { describeFailure } from './route-error.ts'
 import { type Route, rewriteBody, type Step } from './router.ts'
 import type { Exchange } from './server.ts'
-import { awaitCommit, type CommittedStream, pipeStream, type StreamEnd } from './sse.ts'
+import { awaitCommit, type CommittedStream, pipeStream, type StreamEnd, type StreamWriter } from './sse.ts'
 import type { AttemptEnd, AttemptTrace, Telemetry } from './telemetry.ts'
 import { type JsonAnswer, readJsonAnswer, sendUpstream, type UpstreamClient, type Usage } from './upstream.ts'
 
@@ -25,17 +25,38 @@ export interface ProxyDeps {
   readonly telemetry: Telemetry
 }
 
-interface ProxyRequest {
-  readonly route: Route
-  /** Appended to each provider's base URL, e.g. `/chat/completions`. */
+/** What one step is sent, and how its answer reaches the client. */
+export interface StepPlan {
+  /** Appended to the provider's base URL, e.g. `/chat/completions`. */
   readonly endpoint: string
+  readonly body: string
+  /** Rewrites a JSON answer before it is sent (e.g. a chat completion as a Response). */
+  readonly answer?: (answer: JsonAnswer) => Buffer
+  /** Writes a committed stream (default: as it came). */
+  readonly writer?: StreamWriter
+  /** Called once the answer has been delivered in full. */
+  readonly delivered?: () => void
+}
+
+export interface ProxyRequest {
+  readonly route: Route
   readonly body: Readonly<Record<string, unknown>>
   readonly stream: boolean
   /** The GenAI operation, for spans: `chat`, `embeddings`, `text_completion`. */
   readonly operation: string
+  readonly plan: (step: Step) => StepPlan
 }
 
-type Answer = (JsonAnswer | CommittedStream) & { readonly attempt: Attempt; readonly span: AttemptTrace }
+/** The usual plan: the client's body with the step's model, to the same endpoint on every provider. */
+export const samePlan =
+  (endpoint: string, body: Readonly<Record<string, unknown>>) =>
+  (step: Step): StepPlan => ({ endpoint, body: rewriteBody(body, step) })
+
+type Answer = (JsonAnswer | CommittedStream) & {
+  readonly attempt: Attempt
+  readonly span: AttemptTrace
+  readonly plan: StepPlan
+}
 
 export async function proxyThroughRoute(
   exchange: Exchange,
@@ -71,14 +92,15 @@ export async function proxyThroughRoute(
       const input = deps.telemetry.captureContent ? request.body.messages : undefined
       const span = exchange.trace.attempt(step, request.operation, input)
       const attempt = new Attempt(client.signal, budgetEnd)
-      const result = await attemptStep(deps, request, step, attempt, span.headers)
+      const plan = request.plan(step)
+      const result = await attemptStep(deps, request, plan, step, attempt, span.headers)
       if (isFailure(result)) {
         attempt.end()
         span.end({ outcome: result.kind, ...statusOf(result), reason: describeFailure(result) })
         return result
       }
       if (result.kind === 'json') span.end(jsonAttemptEnd(result, deps.telemetry.captureContent))
-      return { ...result, attempt, span }
+      return { ...result, attempt, span, plan }
     },
     isFailure: (result): result is Failure => isFailure(result),
     onAttemptFailed: (record) =>
@@ -104,12 +126,14 @@ export async function proxyThroughRoute(
   }
   try {
     if (answer.kind === 'json') {
+      const body = answer.plan.answer?.(answer) ?? answer.body
       res.writeHead(answer.status, {
         ...headers,
-        'content-type': answer.contentType,
-        'content-length': answer.body.length,
+        'content-type': answer.plan.answer === undefined ? answer.contentType : 'application/json',
+        'content-length': body.length,
       })
-      res.end(answer.body)
+      res.end(body)
+      answer.plan.delivered?.()
       facts.ttfbMs = elapsed(exchange)
       recordUsage(deps, exchange, step, answer.usage)
       return
@@ -122,7 +146,8 @@ export async function proxyThroughRoute(
     })
     facts.ttfbMs = elapsed(exchange)
     answer.attempt.committed(step)
-    const end = await pipeStream(res, answer, answer.attempt, deps.redact)
+    const end = await pipeStream(res, answer, answer.attempt, deps.redact, answer.plan.writer)
+    if (end === 'completed') answer.plan.delivered?.()
     facts.streamEnd = typeof end === 'string' ? end : end.kind
     answer.span.end(streamAttemptEnd(answer, end, facts.ttfbMs))
     recordUsage(deps, exchange, step, answer.stats.usage)
@@ -145,6 +170,7 @@ export async function proxyThroughRoute(
 async function attemptStep(
   deps: ProxyDeps,
   request: ProxyRequest,
+  plan: StepPlan,
   step: Step,
   attempt: Attempt,
   headers: Readonly<Record<string, string>>,
@@ -152,15 +178,15 @@ async function attemptStep(
   const response = await sendUpstream(deps.client, {
     step,
     headers,
-    endpoint: request.endpoint,
-    body: rewriteBody(request.body, step),
+    endpoint: plan.endpoint,
+    body: plan.body,
     stream: request.stream,
     attempt,
     redact: deps.redact,
   })
   if (isFailure(response)) return response
   return request.stream
-    ? awaitCommit(response, attempt, deps.redact)
+    ? awaitCommit(response, attempt, deps.redact, deps.telemetry.captureContent)
     : readJsonAnswer(response, attempt, deps.redact)
 }
 

@@ -3,6 +3,7 @@
 
 import { randomBytes } from 'node:crypto'
 import type { Item } from './responses-request.ts'
+import type { StreamWriter } from './sse.ts'
 
 type Json = Record<string, unknown>
 
@@ -131,7 +132,7 @@ interface OpenCall {
  * response.created and .in_progress first, then per output item .output_item.added, the deltas, the
  * .done events, and response.completed with usage (or response.failed when the stream breaks).
  */
-export class ResponsesStreamWriter {
+export class ResponsesStreamWriter implements StreamWriter {
   readonly #shell: ResponseShell
   #sequence = 0
   #started = false
@@ -161,6 +162,10 @@ export class ResponsesStreamWriter {
       this.#emit('response.created', { response: shell }) +
       this.#emit('response.in_progress', { response: shell })
     )
+  }
+
+  event(_event: unknown, parsed: Parameters<StreamWriter['event']>[1]): string {
+    return parsed.kind === 'json' ? this.chunk(parsed.value) : ''
   }
 
   /** SSE text for one chat chunk. */

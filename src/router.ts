@@ -14,6 +14,8 @@ export interface Step {
   /** This target's declared quota, and its provider's. */
   readonly limits: Limits | undefined
   readonly providerLimits: Limits | undefined
+  /** Whether the provider speaks the Responses API itself or gets chat completions. */
+  readonly responses: 'translate' | 'native'
   readonly conflictResolution: ConflictResolution | undefined
   /** `scheme://host[:port]` of the provider, the key of its connection pool. */
   readonly origin: string
@@ -77,6 +79,7 @@ export function createRouter(config: Config, userAgent: string): Router {
               timeouts: resolveTimeouts(config, route, step),
               limits: step.limits,
               providerLimits: provider.limits,
+              responses: provider.responses,
               conflictResolution: step.conflict_resolution,
               origin: url.origin,
               basePath: url.pathname.replace(/\/+$/, ''),

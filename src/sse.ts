@@ -37,7 +37,7 @@ export interface CommittedStream {
   readonly kind: 'stream'
   readonly status: number
   /** Events read up to and including the commit point. */
-  readonly head: readonly EventSourceMessage[]
+  readonly head: readonly { readonly event: EventSourceMessage; readonly parsed: Parsed }[]
   readonly rest: AsyncGenerator<Item>
   /** The upstream already finished inside `head`. */
   readonly finished: boolean
@@ -66,7 +66,7 @@ async function* readItems(body: AsyncIterable<Buffer>): AsyncGenerator<Item> {
   yield* pending
 }
 
-type Parsed =
+export type Parsed =
   | { readonly kind: 'done' }
   | { readonly kind: 'malformed' }
   | { readonly kind: 'json'; readonly value: Record<string, unknown> }
@@ -91,6 +91,10 @@ function parseData(data: string): Parsed {
  */
 export function isCommitPoint(chunk: Record<string, unknown>): boolean {
   if (chunk.usage != null) return true
+  // A Responses API event stream (a provider that speaks it natively): text, arguments, a finished item.
+  if (typeof chunk.type === 'string') {
+    return /\.delta$|^response\.(output_item\.done|completed|incomplete)$/.test(chunk.type)
+  }
   if (!Array.isArray(chunk.choices)) return false
   return chunk.choices.some(
     (choice: { delta?: Record<string, unknown>; finish_reason?: unknown; text?: unknown }) => {
@@ -107,6 +111,11 @@ export function isCommitPoint(chunk: Record<string, unknown>): boolean {
   )
 }
 
+/** An error reported inside a stream: a chat `error` payload, or a Responses `error` / `response.failed` event. */
+function isErrorChunk(chunk: Record<string, unknown>): boolean {
+  return chunk.error != null || chunk.type === 'error' || chunk.type === 'response.failed'
+}
+
 /** Reads a 2xx stream until its first content; any failure before that lets the route fall back. */
 export async function awaitCommit(
   response: UpstreamResponse,
@@ -115,7 +124,7 @@ export async function awaitCommit(
   captureText = false,
 ): Promise<CommittedStream | Failure> {
   const rest = readItems(response.body)
-  const head: EventSourceMessage[] = []
+  const head: { event: EventSourceMessage; parsed: Parsed }[] = []
   const stats: StreamStats = {
     malformed: 0,
     usage: undefined,
@@ -143,9 +152,9 @@ export async function awaitCommit(
         stats.malformed++
         continue
       }
-      head.push(next.value.event)
+      head.push({ event: next.value.event, parsed })
       if (parsed.kind === 'done') return commit(true)
-      if (parsed.value.error != null) {
+      if (isErrorChunk(parsed.value)) {
         const reason = sanitizeReason(errorMessageOf(next.value.event.data), redact)
         return attempt.fail({ kind: 'invalid_response', reason: `error event before content: ${reason}` })
       }
@@ -169,26 +178,47 @@ export function formatEvent(event: EventSourceMessage): string {
 
 export type StreamEnd = 'completed' | 'client_gone' | Exclude<Failure, { kind: 'aborted' }>
 
+/** How a committed stream is written to the client: as it came, or translated (responses-output.ts). */
+export interface StreamWriter {
+  /** SSE text for one upstream event. */
+  event(event: EventSourceMessage, parsed: Exclude<Parsed, { kind: 'malformed' }>): string
+  /** SSE text that ends a stream that went well; `sawDone`: the upstream sent `[DONE]` itself. */
+  done(sawDone: boolean): string
+  /** SSE text that ends a stream that broke after it started. */
+  failed(message: string): string
+}
+
+/** Chat and completion streams, forwarded as they are; an honest end added when missing. */
+export const passthroughWriter: StreamWriter = {
+  event: (event) => formatEvent(event),
+  done: (sawDone) => (sawDone ? '' : 'data: [DONE]\n\n'),
+  failed: (message) => {
+    const error = { message, type: 'upstream_error', code: 'stream_interrupted', param: null }
+    return `data: ${JSON.stringify({ error })}\n\n`
+  },
+}
+
 /**
  * Forwards a committed stream to the client. Every event is written as soon as it is read, and
  * reading waits while the client is not keeping up. The end is honest: a cut, stalled or broken
- * upstream becomes an error event (the OpenAI SDK raises on it), never a `[DONE]`; an upstream that
- * ends cleanly without `[DONE]` gets one.
+ * upstream becomes an error event (the OpenAI SDK raises on it), never a clean end.
  */
 export async function pipeStream(
   res: ServerResponse,
   stream: CommittedStream,
   attempt: Attempt,
   redact: Redactor,
+  writer: StreamWriter = passthroughWriter,
 ): Promise<StreamEnd> {
   const write = async (text: string) => {
-    if (!res.write(text)) await once(res, 'drain', { signal: attempt.signal })
+    if (text !== '' && !res.write(text)) await once(res, 'drain', { signal: attempt.signal })
   }
   let sawDone = false
   try {
-    for (const event of stream.head) {
-      sawDone ||= event.data === '[DONE]'
-      await write(formatEvent(event))
+    for (const { event, parsed } of stream.head) {
+      if (parsed.kind === 'malformed') continue
+      sawDone ||= parsed.kind === 'done'
+      await write(writer.event(event, parsed))
     }
     while (!stream.finished && !sawDone) {
       const next = await stream.rest.next()
@@ -205,15 +235,15 @@ export async function pipeStream(
         continue
       }
       if (parsed.kind === 'done') sawDone = true
-      else if (parsed.value.error != null) {
+      else if (isErrorChunk(parsed.value)) {
         const reason = sanitizeReason(errorMessageOf(event.data), redact)
         const failure = { kind: 'invalid_response', reason: `error event: ${reason}` } as const
-        await write(errorEvent(failure))
+        await write(writer.failed(failureMessage(failure)))
         return failure
       } else observeChunk(stream.stats, parsed.value)
-      await write(formatEvent(event))
+      await write(writer.event(event, parsed))
     }
-    if (!sawDone) await write('data: [DONE]\n\n')
+    await write(writer.done(sawDone))
     res.end()
     await drain(stream.rest)
     return 'completed'
@@ -221,7 +251,7 @@ export async function pipeStream(
     const failure = attempt.failureOf(err)
     void stream.rest.return(undefined).catch(() => {})
     if (failure.kind === 'aborted') return 'client_gone'
-    res.end(errorEvent(failure))
+    res.end(writer.failed(failureMessage(failure)))
     return failure
   } finally {
     if (!res.writableEnded) res.end()
@@ -242,18 +272,12 @@ async function drain(rest: AsyncGenerator<Item>): Promise<void> {
   }
 }
 
-function errorEvent(failure: Exclude<Failure, { kind: 'aborted' }>): string {
+function failureMessage(failure: Exclude<Failure, { kind: 'aborted' }>): string {
   const why =
     failure.kind === 'timeout'
       ? `no data from the provider for ${failure.afterMs} ms`
       : failure.kind === 'http_error'
         ? `status ${failure.status}`
         : failure.reason
-  const error = {
-    message: `The upstream stream failed after the response started: ${why}`,
-    type: 'upstream_error',
-    code: 'stream_interrupted',
-    param: null,
-  }
-  return `data: ${JSON.stringify({ error })}\n\n`
+  return `The upstream stream failed after the response started: ${why}`
 }

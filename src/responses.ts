@@ -1,0 +1,152 @@
+// POST /v1/responses and GET /v1/responses/{id}: the Responses API on the same routes, fallback and
+// streaming rules as chat completions. Each step either speaks it natively (passed through with the
+// model replaced) or gets a chat completion translated there and back.
+
+import { readJsonObject } from './body.ts'
+import { GatewayError } from './errors.ts'
+import { type HandlerDeps, routeOf } from './handlers.ts'
+import { proxyThroughRoute, type StepPlan } from './proxy.ts'
+import type { ResponseStore } from './response-store.ts'
+import {
+  chatToResponse,
+  echoedSettings,
+  newId,
+  type ResponseShell,
+  ResponsesStreamWriter,
+} from './responses-output.ts'
+import { type Item, inputItems, toChatRequest } from './responses-request.ts'
+import { rewriteBody, type Step } from './router.ts'
+import { type Endpoint, type Exchange, sendJson } from './server.ts'
+import { formatEvent, type StreamWriter } from './sse.ts'
+
+type Json = Record<string, unknown>
+
+export interface ResponsesDeps extends HandlerDeps {
+  readonly store: ResponseStore
+}
+
+export function responsesEndpoints(deps: ResponsesDeps): Endpoint[] {
+  return [
+    { method: 'POST', path: '/v1/responses', handle: (exchange) => createResponse(exchange, deps) },
+    {
+      method: 'GET',
+      path: /^\/v1\/responses\/[^/]+$/,
+      template: '/v1/responses/{id}',
+      handle: ({ res, path }) => {
+        const id = path.slice('/v1/responses/'.length)
+        const stored = deps.store.get(id)
+        if (stored === undefined) throw responseNotFound(id, 'response_id')
+        sendJson(res, 200, stored.response)
+      },
+    },
+  ]
+}
+
+const responseNotFound = (id: string, param: string) =>
+  new GatewayError(
+    'response_not_found',
+    `No stored response "${id.slice(0, 100)}" on this gateway (responses are kept in memory for an hour).`,
+    {
+      param,
+    },
+  )
+
+async function createResponse(exchange: Exchange, deps: ResponsesDeps): Promise<void> {
+  const body = await readJsonObject(exchange.req, deps.maxBodySize)
+  const route = routeOf(body, deps)
+  let history: readonly Item[] = []
+  if (body.previous_response_id !== undefined && body.previous_response_id !== null) {
+    const id = String(body.previous_response_id)
+    const stored = deps.store.get(id)
+    if (stored === undefined) throw responseNotFound(id, 'previous_response_id')
+    history = stored.items
+  }
+  const conversation = [...history, ...inputItems(body.input)]
+  // Translated once, up front: a field that cannot be honoured is a 400 before any provider is called.
+  const chat = route.steps.some((step) => step.responses === 'translate')
+    ? toChatRequest(body, history)
+    : undefined
+  const shell: Omit<ResponseShell, 'model'> = {
+    id: newId('resp'),
+    createdAt: Math.floor(Date.now() / 1000),
+    settings: echoedSettings(body),
+  }
+  const remember = (response: Json | undefined) => {
+    if (response === undefined || body.store === false || typeof response.id !== 'string') return
+    const output = Array.isArray(response.output) ? (response.output as Item[]) : []
+    deps.store.put(response.id, response, [...conversation, ...output])
+  }
+  const plan = (step: Step): StepPlan =>
+    step.responses === 'native'
+      ? nativePlan(step, body, conversation, remember)
+      : translatedPlan(step, chat as Json, { ...shell, model: step.model }, remember)
+  await proxyThroughRoute(exchange, deps, {
+    route,
+    body,
+    stream: body.stream === true,
+    operation: 'chat',
+    plan,
+  })
+}
+
+/** A provider that speaks the Responses API: the whole conversation is sent, our stored ids stay here. */
+function nativePlan(
+  step: Step,
+  body: Json,
+  conversation: readonly Item[],
+  remember: (r: Json | undefined) => void,
+): StepPlan {
+  const { previous_response_id: _, ...rest } = body
+  const writer = new NativeResponsesStream()
+  return {
+    endpoint: '/responses',
+    body: JSON.stringify({ ...rest, model: step.model, input: conversation }),
+    answer: (answer) => {
+      remember(JSON.parse(answer.body.toString('utf8')) as Json)
+      return answer.body
+    },
+    writer,
+    delivered: () => remember(writer.final),
+  }
+}
+
+function translatedPlan(
+  step: Step,
+  chat: Json,
+  shell: ResponseShell,
+  remember: (r: Json | undefined) => void,
+): StepPlan {
+  const writer = new ResponsesStreamWriter(shell)
+  return {
+    endpoint: '/chat/completions',
+    body: rewriteBody(chat, step),
+    answer: (answer) => {
+      const response = chatToResponse(JSON.parse(answer.body.toString('utf8')) as Json, shell)
+      remember(response)
+      return Buffer.from(JSON.stringify(response))
+    },
+    writer,
+    delivered: () => remember(writer.final),
+  }
+}
+
+/** A native Responses stream, forwarded as it came; the final Response is kept for the store. */
+class NativeResponsesStream implements StreamWriter {
+  final: Json | undefined
+
+  event(event: Parameters<StreamWriter['event']>[0], parsed: Parameters<StreamWriter['event']>[1]): string {
+    if (parsed.kind === 'done') return ''
+    const type = parsed.value.type
+    if (type === 'response.completed' || type === 'response.incomplete')
+      this.final = parsed.value.response as Json
+    return formatEvent(event)
+  }
+
+  done(): string {
+    return ''
+  }
+
+  failed(message: string): string {
+    return `event: error\ndata: ${JSON.stringify({ type: 'error', code: 'stream_interrupted', message, param: null })}\n\n`
+  }
+}

@@ -1,0 +1,498 @@
+// The Responses API through the official SDK: translated for chat-only providers (text, JSON schema,
+// function calls, previous_response_id, streams, fallback, mid-stream failure), passed through for
+// native ones; plus embeddings and legacy completions.
+
+import assert from 'node:assert/strict'
+import { after, before, beforeEach, describe, test } from 'node:test'
+import OpenAI from 'openai'
+import { baseConfig, gatewayKey, type RunningGateway, startGateway } from './gateway-process.ts'
+import { type Behaviour, chunk, json, MockUpstream, ok, sse, status, textChunks } from './mock-upstream.ts'
+
+let mock: MockUpstream
+let gw: RunningGateway
+let client: OpenAI
+
+before(async () => {
+  mock = await MockUpstream.start()
+  gw = await startGateway(
+    baseConfig({
+      providers: [
+        { name: 'chat1', api_key: 'sk-chat1-000000', base_url: mock.url('chat1') },
+        { name: 'chat2', api_key: 'sk-chat2-000000', base_url: mock.url('chat2') },
+        { name: 'native', api_key: 'sk-native-00000', base_url: mock.url('native'), responses: 'native' },
+      ],
+      routes: [
+        {
+          name: 'r',
+          steps: [
+            { provider: 'chat1', model: 'chat-model-1' },
+            { provider: 'chat2', model: 'chat-model-2' },
+          ],
+        },
+        { name: 'n', steps: [{ provider: 'native', model: 'native-model' }] },
+        {
+          name: 'emb',
+          steps: [
+            { provider: 'chat1', model: 'embed-1' },
+            { provider: 'chat2', model: 'embed-2' },
+          ],
+        },
+      ],
+    }),
+  )
+  client = new OpenAI({ apiKey: gatewayKey, baseURL: `${gw.url}/v1`, maxRetries: 0 })
+})
+after(async () => {
+  await gw.stop()
+  await mock.close()
+})
+beforeEach(() => mock.reset())
+
+const toolCall = (id: string, name: string, args: string): Behaviour =>
+  json(200, (req: { body: Record<string, unknown> }) => ({
+    id: 'chatcmpl-t',
+    object: 'chat.completion',
+    model: String(req.body.model),
+    choices: [
+      {
+        index: 0,
+        message: {
+          role: 'assistant',
+          content: null,
+          tool_calls: [{ id, type: 'function', function: { name, arguments: args } }],
+        },
+        finish_reason: 'tool_calls',
+      },
+    ],
+    usage: { prompt_tokens: 9, completion_tokens: 4, total_tokens: 13 },
+  }))
+
+describe('translated for chat-only providers', () => {
+  test('text: the request becomes a chat completion and the answer a Response', async () => {
+    mock.script('chat1', ok('Hi from chat'))
+    const response = await client.responses.create({
+      model: 'r',
+      instructions: 'Be brief.',
+      input: 'Hello?',
+      max_output_tokens: 50,
+      temperature: 0.2,
+      metadata: { trace: 'x' },
+    })
+    assert.match(response.id, /^resp_/)
+    assert.equal(response.object, 'response')
+    assert.equal(response.status, 'completed')
+    assert.equal(response.output_text, 'Hi from chat')
+    assert.equal(response.model, 'chat-model-1')
+    assert.deepEqual(response.metadata, { trace: 'x' })
+    assert.equal(response.usage?.input_tokens, 5)
+    assert.equal(response.usage?.output_tokens, 7)
+    assert.equal(response.usage?.total_tokens, 12)
+    const sent = mock.requests('chat1')[0]
+    assert.equal(sent?.path, '/chat1/v1/chat/completions')
+    assert.deepEqual(sent?.body, {
+      model: 'chat-model-1',
+      messages: [
+        { role: 'system', content: 'Be brief.' },
+        { role: 'user', content: 'Hello?' },
+      ],
+      temperature: 0.2,
+      max_tokens: 50,
+    })
+  })
+
+  test('JSON schema output becomes response_format', async () => {
+    mock.script('chat1', ok('{"answer":42}'))
+    const response = await client.responses.create({
+      model: 'r',
+      input: [{ role: 'user', content: [{ type: 'input_text', text: 'The answer?' }] }],
+      text: {
+        format: {
+          type: 'json_schema',
+          name: 'answer',
+          strict: true,
+          schema: {
+            type: 'object',
+            properties: { answer: { type: 'number' } },
+            required: ['answer'],
+            additionalProperties: false,
+          },
+        },
+      },
+    })
+    assert.deepEqual(JSON.parse(response.output_text), { answer: 42 })
+    const sent = mock.requests('chat1')[0]?.body ?? {}
+    assert.equal((sent.response_format as { type: string }).type, 'json_schema')
+    assert.equal((sent.response_format as { json_schema: { name: string } }).json_schema.name, 'answer')
+    assert.deepEqual(sent.messages, [{ role: 'user', content: [{ type: 'text', text: 'The answer?' }] }])
+  })
+
+  test('a function call round trip with previous_response_id and function_call_output', async () => {
+    mock.script('chat1', toolCall('call_1', 'get_weather', '{"city":"Oslo"}'))
+    const tools = [
+      {
+        type: 'function' as const,
+        name: 'get_weather',
+        description: 'Weather',
+        parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] },
+        strict: true,
+      },
+    ]
+    const first = await client.responses.create({ model: 'r', input: 'Weather in Oslo?', tools })
+    const call = first.output.find((item) => item.type === 'function_call')
+    assert.ok(call && call.type === 'function_call')
+    assert.equal(call.call_id, 'call_1')
+    assert.equal(call.name, 'get_weather')
+    assert.equal(call.arguments, '{"city":"Oslo"}')
+    const sentTools = mock.requests('chat1')[0]?.body.tools as {
+      function: { name: string; strict: boolean }
+    }[]
+    assert.equal(sentTools[0]?.function.name, 'get_weather')
+    assert.equal(sentTools[0]?.function.strict, true)
+
+    mock.script('chat1', ok('It is sunny in Oslo.'))
+    const second = await client.responses.create({
+      model: 'r',
+      previous_response_id: first.id,
+      input: [{ type: 'function_call_output', call_id: 'call_1', output: '{"sky":"clear"}' }],
+      tools,
+    })
+    assert.equal(second.output_text, 'It is sunny in Oslo.')
+    assert.deepEqual(mock.requests('chat1')[1]?.body.messages, [
+      { role: 'user', content: 'Weather in Oslo?' },
+      {
+        role: 'assistant',
+        content: null,
+        tool_calls: [
+          { id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Oslo"}' } },
+        ],
+      },
+      { role: 'tool', tool_call_id: 'call_1', content: '{"sky":"clear"}' },
+    ])
+  })
+
+  test('previous_response_id carries the conversation; unknown ids are a 404; stored ones can be fetched', async () => {
+    mock.script('chat1', ok('Nice to meet you, Ada.'), ok('Your name is Ada.'))
+    const first = await client.responses.create({ model: 'r', input: 'My name is Ada.' })
+    const second = await client.responses.create({
+      model: 'r',
+      input: 'What is my name?',
+      previous_response_id: first.id,
+    })
+    assert.equal(second.output_text, 'Your name is Ada.')
+    assert.deepEqual(mock.requests('chat1')[1]?.body.messages, [
+      { role: 'user', content: 'My name is Ada.' },
+      { role: 'assistant', content: 'Nice to meet you, Ada.' },
+      { role: 'user', content: 'What is my name?' },
+    ])
+    const fetched = await client.responses.retrieve(second.id)
+    assert.equal(fetched.output_text, 'Your name is Ada.')
+    await assert.rejects(
+      client.responses.create({ model: 'r', input: 'x', previous_response_id: 'resp_nope' }),
+      (err: unknown) => {
+        assert.ok(err instanceof OpenAI.NotFoundError)
+        assert.equal(err.code, 'response_not_found')
+        return true
+      },
+    )
+    await assert.rejects(client.responses.retrieve('resp_missing'), OpenAI.NotFoundError)
+  })
+
+  test('a length finish is an incomplete response', async () => {
+    mock.script(
+      'chat1',
+      json(200, {
+        id: 'x',
+        object: 'chat.completion',
+        model: 'm',
+        choices: [{ index: 0, message: { role: 'assistant', content: 'cut' }, finish_reason: 'length' }],
+      }),
+    )
+    const response = await client.responses.create({ model: 'r', input: 'long', max_output_tokens: 1 })
+    assert.equal(response.status, 'incomplete')
+    assert.deepEqual(response.incomplete_details, { reason: 'max_output_tokens' })
+  })
+
+  test('fields that cannot be honoured are refused by name', async () => {
+    for (const [extra, param] of [
+      [{ tools: [{ type: 'web_search' }] }, 'tools.web_search'],
+      [{ background: true }, 'background'],
+      [{ conversation: 'conv_1' }, 'conversation'],
+    ] as const) {
+      const res = await gw.post('/v1/responses', { model: 'r', input: 'x', ...extra })
+      assert.equal(res.status, 400)
+      const body = (await res.json()) as { error: { param: string; code: string } }
+      assert.equal(body.error.param, param)
+    }
+    assert.equal(mock.seen.length, 0)
+  })
+
+  test('streaming: the Responses event sequence, read by the SDK', async () => {
+    mock.script(
+      'chat1',
+      sse([
+        ...textChunks('streamed response text'),
+        { ...chunk({}), choices: [], usage: { prompt_tokens: 3, completion_tokens: 3, total_tokens: 6 } },
+      ]),
+    )
+    const stream = client.responses.stream({ model: 'r', input: 'Stream please' })
+    const types: string[] = []
+    const sequence: number[] = []
+    for await (const event of stream) {
+      types.push(event.type)
+      sequence.push(event.sequence_number)
+    }
+    const final = await stream.finalResponse()
+    assert.equal(final.output_text, 'streamed response text')
+    assert.equal(final.usage?.total_tokens, 6)
+    assert.deepEqual(types.slice(0, 4), [
+      'response.created',
+      'response.in_progress',
+      'response.output_item.added',
+      'response.content_part.added',
+    ])
+    assert.ok(types.includes('response.output_text.delta'))
+    assert.deepEqual(types.slice(-4), [
+      'response.output_text.done',
+      'response.content_part.done',
+      'response.output_item.done',
+      'response.completed',
+    ])
+    assert.deepEqual(
+      sequence,
+      sequence.map((_, i) => i),
+    )
+    assert.deepEqual(mock.requests('chat1')[0]?.body.stream_options, { include_usage: true })
+  })
+
+  test('streaming a function call', async () => {
+    mock.script(
+      'chat1',
+      sse([
+        chunk({
+          role: 'assistant',
+          content: null,
+          tool_calls: [
+            { index: 0, id: 'call_9', type: 'function', function: { name: 'lookup', arguments: '' } },
+          ],
+        }),
+        chunk({ tool_calls: [{ index: 0, function: { arguments: '{"q":' } }] }),
+        chunk({ tool_calls: [{ index: 0, function: { arguments: '"x"}' } }] }),
+        chunk({}, 'tool_calls'),
+      ]),
+    )
+    const stream = client.responses.stream({
+      model: 'r',
+      input: 'look it up',
+      tools: [{ type: 'function', name: 'lookup', parameters: { type: 'object' }, strict: false }],
+    })
+    const final = await stream.finalResponse()
+    const call = final.output[0]
+    assert.ok(call?.type === 'function_call')
+    assert.equal(call.call_id, 'call_9')
+    assert.equal(call.arguments, '{"q":"x"}')
+  })
+
+  test('streaming falls back from a rate-limited first step', async () => {
+    mock.script('chat1', status(429, 'slow down')).script('chat2', sse(textChunks('from the second step')))
+    const final = await client.responses.stream({ model: 'r', input: 'hi' }).finalResponse()
+    assert.equal(final.output_text, 'from the second step')
+    assert.equal(mock.requests('chat2')[0]?.body.model, 'chat-model-2')
+  })
+
+  test('a stream that breaks after it started raises in the SDK', async () => {
+    mock.script('chat1', sse(textChunks('this will break'), { end: 'cut', delayMs: 20 }))
+    const stream = client.responses.stream({ model: 'r', input: 'hi' })
+    await assert.rejects(async () => {
+      for await (const _ of stream) {
+        // read until the error
+      }
+    }, OpenAI.APIError)
+  })
+})
+
+describe('native Responses providers', () => {
+  const nativeResponse = (req: { body: Record<string, unknown> }) => ({
+    id: 'resp_native_1',
+    object: 'response',
+    created_at: 1,
+    status: 'completed',
+    model: String(req.body.model),
+    output: [
+      {
+        type: 'message',
+        id: 'msg_1',
+        status: 'completed',
+        role: 'assistant',
+        content: [{ type: 'output_text', text: 'native answer', annotations: [] }],
+      },
+    ],
+    usage: { input_tokens: 1, output_tokens: 2, total_tokens: 3 },
+  })
+
+  test('passed through with the model replaced, and continued from our store', async () => {
+    mock.script('native', json(200, nativeResponse), json(200, nativeResponse))
+    const first = await client.responses.create({ model: 'n', input: 'hello', store: true })
+    assert.equal(first.output_text, 'native answer')
+    const sent = mock.requests('native')[0]
+    assert.equal(sent?.path, '/native/v1/responses')
+    assert.equal(sent?.body.model, 'native-model')
+    await client.responses.create({ model: 'n', input: 'again', previous_response_id: first.id })
+    const second = mock.requests('native')[1]?.body
+    assert.equal(
+      second?.previous_response_id,
+      undefined,
+      'our ids stay here; the conversation is sent instead',
+    )
+    assert.equal((second?.input as unknown[] | undefined)?.length, 3)
+  })
+
+  test('a native stream is forwarded event by event', async () => {
+    const created = {
+      type: 'response.created',
+      sequence_number: 0,
+      response: {
+        id: 'resp_n',
+        object: 'response',
+        status: 'in_progress',
+        model: 'native-model',
+        output: [],
+      },
+    }
+    const item = { type: 'message', id: 'msg_n', status: 'in_progress', role: 'assistant', content: [] }
+    const events = [
+      created,
+      { type: 'response.output_item.added', sequence_number: 1, output_index: 0, item },
+      {
+        type: 'response.content_part.added',
+        sequence_number: 2,
+        item_id: 'msg_n',
+        output_index: 0,
+        content_index: 0,
+        part: { type: 'output_text', text: '', annotations: [] },
+      },
+      {
+        type: 'response.output_text.delta',
+        sequence_number: 3,
+        item_id: 'msg_n',
+        output_index: 0,
+        content_index: 0,
+        delta: 'native stream',
+        logprobs: [],
+      },
+      {
+        type: 'response.output_text.done',
+        sequence_number: 4,
+        item_id: 'msg_n',
+        output_index: 0,
+        content_index: 0,
+        text: 'native stream',
+        logprobs: [],
+      },
+      {
+        type: 'response.content_part.done',
+        sequence_number: 5,
+        item_id: 'msg_n',
+        output_index: 0,
+        content_index: 0,
+        part: { type: 'output_text', text: 'native stream', annotations: [] },
+      },
+      {
+        type: 'response.output_item.done',
+        sequence_number: 6,
+        output_index: 0,
+        item: {
+          ...item,
+          status: 'completed',
+          content: [{ type: 'output_text', text: 'native stream', annotations: [] }],
+        },
+      },
+      {
+        type: 'response.completed',
+        sequence_number: 7,
+        response: {
+          ...created.response,
+          status: 'completed',
+          output: [
+            {
+              ...item,
+              status: 'completed',
+              content: [{ type: 'output_text', text: 'native stream', annotations: [] }],
+            },
+          ],
+        },
+      },
+    ]
+    const behaviour: Behaviour = async (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' })
+      for (const event of events) res.write(`event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`)
+      res.end()
+    }
+    mock.script('native', behaviour)
+    const final = await client.responses.stream({ model: 'n', input: 'hi' }).finalResponse()
+    assert.equal(final.output_text, 'native stream')
+    assert.equal((await client.responses.retrieve('resp_n')).id, 'resp_n', 'the final response was stored')
+  })
+})
+
+describe('embeddings and legacy completions', () => {
+  test('embeddings pass through with the model replaced, and fall back', async () => {
+    mock.script('chat1', status(503)).script(
+      'chat2',
+      json(200, (req: { body: Record<string, unknown> }) => ({
+        object: 'list',
+        data: [{ object: 'embedding', index: 0, embedding: [0.1, 0.2] }],
+        model: String(req.body.model),
+        usage: { prompt_tokens: 2, total_tokens: 2 },
+      })),
+    )
+    const result = await client.embeddings.create({ model: 'emb', input: 'hello', encoding_format: 'float' })
+    assert.deepEqual(result.data[0]?.embedding, [0.1, 0.2])
+    assert.equal(mock.requests('chat2')[0]?.path, '/chat2/v1/embeddings')
+    assert.equal(mock.requests('chat2')[0]?.body.model, 'embed-2')
+    assert.equal(mock.requests('chat2')[0]?.body.input, 'hello')
+  })
+
+  test('legacy completions pass through, streaming included', async () => {
+    mock.script(
+      'chat1',
+      json(200, {
+        id: 'cmpl-1',
+        object: 'text_completion',
+        model: 'm',
+        choices: [{ index: 0, text: 'completed text', finish_reason: 'stop' }],
+      }),
+    )
+    const completion = await client.completions.create({ model: 'r', prompt: 'Say', max_tokens: 5 })
+    assert.equal(completion.choices[0]?.text, 'completed text')
+    assert.equal(mock.requests('chat1')[0]?.path, '/chat1/v1/completions')
+    mock.script('chat1', status(500)).script(
+      'chat2',
+      sse([
+        {
+          id: 'c',
+          object: 'text_completion',
+          model: 'm',
+          choices: [{ index: 0, text: 'streamed', finish_reason: null }],
+        },
+        {
+          id: 'c',
+          object: 'text_completion',
+          model: 'm',
+          choices: [{ index: 0, text: ' legacy', finish_reason: 'stop' }],
+        },
+      ]),
+    )
+    const stream = await client.completions.create({ model: 'r', prompt: 'Say', stream: true })
+    let text = ''
+    for await (const part of stream) text += part.choices[0]?.text ?? ''
+    assert.equal(text, 'streamed legacy')
+  })
+
+  test('missing input or prompt is a 400 naming the field', async () => {
+    const res = await gw.post('/v1/embeddings', { model: 'emb' })
+    assert.equal(res.status, 400)
+    assert.equal(((await res.json()) as { error: { param: string } }).error.param, 'input')
+    const res2 = await gw.post('/v1/completions', { model: 'r' })
+    assert.equal(((await res2.json()) as { error: { param: string } }).error.param, 'prompt')
+  })
+})
