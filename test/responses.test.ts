@@ -4,6 +4,7 @@
 
 import assert from 'node:assert/strict'
 import { after, before, beforeEach, describe, test } from 'node:test'
+import { ChatOpenAI } from '@langchain/openai'
 import OpenAI from 'openai'
 import { baseConfig, gatewayKey, type RunningGateway, startGateway } from './gateway-process.ts'
 import { type Behaviour, chunk, json, MockUpstream, ok, sse, status, textChunks } from './mock-upstream.ts'
@@ -495,4 +496,56 @@ describe('embeddings and legacy completions', () => {
     const res2 = await gw.post('/v1/completions', { model: 'r' })
     assert.equal(((await res2.json()) as { error: { param: string } }).error.param, 'prompt')
   })
+})
+
+test("LangChain's ChatOpenAI with useResponsesApi: true", async () => {
+  mock.script('chat1', ok('Hello from LangChain'))
+  const model = new ChatOpenAI({
+    model: 'r',
+    apiKey: gatewayKey,
+    configuration: { baseURL: `${gw.url}/v1` },
+    useResponsesApi: true,
+    maxRetries: 0,
+  })
+  const message = await model.invoke('Hi there')
+  assert.equal(message.text, 'Hello from LangChain')
+  assert.equal(
+    mock.requests('chat1')[0]?.path,
+    '/chat1/v1/chat/completions',
+    'sent through the Responses translation',
+  )
+
+  mock.script('chat1', sse(textChunks('streamed through LangChain')))
+  let text = ''
+  for await (const part of await model.stream('Stream it')) text += part.text
+  assert.equal(text, 'streamed through LangChain')
+})
+
+test('messages pass untouched through every fallback step; vendor headers are not forwarded', async () => {
+  mock.script('chat1', status(503)).script('chat2', ok('fine'))
+  const messages = [
+    { role: 'user', content: 'call the tool' },
+    {
+      role: 'assistant',
+      content: [],
+      tool_calls: [
+        { id: 't1', type: 'function', function: { name: 'f', arguments: '{"a":1,"extra":{"nested":true}}' } },
+      ],
+    },
+    { role: 'tool', tool_call_id: 't1', content: 'done' },
+  ]
+  const response_format = { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'object' } } }
+  const res = await gw.post(
+    '/v1/chat/completions',
+    { model: 'r', messages, response_format },
+    { 'openai-organization': '', 'openai-platform': 'web', 'openai-project': 'p' },
+  )
+  assert.equal(res.status, 200)
+  for (const seen of [...mock.requests('chat1'), ...mock.requests('chat2')]) {
+    assert.deepEqual(seen.body.messages, messages)
+    assert.deepEqual(seen.body.response_format, response_format)
+    for (const header of ['openai-organization', 'openai-platform', 'openai-project'])
+      assert.equal(seen.headers[header], undefined)
+  }
+  assert.equal(mock.requests('chat2').length, 1)
 })
