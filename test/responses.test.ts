@@ -21,6 +21,7 @@ before(async () => {
         { name: 'chat1', api_key: 'sk-chat1-000000', base_url: mock.url('chat1') },
         { name: 'chat2', api_key: 'sk-chat2-000000', base_url: mock.url('chat2') },
         { name: 'native', api_key: 'sk-native-00000', base_url: mock.url('native'), responses: 'native' },
+        { name: 'native2', api_key: 'sk-native2-0000', base_url: mock.url('native2'), responses: 'native' },
       ],
       routes: [
         {
@@ -31,6 +32,13 @@ before(async () => {
           ],
         },
         { name: 'n', steps: [{ provider: 'native', model: 'native-model' }] },
+        {
+          name: 'nn',
+          steps: [
+            { provider: 'native', model: 'native-model' },
+            { provider: 'native2', model: 'native-model-2' },
+          ],
+        },
         {
           name: 'emb',
           steps: [
@@ -347,6 +355,20 @@ describe('native Responses providers', () => {
     assert.equal((second?.input as unknown[] | undefined)?.length, 3)
   })
 
+  test('native: JSON schema and function calls pass through as sent; a rate-limited step falls back', async () => {
+    mock.script('native', status(429, 'slow')).script('native2', json(200, nativeResponse))
+    const text = {
+      format: { type: 'json_schema' as const, name: 'x', schema: { type: 'object' }, strict: false },
+    }
+    const tools = [{ type: 'function' as const, name: 'f', parameters: { type: 'object' }, strict: false }]
+    const response = await client.responses.create({ model: 'nn', input: 'hi', text, tools })
+    assert.equal(response.output_text, 'native answer')
+    const sent = mock.requests('native2')[0]?.body ?? {}
+    assert.equal(sent.model, 'native-model-2')
+    assert.deepEqual(sent.text, text)
+    assert.deepEqual(sent.tools, tools)
+  })
+
   test('a native stream is forwarded event by event', async () => {
     const created = {
       type: 'response.created',
@@ -433,6 +455,50 @@ describe('native Responses providers', () => {
     assert.equal(final.output_text, 'native stream')
     assert.equal((await client.responses.retrieve('resp_n')).id, 'resp_n', 'the final response was stored')
   })
+})
+
+test('a native stream that breaks after it started raises in the SDK', async () => {
+  const breaking: Behaviour = async (_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream' })
+    const created = {
+      type: 'response.created',
+      sequence_number: 0,
+      response: { id: 'resp_b', object: 'response', status: 'in_progress', model: 'm', output: [] },
+    }
+    res.write(`event: response.created\ndata: ${JSON.stringify(created)}\n\n`)
+    const item = { type: 'message', id: 'msg_b', status: 'in_progress', role: 'assistant', content: [] }
+    res.write(
+      `event: response.output_item.added\ndata: ${JSON.stringify({ type: 'response.output_item.added', sequence_number: 1, output_index: 0, item })}\n\n`,
+    )
+    const part = {
+      type: 'response.content_part.added',
+      sequence_number: 2,
+      item_id: 'msg_b',
+      output_index: 0,
+      content_index: 0,
+      part: { type: 'output_text', text: '', annotations: [] },
+    }
+    res.write(`event: response.content_part.added\ndata: ${JSON.stringify(part)}\n\n`)
+    const delta = {
+      type: 'response.output_text.delta',
+      sequence_number: 3,
+      item_id: 'msg_b',
+      output_index: 0,
+      content_index: 0,
+      delta: 'partial',
+      logprobs: [],
+    }
+    res.write(`event: response.output_text.delta\ndata: ${JSON.stringify(delta)}\n\n`)
+    await new Promise((resolve) => setTimeout(resolve, 30))
+    res.socket?.destroy()
+  }
+  mock.script('native', breaking)
+  const stream = client.responses.stream({ model: 'n', input: 'hi' })
+  await assert.rejects(async () => {
+    for await (const _ of stream) {
+      // read until the error
+    }
+  }, OpenAI.APIError)
 })
 
 describe('embeddings and legacy completions', () => {
