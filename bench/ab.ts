@@ -7,16 +7,25 @@
 // (with --baseline) a git revision checked out in a temporary worktree that shares node_modules.
 // Everything runs on 127.0.0.1 and stops by itself.
 
-import { execFileSync, spawn } from 'node:child_process'
+import { execFileSync } from 'node:child_process'
 import { once } from 'node:events'
-import { existsSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, symlinkSync } from 'node:fs'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { parseArgs } from 'node:util'
-import { Pool } from 'undici'
+import {
+  benchKey,
+  type GatewayProcess,
+  median,
+  percentile,
+  root,
+  sequentialLatencies,
+  startGateway,
+  writeTempConfig,
+} from './lib.ts'
 
 const { values } = parseArgs({
   options: {
@@ -27,8 +36,6 @@ const { values } = parseArgs({
 })
 const requests = Number(values.requests)
 const rounds = Number(values.rounds)
-const root = join(import.meta.dirname, '..')
-const key = 'bench-gateway-key-0000000000'
 const answer = JSON.stringify({
   id: 'x',
   object: 'chat.completion',
@@ -57,10 +64,8 @@ const sink = await listen((req, res) => {
   req.on('end', () => res.end('{}'))
 })
 
-const config = join(mkdtempSync(join(tmpdir(), 'ai-gateway-ab-')), 'config.yaml')
-writeFileSync(
-  config,
-  `api_key: ${key}
+const config = writeTempConfig(
+  `api_key: ${benchKey}
 port: 0
 host: 127.0.0.1
 providers:
@@ -72,29 +77,11 @@ routes:
 
 interface Variant {
   readonly label: string
-  readonly port: number
-  stop(): void
+  readonly gateway: GatewayProcess
 }
 
 async function startVariant(label: string, dir: string, env: Record<string, string> = {}): Promise<Variant> {
-  const child = spawn(process.execPath, [join(dir, 'bin', 'ai-gateway.js'), '--config', config], {
-    env: { PATH: process.env.PATH ?? '', ...env },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  })
-  const port = await new Promise<number>((resolve, reject) => {
-    let buffered = ''
-    const onData = (chunk: Buffer) => {
-      buffered += chunk
-      const match = /"port":(\d+),[^\n]*"msg":"listening"/.exec(buffered)
-      if (match === null) return
-      child.stdout.off('data', onData)
-      child.stdout.resume() // logging stays on, as in production; the lines are drained unread
-      resolve(Number(match[1]))
-    }
-    child.stdout.on('data', onData)
-    child.once('exit', () => reject(new Error(`${label} exited`)))
-  })
-  return { label, port, stop: () => child.kill('SIGTERM') }
+  return { label, gateway: await startGateway(config, { dir, env }) }
 }
 
 function baselineTree(rev: string): string {
@@ -108,35 +95,6 @@ function baselineTree(rev: string): string {
   return dir
 }
 
-async function measure(
-  port: number,
-  path: string,
-  count: number,
-  headers: Record<string, string>,
-): Promise<number[]> {
-  const pool = new Pool(`http://127.0.0.1:${port}`, { connections: 1 })
-  const body = JSON.stringify({ model: 'r', messages: [{ role: 'user', content: 'hi' }] })
-  const samples: number[] = []
-  for (let i = 0; i < count; i++) {
-    const started = process.hrtime.bigint()
-    const res = await pool.request({
-      path,
-      method: 'POST',
-      headers: { ...headers, 'content-type': 'application/json' },
-      body,
-    })
-    await res.body.arrayBuffer()
-    if (res.statusCode !== 200) throw new Error(`status ${res.statusCode}`)
-    samples.push(Number(process.hrtime.bigint() - started) / 1e3)
-  }
-  await pool.close()
-  return samples
-}
-
-const percentile = (sorted: number[], p: number) =>
-  sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] as number
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number
-
 const variants: Variant[] = [
   await startVariant('working tree, telemetry off', root),
   await startVariant('working tree, OTLP export on', root, {
@@ -146,21 +104,20 @@ const variants: Variant[] = [
 if (values.baseline !== undefined)
   variants.push(await startVariant(`${values.baseline}, telemetry off`, baselineTree(values.baseline)))
 
-const auth = { authorization: `Bearer ${key}` }
 const targets = [
-  { label: 'upstream direct', port: upstream.port, path: '/v1/chat/completions', headers: {} },
-  ...variants.map((v) => ({ label: v.label, port: v.port, path: '/v1/chat/completions', headers: auth })),
+  { label: 'upstream direct', port: upstream.port },
+  ...variants.map((v) => ({ label: v.label, port: v.gateway.port })),
 ]
-for (const t of targets) await measure(t.port, t.path, 500, t.headers) // warm-up
+for (const t of targets) await sequentialLatencies(t.port, 500) // warm-up
 const results = new Map(targets.map((t) => [t.label, { p50: [] as number[], p99: [] as number[] }]))
 for (let round = 0; round < rounds; round++) {
   for (const t of targets) {
-    const sorted = (await measure(t.port, t.path, requests, t.headers)).sort((a, b) => a - b)
+    const sorted = (await sequentialLatencies(t.port, requests)).sort((a, b) => a - b)
     results.get(t.label)?.p50.push(percentile(sorted, 0.5))
     results.get(t.label)?.p99.push(percentile(sorted, 0.99))
   }
 }
-for (const v of variants) v.stop()
+await Promise.all(variants.map((v) => v.gateway.stop()))
 upstream.server.close()
 sink.server.close()
 await sleep(100)

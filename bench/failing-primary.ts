@@ -6,23 +6,26 @@
 // Everything runs on 127.0.0.1: a Node upstream stand-in, and two gateway processes started as users
 // start them. Rounds alternate between the two gateways so machine drift hits both alike.
 
-import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { writeFileSync } from 'node:fs'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { parseArgs } from 'node:util'
-import { Pool } from 'undici'
+import {
+  benchKey,
+  type GatewayProcess,
+  median,
+  percentile,
+  sequentialLatencies,
+  startGateway,
+  writeTempConfig,
+} from './lib.ts'
 
 const { values } = parseArgs({
   options: { requests: { type: 'string', default: '2000' }, rounds: { type: 'string', default: '5' } },
 })
 const requests = Number(values.requests)
 const rounds = Number(values.rounds)
-const key = 'bench-gateway-key-0000000000'
 const answer = JSON.stringify({
   id: 'x',
   object: 'chat.completion',
@@ -53,15 +56,12 @@ async function startUpstream(hinted: boolean) {
   return { server, port: (server.address() as AddressInfo).port }
 }
 
-async function startGateway(upstreamPort: number, steps: string[]) {
-  const file = join(tmpdir(), `ai-gateway-bench-${process.pid}-${steps.join('-')}.yaml`)
+function gatewayFor(upstreamPort: number, steps: string[]): Promise<GatewayProcess> {
   const base = `http://127.0.0.1:${upstreamPort}`
-  writeFileSync(
-    file,
-    `api_key: ${key}
+  return startGateway(
+    writeTempConfig(`api_key: ${benchKey}
 port: 0
 host: 127.0.0.1
-log_level: info
 providers:
   - { name: primary, api_key: sk-primary-0000, base_url: "${base}/primary/v1" }
   - { name: secondary, api_key: sk-secondary-0000, base_url: "${base}/secondary/v1" }
@@ -69,60 +69,17 @@ routes:
   - name: r
     steps:
 ${steps.map((p) => `      - { provider: ${p}, model: m }`).join('\n')}
-`,
+`),
   )
-  const child = spawn(
-    process.execPath,
-    [join(import.meta.dirname, '..', 'bin', 'ai-gateway.js'), '--config', file],
-    {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    },
-  )
-  // The listening line names the port; after it, the log lines are drained unread (logging stays on,
-  // as in production).
-  const port = await new Promise<number>((resolve, reject) => {
-    let buffered = ''
-    const onData = (chunk: Buffer) => {
-      buffered += chunk
-      const match = /"port":(\d+),[^\n]*"msg":"listening"/.exec(buffered)
-      if (match === null) return
-      child.stdout.off('data', onData)
-      child.stdout.resume()
-      resolve(Number(match[1]))
-    }
-    child.stdout.on('data', onData)
-    child.once('exit', () => reject(new Error('gateway exited')))
-  })
-  return { child, port }
 }
-
-async function measure(port: number, count: number): Promise<number[]> {
-  const pool = new Pool(`http://127.0.0.1:${port}`, { connections: 1 })
-  const body = JSON.stringify({ model: 'r', messages: [{ role: 'user', content: 'hi' }] })
-  const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json' }
-  const samples: number[] = []
-  for (let i = 0; i < count; i++) {
-    const started = process.hrtime.bigint()
-    const res = await pool.request({ path: '/v1/chat/completions', method: 'POST', headers, body })
-    await res.body.arrayBuffer()
-    if (res.statusCode !== 200) throw new Error(`status ${res.statusCode}`)
-    samples.push(Number(process.hrtime.bigint() - started) / 1e3)
-  }
-  await pool.close()
-  return samples
-}
-
-const percentile = (sorted: number[], p: number) =>
-  sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] as number
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number
 
 async function scenario(hinted: boolean) {
   const upstream = await startUpstream(hinted)
-  const both = await startGateway(upstream.port, ['primary', 'secondary'])
-  const direct = await startGateway(upstream.port, ['secondary'])
-  const first = await measure(both.port, 1)
-  await measure(direct.port, 200)
-  await measure(both.port, 200)
+  const both = await gatewayFor(upstream.port, ['primary', 'secondary'])
+  const direct = await gatewayFor(upstream.port, ['secondary'])
+  const first = await sequentialLatencies(both.port, 1)
+  await sequentialLatencies(direct.port, 200)
+  await sequentialLatencies(both.port, 200)
   const stats = {
     both: { p50: [] as number[], p99: [] as number[] },
     direct: { p50: [] as number[], p99: [] as number[] },
@@ -133,15 +90,15 @@ async function scenario(hinted: boolean) {
       ['both', both],
       ['direct', direct],
     ] as const) {
-      const sorted = (await measure(gw.port, requests)).sort((a, b) => a - b)
+      const sorted = (await sequentialLatencies(gw.port, requests)).sort((a, b) => a - b)
       stats[name].p50.push(percentile(sorted, 0.5))
       stats[name].p99.push(percentile(sorted, 0.99))
     }
   }
   primaryCalls =
     (await fetchStatus(both.port)).targets.find((t) => t.provider === 'primary')?.recent.attempts ?? 0
-  both.child.kill('SIGTERM')
-  direct.child.kill('SIGTERM')
+  await both.stop()
+  await direct.stop()
   upstream.server.close()
   await sleep(100)
   return {
@@ -154,7 +111,7 @@ async function scenario(hinted: boolean) {
 
 async function fetchStatus(port: number) {
   const res = await fetch(`http://127.0.0.1:${port}/v1/gateway/status`, {
-    headers: { authorization: `Bearer ${key}` },
+    headers: { authorization: `Bearer ${benchKey}` },
   })
   return (await res.json()) as { targets: { provider: string; recent: { attempts: number } }[] }
 }

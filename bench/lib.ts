@@ -5,6 +5,7 @@ import { closeSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { Pool } from 'undici'
 
 export const root = join(import.meta.dirname, '..')
 export const benchKey = 'bench-gateway-key-0000000000'
@@ -70,4 +71,29 @@ export function memoryOf(pid: number): { rss: number; peak: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8')
   const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? 0)
   return { rss: kb('VmRSS') / 1024, peak: kb('VmHWM') / 1024 }
+}
+
+/** Client-side round-trip times (µs) of `count` sequential chat completions on one keep-alive connection. */
+export async function sequentialLatencies(
+  port: number,
+  count: number,
+  options: { model?: string; headers?: Record<string, string> } = {},
+): Promise<number[]> {
+  const pool = new Pool(`http://127.0.0.1:${port}`, { connections: 1 })
+  const body = JSON.stringify({ model: options.model ?? 'r', messages: [{ role: 'user', content: 'hi' }] })
+  const headers = {
+    authorization: `Bearer ${benchKey}`,
+    ...options.headers,
+    'content-type': 'application/json',
+  }
+  const samples: number[] = []
+  for (let i = 0; i < count; i++) {
+    const started = process.hrtime.bigint()
+    const res = await pool.request({ path: '/v1/chat/completions', method: 'POST', headers, body })
+    await res.body.arrayBuffer()
+    if (res.statusCode !== 200) throw new Error(`status ${res.statusCode}`)
+    samples.push(Number(process.hrtime.bigint() - started) / 1e3)
+  }
+  await pool.close()
+  return samples
 }
