@@ -95,6 +95,7 @@ async function serve(started: { gateway: Gateway; cleanup?: () => Promise<void> 
     await gateway.start()
   } catch (err) {
     gateway.logger.fatal({ err }, 'failed to start')
+    gateway.logger.flush()
     return 1
   }
   const signal = await Promise.race([

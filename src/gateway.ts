@@ -120,6 +120,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
       await Promise.all([server.close(config.shutdown_timeout), metricsServer?.close(0)])
       await client.close()
       logger.info('stopped')
+      logger.flush()
       // Last, so the shutdown lines above are exported too.
       await telemetry.shutdown()
     },

@@ -28,8 +28,19 @@ export function createLogger(options: LoggerOptions): Logger {
   )
 }
 
+/**
+ * Stdout, written synchronously (lines stay in order, even at exit) but in batches of up to 4 KiB: one
+ * write per request was a tenth of the gateway's throughput. A timer flushes a partial batch within
+ * 250 ms, so a quiet gateway's lines are not held back; pino flushes what is left at exit.
+ */
+function batchedStdout(): DestinationStream {
+  const stream = pino.destination({ dest: 1, sync: true, minLength: 4096 })
+  setInterval(() => stream.flush(), 250).unref()
+  return stream
+}
+
 function destinationOf(options: LoggerOptions): DestinationStream {
-  const main = options.destination ?? pino.destination({ dest: 1, sync: true })
+  const main = options.destination ?? batchedStdout()
   if (options.tee === undefined) return main
   // The logger's own level filters first; both streams take whatever it lets through.
   return pino.multistream([
