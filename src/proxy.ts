@@ -3,7 +3,7 @@
 
 import { Attempt, type Failure, isFailure } from './attempt.ts'
 import type { FailoverConfig } from './config-schema.ts'
-import { runRoute } from './fallback.ts'
+import { type RouteOutcome, runRoute } from './fallback.ts'
 import type { HealthBoard, HealthChange } from './health.ts'
 import type { Logger } from './logger.ts'
 import { estimatePromptTokens, type QuotaBook } from './quota.ts'
@@ -115,6 +115,17 @@ export async function proxyThroughRoute(
   if (outcome.kind === 'aborted') return
   if (outcome.kind === 'failed') throw outcome.error
 
+  await deliver(exchange, deps, route, outcome)
+}
+
+/** Sends the first success: a JSON body as it is (or as the plan rewrites it), or a committed stream. */
+async function deliver(
+  exchange: Exchange,
+  deps: ProxyDeps,
+  route: Route,
+  outcome: Extract<RouteOutcome<Answer>, { kind: 'answered' }>,
+): Promise<void> {
+  const { res, facts, requestId } = exchange
   const { answer, step } = outcome
   facts.provider = step.provider
   facts.model = step.model
