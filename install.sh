@@ -155,6 +155,27 @@ stage_env() {
   chmod 600 "$staged"
 }
 
+# wait_for TRIES INTERVAL CHECK DIAGNOSE MESSAGE: runs CHECK until it succeeds; after TRIES failures,
+# shows what DIAGNOSE prints and dies with MESSAGE.
+wait_for() {
+  local tries="$1" interval="$2" check="$3" diagnose="$4" message="$5" n=0
+  until "$check"; do
+    n=$((n + 1))
+    if ((n >= tries)); then
+      "$diagnose" >&2 || true
+      die "$message"
+    fi
+    sleep "$interval"
+  done
+}
+
+# upload DIR: copies the contents of DIR to REMOTE_DIR on the server.
+upload() {
+  log "uploading to $TARGET:$REMOTE_DIR"
+  remote "mkdir -p '$REMOTE_DIR'"
+  scp "${SCP_OPTS[@]}" -r "$1/." "$TARGET:$REMOTE_DIR/"
+}
+
 print_url() {
   if [[ -n "${DOMAIN:-}" ]]; then
     log "ai-gateway is up: https://$DOMAIN/v1 (health: https://$DOMAIN/health)"
@@ -176,24 +197,17 @@ cmd_deploy() {
   cp "$UNIT_FILE" "$stage/deploy/"
   cp "$SELF_DIR/install.sh" "$SOURCE_DIR/config.yaml" "$stage/"
   stage_env "$stage/.env"
-  log "uploading to $TARGET:$REMOTE_DIR"
-  remote "mkdir -p '$REMOTE_DIR'"
-  scp "${SCP_OPTS[@]}" -r "$stage/." "$TARGET:$REMOTE_DIR/"
+  upload "$stage"
   log "installing on $SSH_HOST"
   local sudo=''
   [[ "${SSH_USER:-root}" == root ]] || sudo='sudo '
   remote "cd '$REMOTE_DIR' && ${sudo}./install.sh install && ${sudo}./install.sh install-service --force \
     && ${sudo}systemctl enable ai-gateway && ${sudo}systemctl restart ai-gateway"
   log "checking health on $SSH_HOST"
-  local port="${PORT:-8080}" tries=0
-  until remote "curl -fsS --max-time 3 http://127.0.0.1:$port/health" >/dev/null 2>&1; do
-    tries=$((tries + 1))
-    if ((tries >= ${HEALTH_TRIES:-30})); then
-      remote "journalctl -u ai-gateway -n 30 --no-pager" >&2 || true
-      die "ai-gateway did not answer /health on $SSH_HOST:$port"
-    fi
-    sleep 1
-  done
+  remote_healthy() { remote "curl -fsS --max-time 3 http://127.0.0.1:${PORT:-8080}/health" >/dev/null 2>&1; }
+  service_log() { remote "journalctl -u ai-gateway -n 30 --no-pager"; }
+  wait_for "${HEALTH_TRIES:-30}" 1 remote_healthy service_log \
+    "ai-gateway did not answer /health on $SSH_HOST:${PORT:-8080}"
   print_url
 }
 
@@ -209,22 +223,14 @@ cmd_deploy_docker() {
     tsconfig.json bin src scripts) | (cd "$stage" && tar xf -)
   cp "$SOURCE_DIR/config.yaml" "$stage/"
   stage_env "$stage/.env"
-  log "uploading the compose project to $TARGET:$REMOTE_DIR"
-  remote "mkdir -p '$REMOTE_DIR'"
-  scp "${SCP_OPTS[@]}" -r "$stage/." "$TARGET:$REMOTE_DIR/"
+  upload "$stage"
   remote "cd '$REMOTE_DIR' && docker compose up -d --build"
   log "waiting for the container to report healthy"
-  local status tries=0
-  while :; do
-    status="$(remote "cd '$REMOTE_DIR' && docker inspect --format '{{.State.Health.Status}}' \"\$(docker compose ps -q ai-gateway)\"" || true)"
-    [[ "$status" == healthy ]] && break
-    tries=$((tries + 1))
-    if ((tries >= ${HEALTH_TRIES:-60})); then
-      remote "cd '$REMOTE_DIR' && docker compose logs --tail 30 ai-gateway" >&2 || true
-      die "container did not become healthy (last status: ${status:-unknown})"
-    fi
-    sleep 2
-  done
+  container_healthy() {
+    [[ "$(remote "cd '$REMOTE_DIR' && docker inspect --format '{{.State.Health.Status}}' \"\$(docker compose ps -q ai-gateway)\"" || true)" == healthy ]]
+  }
+  container_log() { remote "cd '$REMOTE_DIR' && docker compose logs --tail 30 ai-gateway"; }
+  wait_for "${HEALTH_TRIES:-60}" 2 container_healthy container_log "the container did not become healthy"
   print_url
 }
 
