@@ -45,7 +45,7 @@ export class Attempt {
   /** `budgetEnd`: the request's deadline on the `performance.now()` clock. */
   constructor(clientSignal: AbortSignal, budgetEnd: number) {
     this.#budgetEnd = budgetEnd
-    const onAbort = () => this.#controller.abort(clientGone)
+    const onAbort = () => this.#abort(clientGone)
     if (clientSignal.aborted) onAbort()
     clientSignal.addEventListener('abort', onAbort, { once: true })
     this.#detach = () => clientSignal.removeEventListener('abort', onAbort)
@@ -53,6 +53,23 @@ export class Attempt {
 
   get signal(): AbortSignal {
     return this.#controller.signal
+  }
+
+  #onAbort: (() => void) | undefined
+
+  /**
+   * Calls `cancel` when the attempt is aborted (at once if it already was). A direct hook for the
+   * request in flight: cheaper per request than another listener on the signal.
+   */
+  onAbort(cancel: () => void): void {
+    if (this.#controller.signal.aborted) cancel()
+    else this.#onAbort = cancel
+  }
+
+  #abort(reason: Failure): void {
+    if (this.#controller.signal.aborted) return
+    this.#controller.abort(reason)
+    this.#onAbort?.()
   }
 
   /** Starts the clock for a step: the deadline, and the wait for response headers when that is shorter. */
@@ -72,7 +89,7 @@ export class Attempt {
   /** Fails the attempt as a `phase` timeout unless `touch()` is called within `ms`. */
   watch(ms: number, phase: TimeoutPhase): void {
     clearTimeout(this.#phaseTimer)
-    this.#phaseTimer = setTimeout(() => this.#controller.abort({ kind: 'timeout', phase, afterMs: ms }), ms)
+    this.#phaseTimer = setTimeout(() => this.#abort({ kind: 'timeout', phase, afterMs: ms }), ms)
   }
 
   /** Ends the current phase watch (e.g. headers arrived). */
@@ -91,7 +108,7 @@ export class Attempt {
     const [ms, why] = left < limitMs ? [left, 'total' as const] : [limitMs, phase]
     if (Number.isFinite(ms)) {
       this.#deadline = setTimeout(
-        () => this.#controller.abort({ kind: 'timeout', phase: why, afterMs: Math.round(ms) }),
+        () => this.#abort({ kind: 'timeout', phase: why, afterMs: Math.round(ms) }),
         ms,
       )
     }
@@ -100,7 +117,7 @@ export class Attempt {
 
   /** Aborts with a failure found while reading (e.g. a malformed body), releasing the connection. */
   fail(failure: Failure): Failure {
-    this.#controller.abort(failure)
+    this.#abort(failure)
     return failure
   }
 

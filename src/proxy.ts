@@ -13,7 +13,7 @@ import { type Route, rewriteBody, type Step } from './router.ts'
 import type { Exchange } from './server.ts'
 import { awaitCommit, type CommittedStream, pipeStream, type StreamEnd, type StreamWriter } from './sse.ts'
 import type { AttemptEnd, AttemptTrace, Telemetry } from './telemetry.ts'
-import { type JsonAnswer, readJsonAnswer, sendUpstream, type UpstreamClient, type Usage } from './upstream.ts'
+import { exchangeJson, type JsonAnswer, sendUpstream, type UpstreamClient, type Usage } from './upstream.ts'
 
 export interface ProxyDeps {
   readonly client: UpstreamClient
@@ -186,7 +186,7 @@ async function attemptStep(
   attempt: Attempt,
   headers: Readonly<Record<string, string>>,
 ): Promise<JsonAnswer | CommittedStream | Failure> {
-  const response = await sendUpstream(deps.client, {
+  const send = {
     step,
     headers,
     endpoint: plan.endpoint,
@@ -194,11 +194,11 @@ async function attemptStep(
     stream: request.stream,
     attempt,
     redact: deps.redact,
-  })
+  }
+  if (!request.stream) return exchangeJson(deps.client, send)
+  const response = await sendUpstream(deps.client, send)
   if (isFailure(response)) return response
-  return request.stream
-    ? awaitCommit(response, attempt, deps.redact, deps.telemetry.captureContent)
-    : readJsonAnswer(response, attempt, deps.redact)
+  return awaitCommit(response, attempt, deps.redact, deps.telemetry.captureContent)
 }
 
 const statusOf = (failure: Failure): { status?: number } =>

@@ -47,7 +47,110 @@ export interface SendOptions {
   readonly headers?: Readonly<Record<string, string>>
 }
 
-/** Sends one request; a 2xx comes back unread, anything else as a Failure with a sanitized reason. */
+function dispatchOptions(options: SendOptions): Dispatcher.DispatchOptions {
+  const { step } = options
+  return {
+    origin: step.origin,
+    path: `${step.basePath}${options.endpoint}${step.search}`,
+    method: 'POST',
+    headers: {
+      ...step.headers,
+      ...options.headers,
+      'content-type': 'application/json',
+      accept: options.stream ? 'text/event-stream' : 'application/json',
+    },
+    body: options.body,
+    // The attempt's own timers are the precise bounds; these only stop undici's defaults (300 s)
+    // from cutting a long but healthy answer.
+    headersTimeout: 0,
+    bodyTimeout: 0,
+  }
+}
+
+/**
+ * One non-streaming request, answered as a whole: undici's dispatch API collects the body without a
+ * body stream or an abort-signal listener (both measurable per request), and the attempt cancels it
+ * directly. Any status comes back; the caller judges it.
+ */
+function dispatchWhole(
+  client: UpstreamClient,
+  options: SendOptions,
+): Promise<
+  { status: number; headers: Record<string, string | string[] | undefined>; body: Buffer } | Failure
+> {
+  const { attempt } = options
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = []
+    let status = 0
+    let headers: Record<string, string | string[] | undefined> = {}
+    let done = false
+    const finish = (value: Parameters<typeof resolve>[0]) => {
+      if (done) return
+      done = true
+      resolve(value)
+    }
+    client.dispatcher(options.step.timeouts.connect).dispatch(dispatchOptions(options), {
+      onRequestStart(controller) {
+        attempt.onAbort(() => {
+          controller.abort(new Error('attempt aborted'))
+          finish(attempt.failureOf(undefined))
+        })
+      },
+      onResponseStart(_controller, statusCode, responseHeaders) {
+        attempt.unwatch()
+        status = statusCode
+        headers = responseHeaders
+      },
+      onResponseData(_controller, chunk) {
+        chunks.push(chunk)
+      },
+      onResponseEnd() {
+        finish({ status, headers, body: chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks) })
+      },
+      onResponseError(_controller, err) {
+        finish(attempt.failureOf(err))
+      },
+    })
+  })
+}
+
+/** A non-streaming attempt from request to judged answer: a JSON answer, or why there is none. */
+export async function exchangeJson(
+  client: UpstreamClient,
+  options: SendOptions,
+): Promise<JsonAnswer | Failure> {
+  options.attempt.start(options.step, false)
+  const result = await dispatchWhole(client, options)
+  if (isFailureResult(result)) return result
+  if (result.status < 200 || result.status >= 300) {
+    return httpError(
+      result.status,
+      result.headers,
+      result.body.subarray(0, 16 * 1024).toString('utf8'),
+      options.redact,
+    )
+  }
+  return jsonAnswerOf(result.status, result.headers, result.body, options.redact)
+}
+
+const isFailureResult = (value: object): value is Failure => 'kind' in value
+
+function httpError(
+  status: number,
+  headers: Readonly<Record<string, string | string[] | undefined>>,
+  text: string,
+  redact: Redactor,
+): Failure {
+  const retryAfterMs = retryHint(headers, text)
+  return {
+    kind: 'http_error',
+    status,
+    reason: sanitizeReason(errorMessageOf(text), redact),
+    ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+  }
+}
+
+/** Sends one streaming request; a 2xx comes back unread, anything else as a Failure with a sanitized reason. */
 export async function sendUpstream(
   client: UpstreamClient,
   options: SendOptions,
@@ -56,23 +159,9 @@ export async function sendUpstream(
   attempt.start(step, options.stream)
   let response: Dispatcher.ResponseData
   try {
-    response = await client.dispatcher(step.timeouts.connect).request({
-      origin: step.origin,
-      path: `${step.basePath}${options.endpoint}${step.search}`,
-      method: 'POST',
-      headers: {
-        ...step.headers,
-        ...options.headers,
-        'content-type': 'application/json',
-        accept: options.stream ? 'text/event-stream' : 'application/json',
-      },
-      body: options.body,
-      signal: attempt.signal,
-      // The attempt's own timers are the precise bounds; these only stop undici's defaults (300 s)
-      // from cutting a long but healthy answer.
-      headersTimeout: 0,
-      bodyTimeout: 0,
-    })
+    response = await client
+      .dispatcher(step.timeouts.connect)
+      .request({ ...dispatchOptions(options), signal: attempt.signal })
   } catch (err) {
     return attempt.failureOf(err)
   }
@@ -81,13 +170,7 @@ export async function sendUpstream(
     return { kind: 'response', status: response.statusCode, headers: response.headers, body: response.body }
   }
   const text = await readPrefix(response.body, 16 * 1024).catch(() => '')
-  const retryAfterMs = retryHint(response.headers, text)
-  return {
-    kind: 'http_error',
-    status: response.statusCode,
-    reason: sanitizeReason(errorMessageOf(text), options.redact),
-    ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
-  }
+  return httpError(response.statusCode, response.headers, text, options.redact)
 }
 
 /** Up to `limit` bytes of a body as text; the rest is discarded and the stream released. */
@@ -154,20 +237,15 @@ export interface Usage {
 }
 
 /**
- * Reads a 2xx non-streaming body. It must be a JSON object: a truncated or non-JSON body, or a 200
+ * Judges a 2xx non-streaming body. It must be a JSON object: a truncated or non-JSON body, or a 200
  * that carries only an `error` (some aggregators do this), is a failed attempt, not an answer.
  */
-export async function readJsonAnswer(
-  response: UpstreamResponse,
-  attempt: Attempt,
+function jsonAnswerOf(
+  status: number,
+  headers: Readonly<Record<string, string | string[] | undefined>>,
+  body: Buffer,
   redact: Redactor,
-): Promise<JsonAnswer | Failure> {
-  let body: Buffer
-  try {
-    body = Buffer.from(await response.body.arrayBuffer())
-  } catch (err) {
-    return attempt.failureOf(err)
-  }
+): JsonAnswer | Failure {
   let json: unknown
   try {
     json = JSON.parse(body.toString('utf8'))
@@ -181,10 +259,10 @@ export async function readJsonAnswer(
   if (answer.error !== undefined && answer.error !== null && answer.choices === undefined) {
     return { kind: 'invalid_response', reason: sanitizeReason(errorMessageOf(body.toString('utf8')), redact) }
   }
-  const contentType = response.headers['content-type']
+  const contentType = headers['content-type']
   return {
     kind: 'json',
-    status: response.status,
+    status,
     contentType: typeof contentType === 'string' ? contentType : 'application/json',
     body,
     usage: usageOf(answer.usage),
