@@ -34,41 +34,77 @@ const clientGone: Failure = Object.freeze({ kind: 'aborted' })
  * budget remains. The phase timer watches one wait at a time (response headers, then silence between
  * stream chunks) and is refreshed on progress.
  */
-export class Attempt {
-  readonly #controller = new AbortController()
-  readonly #detach: () => void
-  readonly #budgetEnd: number
-  #deadline: NodeJS.Timeout | undefined
-  #phaseTimer: NodeJS.Timeout | undefined
-  readonly startedAt = performance.now()
+/**
+ * The client's side of one request: whether it went away, and the attempt to tell when it does. One
+ * attempt runs at a time, so one slot is enough; an AbortSignal is made only when something needs one
+ * (a wait between steps). Cheaper per request than signals and listeners.
+ */
+export class ClientLink {
+  #gone = false
+  #onGone: (() => void) | undefined
+  #controller: AbortController | undefined
 
-  /** `budgetEnd`: the request's deadline on the `performance.now()` clock. */
-  constructor(clientSignal: AbortSignal, budgetEnd: number) {
-    this.#budgetEnd = budgetEnd
-    const onAbort = () => this.#abort(clientGone)
-    if (clientSignal.aborted) onAbort()
-    clientSignal.addEventListener('abort', onAbort, { once: true })
-    this.#detach = () => clientSignal.removeEventListener('abort', onAbort)
+  get gone(): boolean {
+    return this.#gone
+  }
+
+  /** The client disconnected. */
+  leave(): void {
+    if (this.#gone) return
+    this.#gone = true
+    this.#controller?.abort()
+    this.#onGone?.()
+  }
+
+  watch(onGone: (() => void) | undefined): void {
+    this.#onGone = onGone
+    if (this.#gone) onGone?.()
   }
 
   get signal(): AbortSignal {
+    this.#controller ??= new AbortController()
+    if (this.#gone) this.#controller.abort()
+    return this.#controller.signal
+  }
+}
+
+export class Attempt {
+  #reason: Failure | undefined
+  #controller: AbortController | undefined
+  readonly #client: ClientLink
+  readonly #budgetEnd: number
+  #deadline: NodeJS.Timeout | undefined
+  #phaseTimer: NodeJS.Timeout | undefined
+  #onAbort: (() => void) | undefined
+  readonly startedAt = performance.now()
+
+  /** `budgetEnd`: the request's deadline on the `performance.now()` clock. */
+  constructor(client: ClientLink, budgetEnd: number) {
+    this.#budgetEnd = budgetEnd
+    this.#client = client
+    client.watch(() => this.#abort(clientGone))
+  }
+
+  /** For consumers that need a signal (a streaming request, a wait for the client to drain). */
+  get signal(): AbortSignal {
+    this.#controller ??= new AbortController()
+    if (this.#reason !== undefined && !this.#controller.signal.aborted) this.#controller.abort(this.#reason)
     return this.#controller.signal
   }
 
-  #onAbort: (() => void) | undefined
-
   /**
    * Calls `cancel` when the attempt is aborted (at once if it already was). A direct hook for the
-   * request in flight: cheaper per request than another listener on the signal.
+   * request in flight: cheaper per request than another listener on a signal.
    */
   onAbort(cancel: () => void): void {
-    if (this.#controller.signal.aborted) cancel()
+    if (this.#reason !== undefined) cancel()
     else this.#onAbort = cancel
   }
 
   #abort(reason: Failure): void {
-    if (this.#controller.signal.aborted) return
-    this.#controller.abort(reason)
+    if (this.#reason !== undefined) return
+    this.#reason = reason
+    this.#controller?.abort(reason)
     this.#onAbort?.()
   }
 
@@ -123,14 +159,13 @@ export class Attempt {
 
   /** The Failure behind a thrown error: the abort reason when we aborted, else the network error. */
   failureOf(err: unknown): Failure {
-    if (this.#controller.signal.aborted) return this.#controller.signal.reason as Failure
-    return classifyNetworkError(err)
+    return this.#reason ?? classifyNetworkError(err)
   }
 
   end(): void {
     clearTimeout(this.#deadline)
     clearTimeout(this.#phaseTimer)
-    this.#detach()
+    this.#client.watch(undefined)
   }
 
   elapsedMs(): number {

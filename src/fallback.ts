@@ -1,7 +1,7 @@
 // Walking a route: which step to try next, and whether to retry, wait or move on (a pure decision).
 
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { Failure } from './attempt.ts'
+import type { ClientLink, Failure } from './attempt.ts'
 import type { FailoverConfig } from './config-schema.ts'
 import type { GatewayError } from './errors.ts'
 import { type Availability, classifyFailure, type HealthBoard, type HealthChange } from './health.ts'
@@ -89,8 +89,8 @@ export interface RouteRunOptions<A> {
   readonly health: HealthBoard
   readonly policy: FailoverConfig
   readonly redact: Redactor
-  /** The client's connection: aborted when it goes away. */
-  readonly signal: AbortSignal
+  /** The client's connection, to stop waiting when it goes away. */
+  readonly client: ClientLink
   /** The request's deadline on the `performance.now()` clock. */
   readonly budgetEnd: number
   readonly estimateTokens: (step: Step) => number
@@ -220,7 +220,7 @@ class RouteRun<A> {
   /** Sleeps unless the client leaves first; false when it did. */
   async #wait(ms: number): Promise<boolean> {
     try {
-      await sleep(ms, undefined, { signal: this.#o.signal })
+      await sleep(ms, undefined, { signal: this.#o.client.signal })
       return true
     } catch {
       return false

@@ -1,7 +1,7 @@
 // Proxying one client request through a route: try the steps (fallback.ts decides how), then answer
 // with the first success (a JSON body or a committed stream), or with the route's failure.
 
-import { Attempt, type Failure, isFailure } from './attempt.ts'
+import { Attempt, ClientLink, type Failure, isFailure } from './attempt.ts'
 import type { FailoverConfig } from './config-schema.ts'
 import { type RouteOutcome, runRoute } from './fallback.ts'
 import type { HealthBoard, HealthChange } from './health.ts'
@@ -69,9 +69,9 @@ export async function proxyThroughRoute(
   facts.stream = request.stream
 
   // The client going away (before or during the answer) aborts whatever attempt is in flight.
-  const client = new AbortController()
+  const client = new ClientLink()
   res.once('close', () => {
-    if (!res.writableFinished) client.abort()
+    if (!res.writableFinished) client.leave()
   })
   const budgetEnd = exchange.startedAt + route.totalMs
   let promptTokens: number | undefined
@@ -81,7 +81,7 @@ export async function proxyThroughRoute(
     health: deps.health,
     policy: deps.policy,
     redact: deps.redact,
-    signal: client.signal,
+    client,
     budgetEnd,
     estimateTokens: (step) => {
       if (!deps.quotas.countsTokens(step)) return 0
@@ -91,7 +91,7 @@ export async function proxyThroughRoute(
     tryStep: async (step) => {
       const input = deps.telemetry.captureContent ? request.body.messages : undefined
       const span = exchange.trace.attempt(step, request.operation, input)
-      const attempt = new Attempt(client.signal, budgetEnd)
+      const attempt = new Attempt(client, budgetEnd)
       const plan = request.plan(step)
       const result = await attemptStep(deps, request, plan, step, attempt, span.headers)
       if (isFailure(result)) {
