@@ -65,6 +65,7 @@ export interface HttpServer {
 
 export function createHttpServer(options: ServerOptions): HttpServer {
   const { logger } = options
+  const table = tableOf(options.endpoints)
   let inFlight = 0
   let idle: (() => void) | undefined
 
@@ -74,7 +75,7 @@ export function createHttpServer(options: ServerOptions): HttpServer {
     { keepAliveTimeout: 95_000, headersTimeout: 60_000, requestTimeout: 300_000 },
     (req, res) => {
       inFlight++
-      void handle(req, res, options, () => {
+      void handle(req, res, options, table, () => {
         inFlight--
         if (inFlight === 0) idle?.()
       })
@@ -110,6 +111,7 @@ async function handle(
   req: IncomingMessage,
   res: ServerResponse,
   options: ServerOptions,
+  table: EndpointTable,
   onFinished: () => void,
 ): Promise<void> {
   const path = normalizePath(req.url ?? '/')
@@ -134,7 +136,7 @@ async function handle(
   }
   res.once('close', settle)
   try {
-    const endpoint = matchEndpoint(options.endpoints, req.method ?? 'GET', exchange.path)
+    const endpoint = matchEndpoint(table, req.method ?? 'GET', exchange.path)
     exchange.trace.named(
       typeof endpoint.path === 'string' ? endpoint.path : (endpoint.template ?? exchange.path),
     )
@@ -152,10 +154,26 @@ async function handle(
   settle()
 }
 
-function matchEndpoint(endpoints: readonly Endpoint[], method: string, path: string): Endpoint {
-  const atPath = endpoints.filter((e) => (typeof e.path === 'string' ? e.path === path : e.path.test(path)))
-  if (atPath.length === 0) throw new GatewayError('not_found', `Unknown path ${path}.`)
+/** Exact paths by map lookup (the hot ones); patterns (`/v1/models/{id}`) tried in order. */
+interface EndpointTable {
+  readonly exact: ReadonlyMap<string, readonly Endpoint[]>
+  readonly patterns: readonly Endpoint[]
+}
+
+function tableOf(endpoints: readonly Endpoint[]): EndpointTable {
+  const exact = new Map<string, Endpoint[]>()
+  for (const e of endpoints)
+    if (typeof e.path === 'string') exact.set(e.path, [...(exact.get(e.path) ?? []), e])
+  return { exact, patterns: endpoints.filter((e) => typeof e.path !== 'string') }
+}
+
+function matchEndpoint(endpoints: EndpointTable, method: string, path: string): Endpoint {
+  const exact = endpoints.exact.get(path)
   const wanted = method === 'HEAD' ? 'GET' : method
+  const hit = exact?.find((e) => e.method === wanted)
+  if (hit !== undefined) return hit
+  const atPath = exact ?? endpoints.patterns.filter((e) => (e.path as RegExp).test(path))
+  if (atPath.length === 0) throw new GatewayError('not_found', `Unknown path ${path}.`)
   const endpoint = atPath.find((e) => e.method === wanted)
   if (endpoint !== undefined) return endpoint
   const allow = [...new Set(atPath.map((e) => e.method))].join(', ')
@@ -234,6 +252,8 @@ function acceptRequestId(value: string | string[] | undefined): string | undefin
 
 /** `/v1//chat/completions/?x` → `/v1/chat/completions`: clients build paths from base URLs carelessly. */
 export function normalizePath(url: string): string {
+  // The usual case, a clean path, costs one scan.
+  if (!/[?]|\/\/|.\/$/.test(url)) return url
   const query = url.indexOf('?')
   const path = (query === -1 ? url : url.slice(0, query)).replace(/\/{2,}/g, '/')
   return path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path
