@@ -66,11 +66,19 @@ export const percentile = (sorted: readonly number[], p: number): number =>
 export const median = (xs: readonly number[]): number =>
   [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number
 
-/** Resident set size and its peak, in MiB, from /proc. */
-export function memoryOf(pid: number): { rss: number; peak: number } {
+/**
+ * Resident set size and its peak, in MiB, from /proc, with the part that is the process's own
+ * (anonymous) apart from mapped files (mostly the executable's pages, shared and reclaimable).
+ */
+export function memoryOf(pid: number): { rss: number; peak: number; anon: number; file: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8')
   const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? 0)
-  return { rss: kb('VmRSS') / 1024, peak: kb('VmHWM') / 1024 }
+  return {
+    rss: kb('VmRSS') / 1024,
+    peak: kb('VmHWM') / 1024,
+    anon: kb('RssAnon') / 1024,
+    file: kb('RssFile') / 1024,
+  }
 }
 
 /** Client-side round-trip times (µs) of `count` sequential chat completions on one keep-alive connection. */

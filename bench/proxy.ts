@@ -333,9 +333,13 @@ routes:
   )
   console.log('\n| memory (RSS) | MiB |')
   console.log('|---|---|')
-  console.log(`| idle, after start | ${idle.rss.toFixed(1)} |`)
+  console.log(
+    `| idle, after start | ${idle.rss.toFixed(1)} (anonymous ${idle.anon.toFixed(1)}, file-backed ${idle.file.toFixed(1)}) |`,
+  )
   console.log(`| peak during the 64-connection load | ${underLoad.peak.toFixed(1)} |`)
-  console.log(`| ${open} concurrent open streams | ${withStreams.rss.toFixed(1)} |`)
+  console.log(
+    `| ${open} concurrent open streams | ${withStreams.rss.toFixed(1)} (anonymous ${withStreams.anon.toFixed(1)}) |`,
+  )
 }
 
 await main()
