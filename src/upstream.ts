@@ -89,12 +89,17 @@ function dispatchWhole(
       done = true
       resolve(value)
     }
+    let cancel: ((reason: Error) => void) | undefined
+    // Registered before dispatching: an attempt that times out while still connecting must end now,
+    // not when the connection attempt gives up.
+    attempt.onAbort(() => {
+      cancel?.(new Error('attempt aborted'))
+      finish(attempt.failureOf(undefined))
+    })
     client.dispatcher(options.step.timeouts.connect).dispatch(dispatchOptions(options), {
       onRequestStart(controller) {
-        attempt.onAbort(() => {
-          controller.abort(new Error('attempt aborted'))
-          finish(attempt.failureOf(undefined))
-        })
+        if (done) controller.abort(new Error('attempt aborted'))
+        else cancel = (reason) => controller.abort(reason)
       },
       onResponseStart(_controller, statusCode, responseHeaders) {
         attempt.unwatch()
@@ -157,13 +162,26 @@ export async function sendUpstream(
 ): Promise<UpstreamResponse | Failure> {
   const { step, attempt } = options
   attempt.start(step, options.stream)
-  let response: Dispatcher.ResponseData
+  const pending = client
+    .dispatcher(step.timeouts.connect)
+    .request({ ...dispatchOptions(options), signal: attempt.signal })
+  // undici honours the signal only once the request is on a connection; an attempt that ends while
+  // still connecting must not wait for the connect timeout, so the abort also settles the race.
+  const aborted = new Promise<Failure>((resolve) =>
+    attempt.onAbort(() => resolve(attempt.failureOf(undefined))),
+  )
+  let response: Dispatcher.ResponseData | Failure
   try {
-    response = await client
-      .dispatcher(step.timeouts.connect)
-      .request({ ...dispatchOptions(options), signal: attempt.signal })
+    response = await Promise.race([pending, aborted])
   } catch (err) {
     return attempt.failureOf(err)
+  }
+  if ('kind' in response) {
+    pending.then(
+      (late) => late.body.destroy(),
+      () => {},
+    )
+    return response
   }
   attempt.unwatch()
   if (response.statusCode >= 200 && response.statusCode < 300) {

@@ -3,6 +3,8 @@
 // starts a gateway of its own.
 
 import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { connect, type Socket } from 'node:net'
 import { after, afterEach, before, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { baseConfig, type RunningGateway, startGateway } from './gateway-process.ts'
@@ -497,4 +499,54 @@ test('GET /v1/gateway/status shows each target and each route’s next step', as
     ],
   )
   assert.equal((await fetch(`${gw.url}/v1/gateway/status`)).status, 401, 'authenticated')
+})
+
+test('a connection that never completes costs the attempt limit, not the connect timeout', async () => {
+  // A loopback black hole: a listener whose accept queue is full drops new SYNs.
+  const python = spawn('python3', [
+    '-c',
+    "import socket,time\ns=socket.socket()\ns.bind(('127.0.0.1',0))\ns.listen(0)\nprint(s.getsockname()[1],flush=True)\ntime.sleep(30)",
+  ])
+  const fillers: Socket[] = []
+  try {
+    const port = await new Promise<number>((resolve) =>
+      python.stdout.once('data', (d: Buffer) => resolve(Number(String(d).trim()))),
+    )
+    for (let i = 0; i < 4; i++) fillers.push(connect(port, '127.0.0.1').on('error', () => {}))
+    await sleep(200)
+    const gw = await startGateway(
+      baseConfig({
+        providers: [
+          { name: 'hole', base_url: `http://127.0.0.1:${port}/v1` },
+          { name: 'b', base_url: mock.url('b') },
+        ],
+        routes: [
+          {
+            name: 'r',
+            steps: [
+              { provider: 'hole', model: 'm', timeout: '300ms' },
+              { provider: 'b', model: 'm' },
+            ],
+          },
+        ],
+      }),
+    )
+    running.push(gw)
+    mock.always('b', ok('after the hole'))
+    const started = performance.now()
+    const { status: code, provider } = await ask(gw)
+    const took = performance.now() - started
+    assert.equal(code, 200)
+    assert.equal(provider, 'b')
+    assert.ok(took >= 250 && took < 2_000, `took ${took} ms`)
+    // The same for a stream (this gateway forgets failures at once, so the hole is tried again).
+    mock.always('b', sse(textChunks('streamed after the hole')))
+    const streamed = performance.now()
+    const stream = await ask(gw, { stream: true })
+    assert.equal(stream.provider, 'b')
+    assert.ok(performance.now() - streamed < 2_000)
+  } finally {
+    for (const socket of fillers) socket.destroy()
+    python.kill()
+  }
 })
