@@ -1,5 +1,5 @@
 // Recent Responses, kept in process so `previous_response_id` and `GET /v1/responses/{id}` work on the
-// instance that served them. Bounded in count and age: the oldest entry goes first.
+// instance that served them. Bounded in count, size and age: the oldest entry goes first.
 
 import type { Item } from './responses-request.ts'
 
@@ -8,17 +8,22 @@ export interface StoredResponse {
   /** The whole conversation up to and including this response's output, to continue from. */
   readonly items: readonly Item[]
   readonly expiresAt: number
+  /** Rough size in bytes (the JSON length), so conversations carrying images cannot exhaust memory. */
+  readonly bytes: number
 }
 
 export class ResponseStore {
   // A Map iterates in insertion order, so its first key is always the oldest entry.
   readonly #entries = new Map<string, StoredResponse>()
   readonly #max: number
+  readonly #maxBytes: number
   readonly #ttlMs: number
+  #bytes = 0
 
-  constructor(max = 1_000, ttlMs = 60 * 60_000) {
+  constructor(max = 1_000, ttlMs = 60 * 60_000, maxBytes = 64 * 1024 * 1024) {
     this.#max = max
     this.#ttlMs = ttlMs
+    this.#maxBytes = maxBytes
   }
 
   put(
@@ -27,20 +32,30 @@ export class ResponseStore {
     items: readonly Item[],
     now = Date.now(),
   ): void {
-    this.#entries.delete(id)
-    this.#entries.set(id, { response, items, expiresAt: now + this.#ttlMs })
-    while (this.#entries.size > this.#max) {
+    this.#delete(id)
+    const bytes = JSON.stringify(items).length + JSON.stringify(response).length
+    if (bytes > this.#maxBytes) return
+    this.#entries.set(id, { response, items, expiresAt: now + this.#ttlMs, bytes })
+    this.#bytes += bytes
+    while (this.#entries.size > this.#max || this.#bytes > this.#maxBytes) {
       const oldest = this.#entries.keys().next().value
       if (oldest === undefined) break
-      this.#entries.delete(oldest)
+      this.#delete(oldest)
     }
+  }
+
+  #delete(id: string): void {
+    const entry = this.#entries.get(id)
+    if (entry === undefined) return
+    this.#bytes -= entry.bytes
+    this.#entries.delete(id)
   }
 
   get(id: string, now = Date.now()): StoredResponse | undefined {
     const entry = this.#entries.get(id)
     if (entry === undefined) return undefined
     if (entry.expiresAt <= now) {
-      this.#entries.delete(id)
+      this.#delete(id)
       return undefined
     }
     return entry
