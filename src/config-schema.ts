@@ -132,6 +132,7 @@ export const configSchema = z.strictObject({
   failover: failover.prefault({} as never),
   metrics: metrics.prefault({} as never),
   max_body_size: size('32mb'),
+  max_answer_size: size('128mb'),
   shutdown_timeout: duration('30s'),
   log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   providers: z.array(provider).min(1, 'at least one provider is required'),

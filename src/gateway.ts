@@ -67,6 +67,7 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
     redact,
     telemetry,
     maxBodySize: config.max_body_size,
+    maxAnswerBytes: config.max_answer_size,
     createdAt: Math.floor(Date.now() / 1000),
   }
   const endpoints = [

@@ -23,6 +23,7 @@ export interface ProxyDeps {
   readonly quotas: QuotaBook
   readonly policy: FailoverConfig
   readonly telemetry: Telemetry
+  readonly maxAnswerBytes: number
 }
 
 /** What one step is sent, and how its answer reaches the client. */
@@ -194,6 +195,7 @@ async function attemptStep(
     stream: request.stream,
     attempt,
     redact: deps.redact,
+    maxAnswerBytes: deps.maxAnswerBytes,
   }
   if (!request.stream) return exchangeJson(deps.client, send)
   const response = await sendUpstream(deps.client, send)

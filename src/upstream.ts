@@ -45,6 +45,8 @@ export interface SendOptions {
   readonly redact: Redactor
   /** Per-attempt headers, e.g. the trace context. */
   readonly headers?: Readonly<Record<string, string>>
+  /** The largest non-streaming answer accepted. */
+  readonly maxAnswerBytes: number
 }
 
 function dispatchOptions(options: SendOptions): Dispatcher.DispatchOptions {
@@ -81,6 +83,7 @@ function dispatchWhole(
   const { attempt } = options
   return new Promise((resolve) => {
     const chunks: Buffer[] = []
+    let size = 0
     let status = 0
     let headers: Record<string, string | string[] | undefined> = {}
     let done = false
@@ -107,6 +110,17 @@ function dispatchWhole(
         headers = responseHeaders
       },
       onResponseData(_controller, chunk) {
+        size += chunk.length
+        // A whole answer is held in memory before it is judged: past the limit the upstream is
+        // misbehaving, and the attempt fails rather than the process.
+        if (size > options.maxAnswerBytes) {
+          // Failing the attempt cancels the request (through its abort hook) and settles this call.
+          attempt.fail({
+            kind: 'invalid_response',
+            reason: `answer larger than ${options.maxAnswerBytes} bytes`,
+          })
+          return
+        }
         chunks.push(chunk)
       },
       onResponseEnd() {

@@ -245,6 +245,20 @@ test('the upstream request: model replaced, body passed through, provider auth a
   }
 })
 
+test('an answer larger than max_answer_size fails the attempt, and the next step answers', async () => {
+  const own = await startGateway({ ...config(), max_answer_size: '1kb' })
+  try {
+    mock.script('a', ok('x'.repeat(4_000))).script('b', ok('small'))
+    const res = await own.post('/v1/chat/completions', { model: 'ab', messages })
+    assert.equal(res.status, 200)
+    assert.equal(res.headers.get('x-gateway-provider'), 'b')
+    const line = await own.waitForLog((l) => l.msg === 'upstream attempt failed')
+    assert.match(String(line.reason), /answer larger than 1024 bytes/)
+  } finally {
+    await own.stop()
+  }
+})
+
 test('a provider without api_key gets no Authorization header', async () => {
   mock.script('a', status(500)).script('b', status(500)).script('c', ok())
   await chat('abc')
