@@ -1,6 +1,7 @@
 // Proxying one client request through a route: try the steps (fallback.ts decides how), then answer
 // with the first success (a JSON body or a committed stream), or with the route's failure.
 
+import type { JsonAnswer, Usage } from './answer.ts'
 import { Attempt, ClientLink, type Failure, isFailure } from './attempt.ts'
 import type { FailoverConfig } from './config-schema.ts'
 import { type RouteOutcome, runRoute } from './fallback.ts'
@@ -13,7 +14,7 @@ import { type Route, rewriteBody, type Step } from './router.ts'
 import type { Exchange } from './server.ts'
 import { awaitCommit, type CommittedStream, pipeStream, type StreamEnd, type StreamWriter } from './sse.ts'
 import type { AttemptEnd, AttemptTrace, Telemetry } from './telemetry.ts'
-import { exchangeJson, type JsonAnswer, sendUpstream, type UpstreamClient, type Usage } from './upstream.ts'
+import { exchangeJson, sendUpstream, type UpstreamClient } from './upstream.ts'
 
 export interface ProxyDeps {
   readonly client: UpstreamClient

@@ -5,13 +5,13 @@ import { randomUUID } from 'node:crypto'
 import { once } from 'node:events'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import type { Usage } from './answer.ts'
 import { GatewayError, toGatewayError } from './errors.ts'
 import type { AttemptRecord, SkipRecord } from './fallback.ts'
 import type { Logger } from './logger.ts'
 import type { Metrics } from './metrics.ts'
 import type { Redactor } from './redact.ts'
 import type { RequestTrace, Telemetry } from './telemetry.ts'
-import type { Usage } from './upstream.ts'
 
 /** Facts a handler leaves for the access log line. */
 export interface AccessFacts {

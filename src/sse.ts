@@ -4,10 +4,10 @@
 import { once } from 'node:events'
 import type { ServerResponse } from 'node:http'
 import { createParser, type EventSourceMessage } from 'eventsource-parser'
+import { errorMessageOf, sanitizeReason, type Usage, usageOf } from './answer.ts'
 import type { Attempt, Failure } from './attempt.ts'
 import type { Redactor } from './redact.ts'
-import type { UpstreamResponse, Usage } from './upstream.ts'
-import { errorMessageOf, sanitizeReason, usageOf } from './upstream.ts'
+import type { UpstreamResponse } from './upstream.ts'
 
 type Item =
   | { readonly kind: 'event'; readonly event: EventSourceMessage }

@@ -5,11 +5,11 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import type { Writable } from 'node:stream'
 import type { Context, Span } from '@opentelemetry/api'
+import type { Usage } from './answer.ts'
 import type { Sdk } from './otel-sdk.ts'
 import type { TelemetrySettings } from './otlp-config.ts'
 import type { Redactor } from './redact.ts'
 import type { Step } from './router.ts'
-import type { Usage } from './upstream.ts'
 
 export interface AttemptEnd {
   readonly outcome: string

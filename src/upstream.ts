@@ -2,9 +2,9 @@
 // as data (an outcome), so the fallback policy can read statuses instead of catching exceptions.
 
 import { Agent, type Dispatcher } from 'undici'
+import { httpError, type JsonAnswer, jsonAnswerOf } from './answer.ts'
 import type { Attempt, Failure } from './attempt.ts'
 import type { Redactor } from './redact.ts'
-import { retryHint } from './retry-hints.ts'
 import type { Step } from './router.ts'
 
 /** A 2xx response whose body has not been read yet. */
@@ -154,21 +154,6 @@ export async function exchangeJson(
 
 const isFailureResult = (value: object): value is Failure => 'kind' in value
 
-function httpError(
-  status: number,
-  headers: Readonly<Record<string, string | string[] | undefined>>,
-  text: string,
-  redact: Redactor,
-): Failure {
-  const retryAfterMs = retryHint(headers, text)
-  return {
-    kind: 'http_error',
-    status,
-    reason: sanitizeReason(errorMessageOf(text), redact),
-    ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
-  }
-}
-
 /** Sends one streaming request; a 2xx comes back unread, anything else as a Failure with a sanitized reason. */
 export async function sendUpstream(
   client: UpstreamClient,
@@ -221,94 +206,4 @@ async function readPrefix(
     }
   }
   return Buffer.concat(chunks).subarray(0, limit).toString('utf8')
-}
-
-/** The human part of an upstream error body: OpenAI-style `error.message`, else the text itself. */
-export function errorMessageOf(text: string): string {
-  try {
-    const json: unknown = JSON.parse(text)
-    if (json !== null && typeof json === 'object') {
-      const error = (json as { error?: unknown }).error
-      if (typeof error === 'string') return error
-      const message =
-        (error as { message?: unknown } | undefined)?.message ?? (json as { message?: unknown }).message
-      if (typeof message === 'string') return message
-    }
-  } catch {
-    // not JSON: the text is the message
-  }
-  return text
-}
-
-/** One line, bounded, printable, and free of configured secrets: fit for logs and error bodies. */
-export function sanitizeReason(text: string, redact: Redactor): string {
-  const line = redact(text)
-    .replace(/\p{Cc}+/gu, ' ')
-    .replace(/\s+/g, ' ')
-    .trim()
-  return line.length > 200 ? `${line.slice(0, 197)}...` : line
-}
-
-/** A complete non-streaming answer, as the provider sent it. */
-export interface JsonAnswer {
-  readonly kind: 'json'
-  readonly status: number
-  readonly contentType: string
-  readonly body: Buffer
-  readonly usage: Usage | undefined
-  /** The model the provider says answered. */
-  readonly model: string | undefined
-  /** The answer's choices, for telemetry that records completions. */
-  readonly choices: unknown
-}
-
-export interface Usage {
-  readonly prompt_tokens?: number
-  readonly completion_tokens?: number
-  readonly total_tokens?: number
-}
-
-/**
- * Judges a 2xx non-streaming body. It must be a JSON object: a truncated or non-JSON body, or a 200
- * that carries only an `error` (some aggregators do this), is a failed attempt, not an answer.
- */
-function jsonAnswerOf(
-  status: number,
-  headers: Readonly<Record<string, string | string[] | undefined>>,
-  body: Buffer,
-  redact: Redactor,
-): JsonAnswer | Failure {
-  let json: unknown
-  try {
-    json = JSON.parse(body.toString('utf8'))
-  } catch {
-    return { kind: 'invalid_response', reason: 'response body is not valid JSON' }
-  }
-  if (json === null || typeof json !== 'object' || Array.isArray(json)) {
-    return { kind: 'invalid_response', reason: 'response body is not a JSON object' }
-  }
-  const answer = json as { error?: unknown; choices?: unknown; usage?: unknown; model?: unknown }
-  if (answer.error !== undefined && answer.error !== null && answer.choices === undefined) {
-    return { kind: 'invalid_response', reason: sanitizeReason(errorMessageOf(body.toString('utf8')), redact) }
-  }
-  const contentType = headers['content-type']
-  return {
-    kind: 'json',
-    status,
-    contentType: typeof contentType === 'string' ? contentType : 'application/json',
-    body,
-    usage: usageOf(answer.usage),
-    model: typeof answer.model === 'string' ? answer.model : undefined,
-    choices: answer.choices,
-  }
-}
-
-export function usageOf(value: unknown): Usage | undefined {
-  if (value === null || typeof value !== 'object') return undefined
-  const { prompt_tokens, completion_tokens, total_tokens } = value as Record<string, unknown>
-  const usage: { -readonly [K in keyof Usage]: number } = {}
-  if (typeof prompt_tokens === 'number') usage.prompt_tokens = prompt_tokens
-  if (typeof completion_tokens === 'number') usage.completion_tokens = completion_tokens
-  if (typeof total_tokens === 'number') usage.total_tokens = total_tokens
-  return usage
 }

@@ -2,6 +2,7 @@
 
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
+import { errorMessageOf, sanitizeReason } from '../src/answer.ts'
 import { resolveEnvRefs } from '../src/env-refs.ts'
 import { createRedactor } from '../src/redact.ts'
 import { parseRetryAfter } from '../src/retry-hints.ts'
@@ -9,7 +10,6 @@ import { describeFailure } from '../src/route-error.ts'
 import { normalizePath } from '../src/server.ts'
 import { formatEvent, isCommitPoint } from '../src/sse.ts'
 import { parseDuration, parseSize } from '../src/units.ts'
-import { errorMessageOf, sanitizeReason } from '../src/upstream.ts'
 
 describe('parseDuration', () => {
   test('units and combinations', () => {
