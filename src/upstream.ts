@@ -4,15 +4,16 @@
 import { Agent, type Dispatcher } from 'undici'
 import { httpError, type JsonAnswer, jsonAnswerOf } from './answer.ts'
 import type { Attempt, Failure } from './attempt.ts'
+import { ChunkQueue } from './chunk-queue.ts'
 import type { Redactor } from './redact.ts'
 import type { Step } from './router.ts'
 
-/** A 2xx response whose body has not been read yet. */
+/** A 2xx streaming response whose body has not been read yet. */
 export interface UpstreamResponse {
   readonly kind: 'response'
   readonly status: number
   readonly headers: Readonly<Record<string, string | string[] | undefined>>
-  readonly body: Dispatcher.ResponseData['body']
+  readonly body: ChunkQueue
 }
 
 /**
@@ -154,56 +155,79 @@ export async function exchangeJson(
 
 const isFailureResult = (value: object): value is Failure => 'kind' in value
 
-/** Sends one streaming request; a 2xx comes back unread, anything else as a Failure with a sanitized reason. */
-export async function sendUpstream(
+/**
+ * Sends one streaming request; a 2xx comes back with its body still to be read (as a ChunkQueue with
+ * backpressure), anything else as a Failure with a sanitized reason. Like the whole-answer path it
+ * uses undici's dispatch API, and the attempt cancels it directly, even while still connecting.
+ */
+export function sendUpstream(
   client: UpstreamClient,
   options: SendOptions,
 ): Promise<UpstreamResponse | Failure> {
   const { step, attempt } = options
   attempt.start(step, options.stream)
-  const pending = client
-    .dispatcher(step.timeouts.connect)
-    .request({ ...dispatchOptions(options), signal: attempt.signal })
-  // undici honours the signal only once the request is on a connection; an attempt that ends while
-  // still connecting must not wait for the connect timeout, so the abort also settles the race.
-  const aborted = new Promise<Failure>((resolve) =>
-    attempt.onAbort(() => resolve(attempt.failureOf(undefined))),
-  )
-  let response: Dispatcher.ResponseData | Failure
-  try {
-    response = await Promise.race([pending, aborted])
-  } catch (err) {
-    return attempt.failureOf(err)
-  }
-  if ('kind' in response) {
-    pending.then(
-      (late) => late.body.destroy(),
-      () => {},
-    )
-    return response
-  }
-  attempt.unwatch()
-  if (response.statusCode >= 200 && response.statusCode < 300) {
-    return { kind: 'response', status: response.statusCode, headers: response.headers, body: response.body }
-  }
-  const text = await readPrefix(response.body, 16 * 1024).catch(() => '')
-  return httpError(response.statusCode, response.headers, text, options.redact)
-}
-
-/** Up to `limit` bytes of a body as text; the rest is discarded and the stream released. */
-async function readPrefix(
-  body: AsyncIterable<Buffer> & { destroy(): unknown },
-  limit: number,
-): Promise<string> {
-  const chunks: Buffer[] = []
-  let size = 0
-  for await (const chunk of body) {
-    chunks.push(chunk)
-    size += chunk.length
-    if (size >= limit) {
-      body.destroy()
-      break
+  return new Promise((resolve) => {
+    let controller: Dispatcher.DispatchController | undefined
+    let settled = false
+    const settle = (value: UpstreamResponse | Failure) => {
+      if (settled) return
+      settled = true
+      resolve(value)
     }
-  }
-  return Buffer.concat(chunks).subarray(0, limit).toString('utf8')
+    const body = new ChunkQueue({
+      pause: () => controller?.pause(),
+      resume: () => controller?.resume(),
+      cancel: () => controller?.abort(new Error('reader stopped')),
+    })
+    // A non-2xx answer: only the start of its body is kept, for the reason and the retry hint.
+    let errorStatus = 0
+    let errorHeaders: Record<string, string | string[] | undefined> = {}
+    const errorChunks: Buffer[] = []
+    let errorSize = 0
+    const settleError = () =>
+      settle(
+        httpError(errorStatus, errorHeaders, Buffer.concat(errorChunks).toString('utf8'), options.redact),
+      )
+    attempt.onAbort(() => {
+      controller?.abort(new Error('attempt aborted'))
+      body.fail(new Error('attempt aborted'))
+      settle(attempt.failureOf(undefined))
+    })
+    client.dispatcher(step.timeouts.connect).dispatch(dispatchOptions(options), {
+      onRequestStart(c) {
+        if (settled && errorStatus === 0) c.abort(new Error('attempt aborted'))
+        else controller = c
+      },
+      onResponseStart(_c, statusCode, headers) {
+        attempt.unwatch()
+        if (statusCode >= 200 && statusCode < 300)
+          settle({ kind: 'response', status: statusCode, headers, body })
+        else {
+          errorStatus = statusCode
+          errorHeaders = headers
+        }
+      },
+      onResponseData(c, chunk) {
+        if (errorStatus === 0) {
+          body.push(chunk)
+          return
+        }
+        errorChunks.push(chunk)
+        errorSize += chunk.length
+        if (errorSize >= 16 * 1024) {
+          c.abort(new Error('enough of the error body'))
+          settleError()
+        }
+      },
+      onResponseEnd() {
+        if (errorStatus === 0) body.end()
+        else settleError()
+      },
+      onResponseError(_c, err) {
+        if (errorStatus !== 0) settleError()
+        else if (settled) body.fail(err)
+        else settle(attempt.failureOf(err))
+      },
+    })
+  })
 }
