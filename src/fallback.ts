@@ -1,7 +1,7 @@
 // Walking a route: which step to try next, and whether to retry, wait or move on (a pure decision).
 
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { ClientLink, Failure } from './attempt.ts'
+import { type ClientLink, type Failure, isFailure } from './attempt.ts'
 import type { FailoverConfig } from './config-schema.ts'
 import type { GatewayError } from './errors.ts'
 import { type Availability, classifyFailure, type HealthBoard, type HealthChange } from './health.ts'
@@ -84,7 +84,7 @@ export interface Trail {
   readonly skipped: SkipRecord[]
 }
 
-export interface RouteRunOptions<A> {
+export interface RouteRunOptions<A extends { kind: string }> {
   readonly route: Route
   readonly health: HealthBoard
   readonly policy: FailoverConfig
@@ -95,16 +95,17 @@ export interface RouteRunOptions<A> {
   readonly budgetEnd: number
   readonly estimateTokens: (step: Step) => number
   readonly tryStep: (step: Step) => Promise<A | Failure>
-  readonly isFailure: (result: A | Failure) => result is Failure
   readonly onAttemptFailed: (record: AttemptRecord) => void
   readonly onHealthChange: (step: Step, change: NonNullable<HealthChange>) => void
 }
 
-export async function runRoute<A>(options: RouteRunOptions<A>): Promise<RouteOutcome<A>> {
+export async function runRoute<A extends { kind: string }>(
+  options: RouteRunOptions<A>,
+): Promise<RouteOutcome<A>> {
   return new RouteRun(options).run()
 }
 
-class RouteRun<A> {
+class RouteRun<A extends { kind: string }> {
   readonly #o: RouteRunOptions<A>
   readonly #trail: Trail = { attempts: [], skipped: [] }
   readonly #failures: Failure[] = []
@@ -172,7 +173,7 @@ class RouteRun<A> {
     const started = performance.now()
     const result = await this.#o.tryStep(step)
     const durationMs = Math.round(performance.now() - started)
-    if (!this.#o.isFailure(result)) {
+    if (!isFailure(result)) {
       this.#trail.attempts.push({
         step: step.index,
         provider: step.provider,

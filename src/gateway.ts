@@ -3,7 +3,6 @@
 
 import type { IncomingMessage } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import type { DestinationStream } from 'pino'
 import pkg from '../package.json' with { type: 'json' }
 import { createKeyCheck } from './auth.ts'
 import type { Config } from './config.ts'
@@ -30,12 +29,7 @@ export interface Gateway {
   stop(): Promise<void>
 }
 
-export interface GatewayOptions {
-  /** Log destination; stdout when omitted. */
-  logDestination?: DestinationStream
-}
-
-export async function createGateway(config: Config, options: GatewayOptions = {}): Promise<Gateway> {
+export async function createGateway(config: Config): Promise<Gateway> {
   const redact = createRedactor(config.secrets)
   const router = createRouter(config, `ai-gateway/${version}`)
   const steps = router.routes.flatMap((route) => route.steps)
@@ -51,7 +45,6 @@ export async function createGateway(config: Config, options: GatewayOptions = {}
   logger = createLogger({
     level: config.log_level,
     redact,
-    ...(options.logDestination === undefined ? {} : { destination: options.logDestination }),
     ...(telemetry.logSink === undefined ? {} : { tee: telemetry.logSink }),
   })
   const client = new UpstreamClient()

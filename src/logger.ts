@@ -8,8 +8,6 @@ export type { Logger }
 export interface LoggerOptions {
   level: string
   redact: Redactor
-  /** Where lines go; stdout when omitted. */
-  destination?: DestinationStream
   /** A second destination for every line (OTLP export), when telemetry is on. */
   tee?: DestinationStream
 }
@@ -40,7 +38,7 @@ function batchedStdout(): DestinationStream {
 }
 
 function destinationOf(options: LoggerOptions): DestinationStream {
-  const main = options.destination ?? batchedStdout()
+  const main = batchedStdout()
   if (options.tee === undefined) return main
   // The logger's own level filters first; both streams take whatever it lets through.
   return pino.multistream([

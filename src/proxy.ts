@@ -98,13 +98,12 @@ export async function proxyThroughRoute(
       const result = await attemptStep(deps, request, plan, step, attempt, span.headers)
       if (isFailure(result)) {
         attempt.end()
-        span.end({ outcome: result.kind, ...statusOf(result), reason: describeFailure(result) })
+        span.end(() => ({ outcome: result.kind, ...statusOf(result), reason: describeFailure(result) }))
         return result
       }
-      if (result.kind === 'json') span.end(jsonAttemptEnd(result, deps.telemetry.captureContent))
+      if (result.kind === 'json') span.end(() => jsonAttemptEnd(result, deps.telemetry.captureContent))
       return { ...result, attempt, span, plan }
     },
-    isFailure: (result): result is Failure => isFailure(result),
     onAttemptFailed: (record) =>
       deps.logger.warn(
         { requestId, ...exchange.trace.logFields, route: route.name, ...record },
@@ -162,7 +161,7 @@ async function deliver(
     const end = await pipeStream(res, answer, answer.attempt, deps.redact, answer.plan.writer)
     if (end === 'completed') answer.plan.delivered?.()
     facts.streamEnd = typeof end === 'string' ? end : end.kind
-    answer.span.end(streamAttemptEnd(answer, end, facts.ttfbMs))
+    answer.span.end(() => streamAttemptEnd(answer, end, facts.ttfbMs))
     recordUsage(deps, exchange, step, answer.stats.usage)
     if (answer.stats.malformed > 0) facts.malformedEvents = answer.stats.malformed
     if (typeof end !== 'string') {

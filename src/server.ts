@@ -188,7 +188,15 @@ export function sendJson(
   body: unknown,
   headers: Record<string, string> = {},
 ): void {
-  const text = JSON.stringify(body)
+  sendJsonText(res, status, JSON.stringify(body), headers)
+}
+
+function sendJsonText(
+  res: ServerResponse,
+  status: number,
+  text: string,
+  headers: Record<string, string>,
+): void {
   res.writeHead(status, {
     ...headers,
     'content-type': 'application/json',
@@ -206,13 +214,7 @@ function sendError(res: ServerResponse, error: GatewayError, redact: Redactor): 
   const headers: Record<string, string> = { ...error.headers }
   // The rest of an oversized body is not worth reading: end the connection after answering.
   if (error.code === 'body_too_large') headers.connection = 'close'
-  const text = redact(JSON.stringify(error.toEnvelope()))
-  res.writeHead(error.status, {
-    ...headers,
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(text),
-  })
-  res.end(text)
+  sendJsonText(res, error.status, redact(JSON.stringify(error.toEnvelope())), headers)
 }
 
 /** The end of a request: its access log line, its metrics, and the end of its span. */
@@ -233,7 +235,7 @@ function finish(options: ServerOptions, exchange: Exchange, failure: GatewayErro
   if (failure?.code === 'internal_error') options.logger.error({ ...line, err: failure.cause }, 'request')
   else options.logger.info(line, 'request')
   options.metrics?.observe(facts, status, durationMs)
-  exchange.trace.end({
+  exchange.trace.end(() => ({
     status,
     ...(facts.route === undefined ? {} : { route: facts.route }),
     ...(facts.provider === undefined ? {} : { provider: facts.provider }),
@@ -242,7 +244,7 @@ function finish(options: ServerOptions, exchange: Exchange, failure: GatewayErro
     ...(facts.attempts === undefined ? {} : { attempts: facts.attempts.length }),
     ...(facts.skipped === undefined ? {} : { skipped: facts.skipped }),
     ...(failure === undefined ? {} : { error: failure.code }),
-  })
+  }))
 }
 
 /** A client's request id is kept when it is a sane token, so ids correlate across systems. */

@@ -24,7 +24,8 @@ export interface AttemptEnd {
 export interface AttemptTrace {
   /** Headers that carry this attempt's trace context to the provider. */
   readonly headers: Readonly<Record<string, string>>
-  end(result: AttemptEnd): void
+  /** Ends the span; `describe` is only called when something records it, so tracing off builds nothing. */
+  end(describe: () => AttemptEnd): void
 }
 
 export interface RequestEnd {
@@ -44,7 +45,8 @@ export interface RequestTrace {
   /** Names the span after the matched endpoint (`POST /v1/chat/completions`). */
   named(route: string): void
   attempt(step: Step, operation: string, input?: unknown): AttemptTrace
-  end(result: RequestEnd): void
+  /** Ends the span; `describe` is only called when something records it. */
+  end(describe: () => RequestEnd): void
 }
 
 export interface Telemetry {
@@ -168,7 +170,8 @@ class ServerSpan implements RequestTrace {
     this.#sdk.propagator.inject(api.trace.setSpan(this.#context, span), headers, headerSetter)
     return {
       headers,
-      end: (result) => {
+      end: (describe) => {
+        const result = describe()
         span.setAttributes(attemptAttributes(result, this.#redact))
         if (this.#capture && result.output !== undefined) {
           span.setAttribute('gen_ai.output.messages', this.#redact(JSON.stringify(result.output)))
@@ -184,7 +187,8 @@ class ServerSpan implements RequestTrace {
     }
   }
 
-  end(result: RequestEnd): void {
+  end(describe: () => RequestEnd): void {
+    const result = describe()
     const { api } = this.#sdk
     const span = this.#span
     span.setAttributes({

@@ -3,7 +3,7 @@
 
 import { Agent, type Dispatcher } from 'undici'
 import { httpError, type JsonAnswer, jsonAnswerOf } from './answer.ts'
-import type { Attempt, Failure } from './attempt.ts'
+import { type Attempt, type Failure, isFailure } from './attempt.ts'
 import { ChunkQueue } from './chunk-queue.ts'
 import type { Redactor } from './redact.ts'
 import type { Step } from './router.ts'
@@ -79,7 +79,8 @@ function dispatchWhole(
   client: UpstreamClient,
   options: SendOptions,
 ): Promise<
-  { status: number; headers: Record<string, string | string[] | undefined>; body: Buffer } | Failure
+  | { kind: 'whole'; status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }
+  | Failure
 > {
   const { attempt } = options
   return new Promise((resolve) => {
@@ -125,7 +126,12 @@ function dispatchWhole(
         chunks.push(chunk)
       },
       onResponseEnd() {
-        finish({ status, headers, body: chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks) })
+        finish({
+          kind: 'whole',
+          status,
+          headers,
+          body: chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks),
+        })
       },
       onResponseError(_controller, err) {
         finish(attempt.failureOf(err))
@@ -141,7 +147,7 @@ export async function exchangeJson(
 ): Promise<JsonAnswer | Failure> {
   options.attempt.start(options.step, false)
   const result = await dispatchWhole(client, options)
-  if (isFailureResult(result)) return result
+  if (isFailure(result)) return result
   if (result.status < 200 || result.status >= 300) {
     return httpError(
       result.status,
@@ -152,8 +158,6 @@ export async function exchangeJson(
   }
   return jsonAnswerOf(result.status, result.headers, result.body, options.redact)
 }
-
-const isFailureResult = (value: object): value is Failure => 'kind' in value
 
 /**
  * Sends one streaming request; a 2xx comes back with its body still to be read (as a ChunkQueue with
