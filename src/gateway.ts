@@ -8,7 +8,7 @@ import { createKeyCheck } from './auth.ts'
 import type { Config } from './config.ts'
 import { createEndpoints } from './handlers.ts'
 import { HealthBoard } from './health.ts'
-import { createLogger, type Logger } from './logger.ts'
+import { createLogging, type Logger } from './logger.ts'
 import { Metrics } from './metrics.ts'
 import { QuotaBook } from './quota.ts'
 import { createRedactor } from './redact.ts'
@@ -42,11 +42,12 @@ export async function createGateway(config: Config): Promise<Gateway> {
     warn: (detail) => logger?.warn({ detail }, 'telemetry export problem'),
     dropped: (signal, count) => metrics.telemetryDropped(signal, count),
   })
-  logger = createLogger({
+  const logging = createLogging({
     level: config.log_level,
     redact,
     ...(telemetry.logSink === undefined ? {} : { tee: telemetry.logSink }),
   })
+  logger = logging.logger
   const client = new UpstreamClient()
   const isKeyValid = createKeyCheck(config.api_key)
   const isAuthorized = (req: IncomingMessage) => isKeyValid(req.headers)
@@ -72,7 +73,7 @@ export async function createGateway(config: Config): Promise<Gateway> {
   const server = createHttpServer({
     endpoints: metricsEndpoint === undefined || separateMetrics ? endpoints : [...endpoints, metricsEndpoint],
     isAuthorized,
-    logger,
+    logging,
     redact,
     telemetry,
     metrics,
@@ -81,7 +82,7 @@ export async function createGateway(config: Config): Promise<Gateway> {
     ? createHttpServer({
         endpoints: [metricsEndpoint],
         isAuthorized,
-        logger,
+        logging,
         redact,
         telemetry: disabledTelemetry,
       })
@@ -130,7 +131,7 @@ function metricsEndpointOf(config: Config, metrics: Metrics): Endpoint | undefin
     path: '/metrics',
     public: !requireKey,
     async handle({ res }) {
-      const text = await metrics.registry.metrics()
+      const text = await metrics.text()
       res.writeHead(200, {
         'content-type': metrics.registry.contentType,
         'content-length': Buffer.byteLength(text),

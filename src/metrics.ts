@@ -96,8 +96,30 @@ export class Metrics {
     })
   }
 
+  // Requests are recorded in batches: prom-client's per-call label checks and hashing cost ~5 µs per
+  // request inside the loaded gateway, several times what the same work costs in a tight loop.
+  // Batches are applied at 256 requests and before every scrape, so a scrape never misses one.
+  #pending: { facts: AccessFacts; status: number; durationMs: number }[] = []
+
   /** Records one finished request from its access-log facts. */
   observe(facts: AccessFacts, status: number, durationMs: number): void {
+    this.#pending.push({ facts, status, durationMs })
+    if (this.#pending.length >= 256) this.#applyPending()
+  }
+
+  /** The Prometheus exposition text. */
+  text(): Promise<string> {
+    this.#applyPending()
+    return this.registry.metrics()
+  }
+
+  #applyPending(): void {
+    const batch = this.#pending
+    this.#pending = []
+    for (const { facts, status, durationMs } of batch) this.#record(facts, status, durationMs)
+  }
+
+  #record(facts: AccessFacts, status: number, durationMs: number): void {
     const route = facts.route !== undefined && this.#routes.has(facts.route) ? facts.route : ''
     this.#child(this.#requests, `${route}\0${status}`, { route, status: String(status) }).inc()
     if (route === '') return

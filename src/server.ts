@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net'
 import type { Usage } from './answer.ts'
 import { GatewayError, toGatewayError } from './errors.ts'
 import type { AttemptRecord, SkipRecord } from './fallback.ts'
-import type { Logger } from './logger.ts'
+import type { Logging } from './logger.ts'
 import type { Metrics } from './metrics.ts'
 import type { Redactor } from './redact.ts'
 import type { RequestTrace, Telemetry } from './telemetry.ts'
@@ -50,7 +50,7 @@ export interface Endpoint {
 export interface ServerOptions {
   readonly endpoints: readonly Endpoint[]
   readonly isAuthorized: (req: IncomingMessage) => boolean
-  readonly logger: Logger
+  readonly logging: Logging
   readonly redact: Redactor
   readonly telemetry: Telemetry
   /** Absent on a server that only serves /metrics, so scrapes do not count themselves. */
@@ -64,7 +64,7 @@ export interface HttpServer {
 }
 
 export function createHttpServer(options: ServerOptions): HttpServer {
-  const { logger } = options
+  const { logger } = options.logging
   const table = tableOf(options.endpoints)
   let inFlight = 0
   let idle: (() => void) | undefined
@@ -222,18 +222,14 @@ function finish(options: ServerOptions, exchange: Exchange, failure: GatewayErro
   const { req, res, facts } = exchange
   const status = res.writableFinished ? res.statusCode : 499 // 499: the client closed first, as nginx logs it
   const durationMs = Math.round((performance.now() - exchange.startedAt) * 10) / 10
-  const line = {
-    requestId: exchange.requestId,
-    ...exchange.trace.logFields,
-    method: req.method,
-    path: exchange.path,
-    status,
-    durationMs,
-    ...facts,
-    ...(failure === undefined ? {} : { error: failure.code }),
+  const head = { requestId: exchange.requestId, method: req.method, path: exchange.path, status, durationMs }
+  if (failure?.code === 'internal_error') {
+    const line = { ...head, ...exchange.trace.logFields, ...facts, error: failure.code, err: failure.cause }
+    options.logging.logger.error(line, 'request')
+  } else {
+    const error = failure === undefined ? undefined : { error: failure.code }
+    options.logging.infoLine('request', head, exchange.trace.logFields, facts, error)
   }
-  if (failure?.code === 'internal_error') options.logger.error({ ...line, err: failure.cause }, 'request')
-  else options.logger.info(line, 'request')
   options.metrics?.observe(facts, status, durationMs)
   exchange.trace.end(() => ({
     status,

@@ -1,9 +1,12 @@
 // The pure pieces, tested directly: parsing, redaction, and the small decisions.
 
 import assert from 'node:assert/strict'
+import { openSync } from 'node:fs'
+import { Writable } from 'node:stream'
 import { describe, test } from 'node:test'
 import { errorMessageOf, sanitizeReason } from '../src/answer.ts'
 import { resolveEnvRefs } from '../src/env-refs.ts'
+import { createLogging } from '../src/logger.ts'
 import { createRedactor } from '../src/redact.ts'
 import { parseRetryAfter } from '../src/retry-hints.ts'
 import { describeFailure } from '../src/route-error.ts'
@@ -144,4 +147,34 @@ test('the response store is bounded by count, size and age', async () => {
   store.put('e', { id: 'e' }, [{ content: 'z'.repeat(100) }], 0)
   assert.equal(store.get('d', 0), undefined, 'size: the oldest went first')
   assert.ok(store.get('e', 0))
+})
+
+test('the access-line fast path writes what pino would, in order, redacted', () => {
+  const lines: string[] = []
+  const tee = new Writable({
+    write(chunk, _encoding, done) {
+      lines.push(String(chunk))
+      done()
+    },
+  })
+  const { logger, infoLine } = createLogging({
+    level: 'info',
+    redact: createRedactor(['sk-secret-1']),
+    tee,
+    fd: openSync('/dev/null', 'w'),
+  })
+  logger.info({ route: 'r', usage: { total_tokens: 3 }, note: 'sk-secret-1' }, 'request')
+  infoLine('request', { route: 'r' }, undefined, {}, { usage: { total_tokens: 3 }, note: 'sk-secret-1' })
+  logger.warn('after')
+  assert.equal(lines.length, 3)
+  const [fromPino, fast, after] = lines.map((line) => JSON.parse(line) as Record<string, unknown>)
+  assert.deepEqual(Object.keys(fast ?? {}), Object.keys(fromPino ?? {}))
+  assert.deepEqual({ ...fast, time: 0 }, { ...fromPino, time: 0 })
+  assert.equal(fast?.note, '[REDACTED]')
+  assert.equal(after?.msg, 'after')
+  assert.equal(lines[1]?.endsWith('}\n'), true)
+
+  const quiet = createLogging({ level: 'warn', redact: (text) => text, tee, fd: openSync('/dev/null', 'w') })
+  quiet.infoLine('request', { route: 'r' })
+  assert.equal(lines.length, 3)
 })
