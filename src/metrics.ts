@@ -25,7 +25,13 @@ export class Metrics {
   constructor(routes: readonly Route[], health: HealthBoard) {
     this.#routes = new Set(routes.map((r) => r.name))
     const registers = [this.registry]
-    collectDefaultMetrics({ register: this.registry, prefix: 'ai_gateway_' })
+    // The event-loop delay monitor samples every 10 ms by default, which alone woke an idle gateway
+    // 200 times a second (strace: 405 epoll waits in 2 s, 56 at 100 ms).
+    collectDefaultMetrics({
+      register: this.registry,
+      prefix: 'ai_gateway_',
+      eventLoopMonitoringPrecision: 100,
+    })
     this.#requests = new Counter({
       name: 'ai_gateway_requests_total',
       help: 'Requests by route and HTTP status (route "" when the request named no known route).',
