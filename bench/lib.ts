@@ -82,18 +82,10 @@ export function memoryOf(pid: number): { rss: number; peak: number; anon: number
 }
 
 /** Client-side round-trip times (µs) of `count` sequential chat completions on one keep-alive connection. */
-export async function sequentialLatencies(
-  port: number,
-  count: number,
-  options: { model?: string; headers?: Record<string, string> } = {},
-): Promise<number[]> {
+export async function sequentialLatencies(port: number, count: number): Promise<number[]> {
   const pool = new Pool(`http://127.0.0.1:${port}`, { connections: 1 })
-  const body = JSON.stringify({ model: options.model ?? 'r', messages: [{ role: 'user', content: 'hi' }] })
-  const headers = {
-    authorization: `Bearer ${benchKey}`,
-    ...options.headers,
-    'content-type': 'application/json',
-  }
+  const body = JSON.stringify({ model: 'r', messages: [{ role: 'user', content: 'hi' }] })
+  const headers = { authorization: `Bearer ${benchKey}`, 'content-type': 'application/json' }
   const samples: number[] = []
   for (let i = 0; i < count; i++) {
     const started = process.hrtime.bigint()

@@ -5,16 +5,13 @@
 // Each variant is started 10 times on a fixed loopback port and polled every 2 ms; the median is shown.
 
 import { spawn } from 'node:child_process'
-import { existsSync, mkdtempSync, statSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { existsSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { median, root, writeTempConfig } from './lib.ts'
 
-const root = join(import.meta.dirname, '..')
 const port = 18_500 + Math.floor(Math.random() * 1_000)
-const config = join(mkdtempSync(join(tmpdir(), 'ai-gateway-startup-')), 'config.yaml')
-writeFileSync(
-  config,
+const config = writeTempConfig(
   `api_key: bench-key-00000000\nport: ${port}\nhost: 127.0.0.1\nproviders: [{ name: p, base_url: "http://127.0.0.1:9/v1" }]\nroutes: [{ name: r, steps: [{ provider: p, model: m }] }]\n`,
 )
 
@@ -54,9 +51,8 @@ for (const [label, command, args] of variants) {
   }
   const samples: number[] = []
   for (let i = 0; i < 10; i++) samples.push(await timeToHealthy(command, args))
-  samples.sort((a, b) => a - b)
   console.log(
-    `${label}: median ${samples[5]?.toFixed(0)} ms to healthy (min ${samples[0]?.toFixed(0)}, max ${samples[9]?.toFixed(0)})`,
+    `${label}: median ${median(samples).toFixed(0)} ms to healthy (min ${Math.min(...samples).toFixed(0)}, max ${Math.max(...samples).toFixed(0)})`,
   )
 }
 const binary = join(root, 'dist', 'ai-gateway')

@@ -1,10 +1,16 @@
 // Makes sure the system tools the test suite uses are present (shellcheck for install.sh,
-// systemd-analyze for the unit file), installing them from Debian's packages when we may.
+// systemd-analyze for the unit file, python3 for a loopback black hole, curl for the deploy
+// stand-ins), installing them from Debian's packages when we may.
 // Runs before `npm test`.
 
 import { execFileSync, spawnSync } from 'node:child_process'
 
-const tools: Record<string, string> = { shellcheck: 'shellcheck', 'systemd-analyze': 'systemd' }
+const tools: Record<string, string> = {
+  shellcheck: 'shellcheck',
+  'systemd-analyze': 'systemd',
+  python3: 'python3',
+  curl: 'curl',
+}
 const has = (command: string) =>
   spawnSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' }).status === 0
 

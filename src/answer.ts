@@ -55,8 +55,8 @@ export interface JsonAnswer {
   readonly usage: Usage | undefined
   /** The model the provider says answered. */
   readonly model: string | undefined
-  /** The answer's choices, for telemetry that records completions. */
-  readonly choices: unknown
+  /** The body, parsed once here for whoever reads it further (telemetry, the Responses translation). */
+  readonly value: Readonly<Record<string, unknown>>
 }
 
 export interface Usage {
@@ -84,7 +84,7 @@ export function jsonAnswerOf(
   if (json === null || typeof json !== 'object' || Array.isArray(json)) {
     return { kind: 'invalid_response', reason: 'response body is not a JSON object' }
   }
-  const answer = json as { error?: unknown; choices?: unknown; usage?: unknown; model?: unknown }
+  const answer = json as Record<string, unknown> & { error?: unknown; choices?: unknown; usage?: unknown }
   if (answer.error !== undefined && answer.error !== null && answer.choices === undefined) {
     return { kind: 'invalid_response', reason: sanitizeReason(errorMessageOf(body.toString('utf8')), redact) }
   }
@@ -96,7 +96,7 @@ export function jsonAnswerOf(
     body,
     usage: usageOf(answer.usage),
     model: typeof answer.model === 'string' ? answer.model : undefined,
-    choices: answer.choices,
+    value: answer,
   }
 }
 

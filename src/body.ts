@@ -3,9 +3,12 @@
 import type { IncomingMessage } from 'node:http'
 import { GatewayError } from './errors.ts'
 
-export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  // The rest of an oversized body is not worth reading: the connection ends after the answer.
   const tooLarge = () =>
-    new GatewayError('body_too_large', `Request body exceeds the limit of ${limit} bytes.`)
+    new GatewayError('body_too_large', `Request body exceeds the limit of ${limit} bytes.`, {
+      headers: { connection: 'close' },
+    })
   if (Number(req.headers['content-length']) > limit) return Promise.reject(tooLarge())
   // Plain events rather than an async iterator: this runs for every request.
   return new Promise((resolve, reject) => {

@@ -140,14 +140,11 @@ export const configSchema = z.strictObject({
 })
 
 export type ConfigFile = z.output<typeof configSchema>
-export type ProviderConfig = ConfigFile['providers'][number]
-export type RouteConfig = ConfigFile['routes'][number]
-export type StepConfig = RouteConfig['steps'][number]
 export type Limits = z.output<typeof limits>
 export type FailoverConfig = z.output<typeof failover>
 
 /** `routes[0].steps[1].provider` from zod's path array. */
-export function formatIssuePath(path: readonly PropertyKey[]): string {
+function formatIssuePath(path: readonly PropertyKey[]): string {
   let out = ''
   for (const part of path) {
     out += typeof part === 'number' ? `[${part}]` : `${out === '' ? '' : '.'}${String(part)}`

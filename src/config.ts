@@ -35,7 +35,7 @@ export class ConfigError extends Error {
   }
 }
 
-export const defaultConfigPaths = ['./config.yaml', '/etc/ai-gateway/config.yaml'] as const
+const defaultConfigPaths = ['./config.yaml', '/etc/ai-gateway/config.yaml'] as const
 
 /** `--config`, else AI_GATEWAY_CONFIG, else the first default path that exists. */
 export function findConfigPath(explicit: string | undefined, env: Env): string {
@@ -81,12 +81,13 @@ export function parseConfig(text: string, env: Env, source = '(inline)'): Config
   const port = resolvePort(parsed.success ? parsed.data.port : undefined, env, problems)
   if (!parsed.success || problems.length > 0) throw new ConfigError(source, problems)
 
+  const telemetry = telemetrySettings(env)
   return deepFreeze({
     ...parsed.data,
     port,
     source,
-    secrets: collectSecrets(parsed.data, env),
-    telemetry: telemetrySettings(env),
+    secrets: collectSecrets(parsed.data, env, telemetry.otlp?.headers),
+    telemetry,
   })
 }
 
@@ -136,24 +137,24 @@ function crossCheck(raw: unknown): string[] {
 
 const sensitiveHeader = /authorization|key|token|secret|cookie|password/i
 
-function collectSecrets(config: ConfigFile, env: Env): string[] {
-  const values = [config.api_key, env.OTLP_API_KEY, ...otlpHeaderSecrets(env)]
-  for (const provider of config.providers) {
-    values.push(provider.api_key)
-    for (const [name, value] of Object.entries(provider.headers ?? {})) {
-      if (sensitiveHeader.test(name)) values.push(value.replace(/^(Bearer|Basic)\s+/i, ''))
-    }
-  }
+function collectSecrets(
+  config: ConfigFile,
+  env: Env,
+  otlpHeaders: Readonly<Record<string, string>> | undefined,
+): string[] {
+  const values = [
+    config.api_key,
+    env.OTLP_API_KEY,
+    // Includes the Authorization built from OTLP_API_KEY: its base64 form is as secret as the key.
+    ...headerSecrets({ ...parseHeaderList(env.OTEL_EXPORTER_OTLP_HEADERS), ...otlpHeaders }),
+  ]
+  for (const provider of config.providers)
+    values.push(provider.api_key, ...headerSecrets(provider.headers ?? {}))
   return [...new Set(values.filter((v): v is string => typeof v === 'string' && v.length >= 4))]
 }
 
-/** Values of sensitive-looking OTLP headers (e.g. a collector token passed as a header). */
-function otlpHeaderSecrets(env: Env): string[] {
-  // Includes the Authorization built from OTLP_API_KEY: its base64 form is as secret as the key.
-  const headers = {
-    ...parseHeaderList(env.OTEL_EXPORTER_OTLP_HEADERS),
-    ...telemetrySettings(env).otlp?.headers,
-  }
+/** Values of sensitive-looking headers (a token passed as a header), without an auth scheme. */
+function headerSecrets(headers: Readonly<Record<string, string>>): string[] {
   return Object.entries(headers)
     .filter(([name]) => sensitiveHeader.test(name))
     .map(([, value]) => value.replace(/^(Bearer|Basic)\s+/i, ''))

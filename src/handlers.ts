@@ -6,6 +6,7 @@ import { GatewayError } from './errors.ts'
 import { type ProxyDeps, proxyThroughRoute, samePlan } from './proxy.ts'
 import type { Route, Router } from './router.ts'
 import { type Endpoint, type Exchange, sendJson } from './server.ts'
+import { safeDecode } from './units.ts'
 
 export interface HandlerDeps extends ProxyDeps {
   readonly router: Router
@@ -129,14 +130,6 @@ function modelNotFound(model: string): GatewayError {
       param: 'model',
     },
   )
-}
-
-function safeDecode(text: string): string {
-  try {
-    return decodeURIComponent(text)
-  } catch {
-    return text
-  }
 }
 
 /** Every target's health, and which step each route would try next, as of now. */

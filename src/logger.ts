@@ -48,7 +48,8 @@ export function createLogging(options: LoggerOptions): Logging {
       if (!logger.isLevelEnabled('info')) return
       let fields = ''
       for (const part of parts) {
-        const json = part === undefined ? '{}' : JSON.stringify(part)
+        if (part === undefined) continue
+        const json = JSON.stringify(part)
         if (json.length > 2) fields += `${json.slice(1, -1)},`
       }
       const time = new Date().toISOString()

@@ -136,11 +136,11 @@ export class Metrics {
       this.#child(this.#attempts, key, labels).inc()
       this.#child(this.#attemptDuration, key, labels).observe(a.durationMs / 1000)
       if (a.outcome !== 'ok' && a.outcome !== 'aborted') {
-        this.#fallbacks.inc({ route, provider: a.provider, model: a.model, reason: a.outcome })
+        this.#fallback(route, a.provider, a.model, a.outcome)
       }
     }
     for (const s of facts.skipped ?? []) {
-      this.#fallbacks.inc({ route, provider: s.provider, model: s.model, reason: `skipped:${s.reason}` })
+      this.#fallback(route, s.provider, s.model, `skipped:${s.reason}`)
     }
     if (facts.provider === undefined || facts.model === undefined) return
     const target = { provider: facts.provider, model: facts.model }
@@ -159,6 +159,11 @@ export class Metrics {
         usage.completion_tokens,
       )
     }
+  }
+
+  #fallback(route: string, provider: string, model: string, reason: string): void {
+    const key = `${route}\0${provider}\0${model}\0${reason}`
+    this.#child(this.#fallbacks, key, { route, provider, model, reason }).inc()
   }
 
   // prom-client hashes label objects on every call; the hot path looks its series up by a cheap key.

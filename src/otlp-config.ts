@@ -1,6 +1,8 @@
 // OTLP export settings from the environment: `OTLP_*` (the gateway's own, Grafana-friendly) and the
 // standard `OTEL_*` variables. Pure: the caller passes the environment in.
 
+import { safeDecode } from './units.ts'
+
 type Env = Readonly<Record<string, string | undefined>>
 
 export interface OtlpSettings {
@@ -77,14 +79,6 @@ export function parseHeaderList(value: string | undefined): Record<string, strin
     if (key !== '') out[key] = safeDecode(pair.slice(eq + 1).trim())
   }
   return out
-}
-
-function safeDecode(text: string): string {
-  try {
-    return decodeURIComponent(text)
-  } catch {
-    return text
-  }
 }
 
 /**

@@ -11,7 +11,7 @@ import { estimatePromptTokens, type QuotaBook } from './quota.ts'
 import type { Redactor } from './redact.ts'
 import { describeFailure } from './route-error.ts'
 import { type Route, rewriteBody, type Step } from './router.ts'
-import type { Exchange } from './server.ts'
+import { type Exchange, elapsedMs } from './server.ts'
 import { awaitCommit, type CommittedStream, pipeStream, type StreamEnd, type StreamWriter } from './sse.ts'
 import type { AttemptEnd, AttemptTrace, Telemetry } from './telemetry.ts'
 import { exchangeJson, sendUpstream, type UpstreamClient } from './upstream.ts'
@@ -146,7 +146,7 @@ async function deliver(
       })
       res.end(body)
       answer.plan.delivered?.()
-      facts.ttfbMs = elapsed(exchange)
+      facts.ttfbMs = elapsedMs(exchange)
       recordUsage(deps, exchange, step, answer.usage)
       return
     }
@@ -156,7 +156,7 @@ async function deliver(
       'cache-control': 'no-cache',
       'x-accel-buffering': 'no',
     })
-    facts.ttfbMs = elapsed(exchange)
+    facts.ttfbMs = elapsedMs(exchange)
     answer.attempt.committed(step)
     const end = await pipeStream(res, answer, answer.attempt, deps.redact, answer.plan.writer)
     if (end === 'completed') answer.plan.delivered?.()
@@ -212,7 +212,7 @@ function jsonAttemptEnd(answer: JsonAnswer, capture: boolean): AttemptEnd {
     status: answer.status,
     ...(answer.model === undefined ? {} : { responseModel: answer.model }),
     ...(answer.usage === undefined ? {} : { usage: answer.usage }),
-    ...(capture ? { output: answer.choices } : {}),
+    ...(capture ? { output: answer.value.choices } : {}),
   }
 }
 
@@ -248,8 +248,4 @@ function logHealthChange(logger: Logger, step: Step, change: NonNullable<HealthC
       { ...target, ...change },
       change.reason === 'auth' ? 'provider refused the key' : 'provider does not know the model',
     )
-}
-
-function elapsed(exchange: Exchange): number {
-  return Math.round((performance.now() - exchange.startedAt) * 10) / 10
 }

@@ -1,6 +1,6 @@
 // Redaction by value: every configured secret is replaced wherever it appears in text we emit.
 
-export const redactedMark = '[REDACTED]'
+const redactedMark = '[REDACTED]'
 
 export type Redactor = (text: string) => string
 

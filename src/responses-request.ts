@@ -49,7 +49,7 @@ function chatContent(content: unknown): unknown {
 }
 
 /** Conversation items → chat messages; consecutive function calls become one assistant turn. */
-export function itemsToMessages(items: readonly Item[]): Json[] {
+function itemsToMessages(items: readonly Item[]): Json[] {
   const messages: Json[] = []
   for (const item of items) {
     const type = item.type ?? (item.role === undefined ? undefined : 'message')
@@ -145,27 +145,23 @@ const acceptedNotSent = new Set([
   'safety_identifier',
   'stream_options',
 ])
+/** Every field a translated request may carry; `background` is accepted only to be refused by name. */
+const known = new Set<string>([...acceptedNotSent, ...passedAsIs, 'background'])
 
 /**
- * A chat completion request equivalent to `body`, whose conversation so far is `history` (from
- * previous_response_id). `model` is left for the step to set.
+ * A chat completion request equivalent to `body`, whose whole conversation (what previous_response_id
+ * recalled, then `body.input` as items) is `conversation`. `model` is left for the step to set.
  */
-export function toChatRequest(body: Readonly<Json>, history: readonly Item[]): Json {
+export function toChatRequest(body: Readonly<Json>, conversation: readonly Item[]): Json {
   if (body.background === true)
     throw refused('background', 'background responses need a provider that speaks the Responses API')
   for (const key of Object.keys(body)) {
-    if (
-      !acceptedNotSent.has(key) &&
-      !(passedAsIs as readonly string[]).includes(key) &&
-      key !== 'background'
-    ) {
-      throw refused(key, 'this field has no chat completions equivalent')
-    }
+    if (!known.has(key)) throw refused(key, 'this field has no chat completions equivalent')
   }
   const messages: Json[] = []
   if (typeof body.instructions === 'string' && body.instructions !== '')
     messages.push({ role: 'system', content: body.instructions })
-  messages.push(...itemsToMessages([...history, ...inputItems(body.input)]))
+  messages.push(...itemsToMessages(conversation))
   const chat: Json = { messages }
   for (const key of passedAsIs) if (body[key] !== undefined) chat[key] = body[key]
   const tools = chatTools(body.tools)

@@ -64,7 +64,7 @@ async function createResponse(exchange: Exchange, deps: ResponsesDeps): Promise<
   const conversation = [...history, ...inputItems(body.input)]
   // Translated once, up front: a field that cannot be honoured is a 400 before any provider is called.
   const chat = route.steps.some((step) => step.responses === 'translate')
-    ? toChatRequest(body, history)
+    ? toChatRequest(body, conversation)
     : undefined
   const shell: Omit<ResponseShell, 'model'> = {
     id: newId('resp'),
@@ -102,7 +102,7 @@ function nativePlan(
     endpoint: '/responses',
     body: JSON.stringify({ ...rest, model: step.model, input: conversation }),
     answer: (answer) => {
-      remember(JSON.parse(answer.body.toString('utf8')) as Json)
+      remember(answer.value as Json)
       return answer.body
     },
     writer,
@@ -121,7 +121,7 @@ function translatedPlan(
     endpoint: '/chat/completions',
     body: rewriteBody(chat, step),
     answer: (answer) => {
-      const response = chatToResponse(JSON.parse(answer.body.toString('utf8')) as Json, shell)
+      const response = chatToResponse(answer.value as Json, shell)
       remember(response)
       return Buffer.from(JSON.stringify(response))
     },

@@ -19,6 +19,9 @@ export interface Step {
   readonly conflictResolution: ConflictResolution | undefined
   /** `scheme://host[:port]` of the provider, the key of its connection pool. */
   readonly origin: string
+  /** Host name and port of `origin`, for traces. */
+  readonly host: string
+  readonly port: number
   /** Path of `base_url` without a trailing slash; endpoints are appended to it. */
   readonly basePath: string
   /** Query of `base_url` (some providers version their API there), kept after the endpoint. */
@@ -45,8 +48,8 @@ export interface Route {
   readonly totalMs: number
 }
 
-export const defaultConnectTimeoutMs = 10_000
-export const defaultTotalTimeoutMs = 300_000
+const defaultConnectTimeoutMs = 10_000
+const defaultTotalTimeoutMs = 300_000
 
 export interface Router {
   /** The route a client's `model` names, or undefined when there is none. */
@@ -82,6 +85,8 @@ export function createRouter(config: Config, userAgent: string): Router {
               responses: provider.responses,
               conflictResolution: step.conflict_resolution,
               origin: url.origin,
+              host: url.hostname,
+              port: Number(url.port || (url.protocol === 'https:' ? 443 : 80)),
               basePath: url.pathname.replace(/\/+$/, ''),
               search: url.search,
               headers: Object.freeze(headers),

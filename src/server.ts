@@ -195,7 +195,7 @@ function sendJsonText(
   res: ServerResponse,
   status: number,
   text: string,
-  headers: Record<string, string>,
+  headers: Readonly<Record<string, string>>,
 ): void {
   res.writeHead(status, {
     ...headers,
@@ -211,17 +211,14 @@ function sendError(res: ServerResponse, error: GatewayError, redact: Redactor): 
     res.destroy()
     return
   }
-  const headers: Record<string, string> = { ...error.headers }
-  // The rest of an oversized body is not worth reading: end the connection after answering.
-  if (error.code === 'body_too_large') headers.connection = 'close'
-  sendJsonText(res, error.status, redact(JSON.stringify(error.toEnvelope())), headers)
+  sendJsonText(res, error.status, redact(JSON.stringify(error.toEnvelope())), error.headers)
 }
 
 /** The end of a request: its access log line, its metrics, and the end of its span. */
 function finish(options: ServerOptions, exchange: Exchange, failure: GatewayError | undefined): void {
   const { req, res, facts } = exchange
   const status = res.writableFinished ? res.statusCode : 499 // 499: the client closed first, as nginx logs it
-  const durationMs = Math.round((performance.now() - exchange.startedAt) * 10) / 10
+  const durationMs = elapsedMs(exchange)
   const head = { requestId: exchange.requestId, method: req.method, path: exchange.path, status, durationMs }
   if (failure?.code === 'internal_error') {
     const line = { ...head, ...exchange.trace.logFields, ...facts, error: failure.code, err: failure.cause }
@@ -241,6 +238,11 @@ function finish(options: ServerOptions, exchange: Exchange, failure: GatewayErro
     ...(facts.skipped === undefined ? {} : { skipped: facts.skipped }),
     ...(failure === undefined ? {} : { error: failure.code }),
   }))
+}
+
+/** Milliseconds since the request arrived, to a tenth. */
+export function elapsedMs(exchange: Exchange): number {
+  return Math.round((performance.now() - exchange.startedAt) * 10) / 10
 }
 
 /** A client's request id is kept when it is a sane token, so ids correlate across systems. */

@@ -146,7 +146,6 @@ class ServerSpan implements RequestTrace {
 
   attempt(step: Step, operation: string, input?: unknown): AttemptTrace {
     const { api } = this.#sdk
-    const url = new URL(step.origin)
     const span = this.#sdk.tracer.startSpan(
       `${operation} ${step.model}`,
       {
@@ -155,8 +154,8 @@ class ServerSpan implements RequestTrace {
           'gen_ai.operation.name': operation,
           'gen_ai.provider.name': step.provider,
           'gen_ai.request.model': step.model,
-          'server.address': url.hostname,
-          'server.port': Number(url.port || (url.protocol === 'https:' ? 443 : 80)),
+          'server.address': step.host,
+          'server.port': step.port,
           'http.request.method': 'POST',
           'gateway.step.index': step.index,
           ...(this.#capture && input !== undefined

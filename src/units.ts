@@ -1,4 +1,5 @@
-// Human-friendly durations ("500ms", "1h30m") and byte sizes ("32mb") as they appear in the config.
+// Human-friendly durations ("500ms", "1h30m") and byte sizes ("32mb") as they appear in the config,
+// and percent-decoding that leaves a malformed escape as it is.
 
 const durationUnits: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }
 const durationPart = /(\d+(?:\.\d+)?)(ms|s|m|h)/gy
@@ -31,4 +32,13 @@ export function parseSize(value: string | number): number | undefined {
   if (match === null) return undefined
   const bytes = Math.floor(Number(match[1]) * (sizeUnits[(match[2] ?? '').toLowerCase()] as number))
   return bytes > 0 ? bytes : undefined
+}
+
+/** `decodeURIComponent`, or the text unchanged when it holds a malformed escape. */
+export function safeDecode(text: string): string {
+  try {
+    return decodeURIComponent(text)
+  } catch {
+    return text
+  }
 }

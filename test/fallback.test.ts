@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { createServer } from 'node:net'
 import { after, before, beforeEach, describe, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { baseConfig, gatewayKey, type RunningGateway, startGateway } from './gateway-process.ts'
+import { baseConfig, gatewayKey, type RunningGateway, startGateway, waitFor } from './gateway-process.ts'
 import { hang, json, MockUpstream, ok, raw, reset, status } from './mock-upstream.ts'
 
 const keys = { a: 'sk-provider-a-secret-111', b: 'sk-provider-b-secret-222' }
@@ -355,11 +355,3 @@ test('each attempt and the request are logged with outcome and duration', async 
   assert.equal(typeof line.durationMs, 'number')
   assert.ok(!JSON.stringify(gw.logs).includes('xyzzy'), 'no prompt text in the logs')
 })
-
-async function waitFor(check: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time')
-    await sleep(20)
-  }
-}

@@ -7,12 +7,13 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { stringify } from 'yaml'
 
-export const bin = join(import.meta.dirname, '..', 'bin', 'ai-gateway.js')
+const bin = join(import.meta.dirname, '..', 'bin', 'ai-gateway.js')
 export const gatewayKey = 'test-gateway-key-0123456789'
 
-export type LogLine = Record<string, unknown> & { msg?: string; level?: string }
+type LogLine = Record<string, unknown> & { msg?: string; level?: string }
 
 export interface RunningGateway {
   readonly url: string
@@ -42,7 +43,7 @@ export function writeConfig(config: object | string): string {
  * no same-step retries), for tests of single-request behaviour that share one gateway. A provider's
  * explicit retry hint still cools its target down: tests that send one start their own gateway.
  */
-export const forgetful = {
+const forgetful = {
   rate_limit_cooldown: '1ms',
   rate_limit_cooldown_max: '1ms',
   auth_cooldown: '1ms',
@@ -65,7 +66,7 @@ export function baseConfig(extra: Record<string, unknown>): Record<string, unkno
   }
 }
 
-export function testEnv(extra: Record<string, string> = {}): Record<string, string> {
+function testEnv(extra: Record<string, string> = {}): Record<string, string> {
   // No inherited variables: a test sees exactly the environment it sets up.
   return { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...extra }
 }
@@ -167,4 +168,13 @@ export async function runCli(
   })
   const [code] = (await once(child, 'exit')) as [number | null]
   return { code, stdout, stderr }
+}
+
+/** Polls `check` until it holds, failing after `timeoutMs`. */
+export async function waitFor(check: () => boolean, what = 'a condition', timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await sleep(20)
+  }
 }

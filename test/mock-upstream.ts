@@ -94,7 +94,7 @@ export class MockUpstream {
   }
 }
 
-export function completion(
+function completion(
   content: string,
   model = 'upstream-model',
   usage = { prompt_tokens: 5, completion_tokens: 7, total_tokens: 12 },
@@ -160,7 +160,7 @@ export const reset = (): Behaviour => (_req, res) => {
   res.socket?.destroy()
 }
 
-export interface SseOptions {
+interface SseOptions {
   /** Pause before each event after the first. */
   delayMs?: number
   /** How the stream ends: `[DONE]` (default), a clean end without it, a cut connection, or silence. */

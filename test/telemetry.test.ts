@@ -6,9 +6,8 @@ import { once } from 'node:events'
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { after, afterEach, before, describe, test } from 'node:test'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { grafanaInstanceId, parseHeaderList, signalUrl, telemetrySettings } from '../src/otlp-config.ts'
-import { baseConfig, gatewayKey, type RunningGateway, startGateway } from './gateway-process.ts'
+import { baseConfig, gatewayKey, type RunningGateway, startGateway, waitFor } from './gateway-process.ts'
 import { MockUpstream, ok, status } from './mock-upstream.ts'
 
 interface Export {
@@ -146,14 +145,6 @@ async function gateway(env: Record<string, string>) {
   )
   running.push(gw)
   return gw
-}
-
-async function waitFor(check: () => boolean, what: string, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await sleep(25)
-  }
 }
 
 describe('settings from the environment', () => {
