@@ -29,12 +29,6 @@ export const isFailure = (value: { kind: string }): value is Failure =>
 const clientGone: Failure = Object.freeze({ kind: 'aborted' })
 
 /**
- * Two timers bound an attempt. The deadline is absolute: the attempt limit (for a stream, the time to
- * first token) capped by what is left of the request's budget; once a stream is committed only the
- * budget remains. The phase timer watches one wait at a time (response headers, then silence between
- * stream chunks) and is refreshed on progress.
- */
-/**
  * The client's side of one request: whether it went away, and the attempt to tell when it does. One
  * attempt runs at a time, so one slot is enough; an AbortSignal is made only when something needs one
  * (a wait between steps). Cheaper per request than signals and listeners.
@@ -68,6 +62,12 @@ export class ClientLink {
   }
 }
 
+/**
+ * Two timers bound an attempt. The deadline is absolute: the attempt limit (for a stream, the time to
+ * first token) capped by what is left of the request's budget; once a stream is committed only the
+ * budget remains. The phase timer watches one wait at a time (response headers, then silence between
+ * stream chunks) and is refreshed on progress.
+ */
 export class Attempt {
   #reason: Failure | undefined
   #controller: AbortController | undefined

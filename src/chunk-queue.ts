@@ -74,12 +74,12 @@ export class ChunkQueue implements AsyncIterableIterator<Buffer> {
   }
 
   return(): Promise<IteratorResult<Buffer>> {
-    this.destroy()
+    this.#destroy()
     return Promise.resolve({ value: undefined, done: true })
   }
 
   /** Stops reading: what is queued is dropped and the request cancelled. */
-  destroy(): void {
+  #destroy(): void {
     if (this.#ended) return
     this.#ended = true
     this.#chunks.length = 0

@@ -116,21 +116,23 @@ class RouteRun<A extends { kind: string }> {
 
   async run(): Promise<RouteOutcome<A>> {
     const { steps } = this.#o.route
-    const retries = new Map<number, number>()
+    // Retries of the current step; the walk only moves forward, so one count is enough.
+    let retries = 0
     for (let i = 0; i < steps.length && this.#canAttempt(); ) {
       const step = steps[i] as Step
       const availability = this.#availability(step)
       if (!availability.ok) {
         this.#skip(step, availability)
         i++
+        retries = 0
         continue
       }
       const result = await this.#attempt(step, availability.probe)
       if (result.kind !== 'failed') return result
       const decision = decide({
         failure: result.failure,
-        retries: retries.get(i) ?? 0,
-        laterStepAvailable: steps.slice(i + 1).some((s) => this.#availability(s).ok),
+        retries,
+        laterStepAvailable: this.#anyAvailableAfter(i),
         budgetLeftMs: this.#budgetLeft(),
         policy: this.#o.policy,
         random: Math.random,
@@ -139,10 +141,11 @@ class RouteRun<A extends { kind: string }> {
       if (decision.action === 'give_up') break
       if (decision.action === 'retry') {
         if (!(await this.#wait(decision.delayMs))) return this.#aborted()
-        retries.set(i, (retries.get(i) ?? 0) + 1)
+        retries++
         continue
       }
       i++
+      retries = 0
     }
     if (this.#trail.attempts.length === 0 && this.#trail.skipped.length > 0) return this.#recover()
     return this.#failed()
@@ -191,6 +194,12 @@ class RouteRun<A extends { kind: string }> {
     this.#failures.push(result)
     this.#o.onAttemptFailed(record)
     return { kind: 'failed', failure: result }
+  }
+
+  #anyAvailableAfter(index: number): boolean {
+    const { steps } = this.#o.route
+    for (let i = index + 1; i < steps.length; i++) if (this.#availability(steps[i] as Step).ok) return true
+    return false
   }
 
   #availability(step: Step): Availability {

@@ -82,6 +82,7 @@ export class QuotaBook {
   // Provider limits are shared by every step on that provider; step limits by every step on that
   // provider + model, whichever route it is in. Each step's counters are found once, at startup.
   readonly #byStep = new Map<Step, readonly Counters[]>()
+  readonly #tokenCounted = new Set<Step>()
 
   constructor(steps: readonly Step[]) {
     const byProvider = new Map<string, Counters>()
@@ -99,14 +100,14 @@ export class QuotaBook {
         (c): c is Counters => c !== undefined,
       )
       if (counters.length > 0) this.#byStep.set(step, counters)
+      if (counters.some((c) => c.limits.tpm !== undefined || c.limits.tpd !== undefined))
+        this.#tokenCounted.add(step)
     }
   }
 
   /** True when any limit applies to this step's tokens, so the caller knows an estimate is worth making. */
   countsTokens(step: Step): boolean {
-    return (this.#byStep.get(step) ?? []).some(
-      (c) => c.limits.tpm !== undefined || c.limits.tpd !== undefined,
-    )
+    return this.#tokenCounted.has(step)
   }
 
   /** When a limit would be exceeded by one more request of `tokens`, the time it frees up; else undefined. */
@@ -115,36 +116,41 @@ export class QuotaBook {
     if (counters === undefined) return undefined
     let until: number | undefined
     for (const c of counters) {
-      const checks: [WindowCounter, number | undefined, number][] = [
-        [c.requestsMinute, c.limits.rpm, 1],
-        [c.requestsDay, c.limits.rpd, 1],
-        [c.tokensMinute, c.limits.tpm, tokens],
-        [c.tokensDay, c.limits.tpd, tokens],
-      ]
-      for (const [counter, limit, extra] of checks) {
-        if (limit === undefined || counter.total(now) + extra <= limit) continue
-        // A request larger than the whole limit would wait forever; let the provider judge it.
-        if (extra > limit) continue
-        until = Math.max(until ?? 0, counter.freeAt(now, limit, extra))
-      }
+      until = laterOf(until, freeAtIfOver(c.requestsMinute, c.limits.rpm, 1, now))
+      until = laterOf(until, freeAtIfOver(c.requestsDay, c.limits.rpd, 1, now))
+      until = laterOf(until, freeAtIfOver(c.tokensMinute, c.limits.tpm, tokens, now))
+      until = laterOf(until, freeAtIfOver(c.tokensDay, c.limits.tpd, tokens, now))
     }
     return until
   }
 
   countRequest(step: Step, now: number): void {
-    for (const c of this.#byStep.get(step) ?? []) {
+    for (const c of this.#byStep.get(step) ?? none) {
       c.requestsMinute.add(1, now)
       c.requestsDay.add(1, now)
     }
   }
 
   countTokens(step: Step, tokens: number, now: number): void {
-    for (const c of this.#byStep.get(step) ?? []) {
+    for (const c of this.#byStep.get(step) ?? none) {
       c.tokensMinute.add(tokens, now)
       c.tokensDay.add(tokens, now)
     }
   }
 }
+
+const none: readonly Counters[] = []
+
+/** When `counter` would go over `limit` with `extra` more, the time it frees up; else undefined. */
+function freeAtIfOver(counter: WindowCounter, limit: number | undefined, extra: number, now: number) {
+  if (limit === undefined || counter.total(now) + extra <= limit) return undefined
+  // A request larger than the whole limit would wait forever; let the provider judge it.
+  if (extra > limit) return undefined
+  return counter.freeAt(now, limit, extra)
+}
+
+const laterOf = (a: number | undefined, b: number | undefined): number | undefined =>
+  b === undefined ? a : Math.max(a ?? 0, b)
 
 const targetKey = (step: Step): string => `${step.provider}\u0000${step.model}`
 

@@ -32,12 +32,18 @@ function observeChunk(stats: StreamStats, chunk: Record<string, unknown>): void 
   }
 }
 
+/** An event read before the commit; malformed ones are counted and dropped, never held. */
+interface HeldEvent {
+  readonly event: EventSourceMessage
+  readonly parsed: Exclude<Parsed, { kind: 'malformed' }>
+}
+
 /** A stream that produced content and may now be sent to the client. */
 export interface CommittedStream {
   readonly kind: 'stream'
   readonly status: number
   /** Events read up to and including the commit point. */
-  readonly head: readonly { readonly event: EventSourceMessage; readonly parsed: Parsed }[]
+  readonly head: readonly HeldEvent[]
   readonly rest: AsyncGenerator<Item>
   /** The upstream already finished inside `head`. */
   readonly finished: boolean
@@ -124,7 +130,7 @@ export async function awaitCommit(
   captureText = false,
 ): Promise<CommittedStream | Failure> {
   const rest = readItems(response.body)
-  const head: { event: EventSourceMessage; parsed: Parsed }[] = []
+  const head: HeldEvent[] = []
   const stats: StreamStats = {
     malformed: 0,
     usage: undefined,
@@ -189,7 +195,7 @@ export interface StreamWriter {
 }
 
 /** Chat and completion streams, forwarded as they are; an honest end added when missing. */
-export const passthroughWriter: StreamWriter = {
+const passthroughWriter: StreamWriter = {
   event: (event) => formatEvent(event),
   done: (sawDone) => (sawDone ? '' : 'data: [DONE]\n\n'),
   failed: (message) => {
@@ -216,7 +222,6 @@ export async function pipeStream(
   let sawDone = false
   try {
     for (const { event, parsed } of stream.head) {
-      if (parsed.kind === 'malformed') continue
       sawDone ||= parsed.kind === 'done'
       await write(writer.event(event, parsed))
     }

@@ -37,6 +37,9 @@ export class UpstreamClient {
   }
 }
 
+/** How much of a provider's error body is read: enough for its message and retry hints. */
+const errorBodyBytes = 16 * 1024
+
 export interface SendOptions {
   readonly step: Step
   readonly endpoint: string
@@ -152,7 +155,7 @@ export async function exchangeJson(
     return httpError(
       result.status,
       result.headers,
-      result.body.subarray(0, 16 * 1024).toString('utf8'),
+      result.body.subarray(0, errorBodyBytes).toString('utf8'),
       options.redact,
     )
   }
@@ -218,7 +221,7 @@ export function sendUpstream(
         }
         errorChunks.push(chunk)
         errorSize += chunk.length
-        if (errorSize >= 16 * 1024) {
+        if (errorSize >= errorBodyBytes) {
           c.abort(new Error('enough of the error body'))
           settleError()
         }
