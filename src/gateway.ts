@@ -15,7 +15,7 @@ import { createRedactor } from './redact.ts'
 import { ResponseStore } from './response-store.ts'
 import { responsesEndpoints } from './responses.ts'
 import { createRouter } from './router.ts'
-import { createHttpServer, type Endpoint } from './server.ts'
+import { createHttpServer, type Endpoint, sendText } from './server.ts'
 import { createTelemetry, disabledTelemetry } from './telemetry.ts'
 import { UpstreamClient } from './upstream.ts'
 
@@ -130,13 +130,8 @@ function metricsEndpointOf(config: Config, metrics: Metrics): Endpoint | undefin
     method: 'GET',
     path: '/metrics',
     public: !requireKey,
-    async handle({ res }) {
-      const text = await metrics.text()
-      res.writeHead(200, {
-        'content-type': metrics.registry.contentType,
-        'content-length': Buffer.byteLength(text),
-      })
-      res.end(text)
+    async handle(exchange) {
+      sendText(exchange, 200, metrics.registry.contentType, await metrics.text())
     },
   }
 }

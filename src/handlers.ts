@@ -29,17 +29,17 @@ export function createEndpoints(deps: HandlerDeps): Endpoint[] {
       method: 'GET',
       path: '/health',
       public: true,
-      handle: ({ res }) => sendJson(res, 200, { status: 'healthy' }),
+      handle: (exchange) => sendJson(exchange, 200, { status: 'healthy' }),
     },
-    { method: 'GET', path: '/v1/models', handle: ({ res }) => sendJson(res, 200, models) },
+    { method: 'GET', path: '/v1/models', handle: (exchange) => sendJson(exchange, 200, models) },
     {
       method: 'GET',
       path: /^\/v1\/models\/.+$/,
       template: '/v1/models/{id}',
-      handle: ({ res, path }) => {
-        const id = safeDecode(path.slice('/v1/models/'.length))
+      handle: (exchange) => {
+        const id = safeDecode(exchange.path.slice('/v1/models/'.length))
         if (deps.router.plan(id) === undefined) throw modelNotFound(id)
-        sendJson(res, 200, modelObject(id))
+        sendJson(exchange, 200, modelObject(id))
       },
     },
     {
@@ -72,7 +72,7 @@ export function createEndpoints(deps: HandlerDeps): Endpoint[] {
     {
       method: 'GET',
       path: '/v1/gateway/status',
-      handle: ({ res }) => sendJson(res, 200, gatewayStatus(deps)),
+      handle: (exchange) => sendJson(exchange, 200, gatewayStatus(deps)),
     },
   ]
 }

@@ -11,7 +11,7 @@ import { estimatePromptTokens, type QuotaBook } from './quota.ts'
 import type { Redactor } from './redact.ts'
 import { describeFailure } from './route-error.ts'
 import { type Route, rewriteBody, type Step } from './router.ts'
-import { type Exchange, elapsedMs } from './server.ts'
+import { type Exchange, elapsedMs, writeHead } from './server.ts'
 import { awaitCommit, type CommittedStream, pipeStream, type StreamEnd, type StreamWriter } from './sse.ts'
 import type { AttemptEnd, AttemptTrace, Telemetry } from './telemetry.ts'
 import { exchangeJson, sendUpstream, type UpstreamClient } from './upstream.ts'
@@ -139,7 +139,7 @@ async function deliver(
   try {
     if (answer.kind === 'json') {
       const body = answer.plan.answer?.(answer) ?? answer.body
-      res.writeHead(answer.status, {
+      writeHead(exchange, answer.status, {
         ...headers,
         'content-type': answer.plan.answer === undefined ? answer.contentType : 'application/json',
         'content-length': body.length,
@@ -150,7 +150,7 @@ async function deliver(
       recordUsage(deps, exchange, step, answer.usage)
       return
     }
-    res.writeHead(answer.status, {
+    writeHead(exchange, answer.status, {
       ...headers,
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache',

@@ -32,11 +32,11 @@ export function responsesEndpoints(deps: ResponsesDeps): Endpoint[] {
       method: 'GET',
       path: /^\/v1\/responses\/[^/]+$/,
       template: '/v1/responses/{id}',
-      handle: ({ res, path }) => {
-        const id = path.slice('/v1/responses/'.length)
+      handle: (exchange) => {
+        const id = exchange.path.slice('/v1/responses/'.length)
         const stored = deps.store.get(id)
         if (stored === undefined) throw responseNotFound(id, 'response_id')
-        sendJson(res, 200, stored.response)
+        sendJson(exchange, 200, stored.response)
       },
     },
   ]

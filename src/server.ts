@@ -124,7 +124,6 @@ async function handle(
     facts: {},
     trace: options.telemetry.startRequest(req.method ?? 'GET', path, req.headers),
   }
-  res.setHeader('x-request-id', exchange.requestId)
   // The request is over when both the handler has returned and the response has closed, in either
   // order (a stream's handler still drains the upstream after the client has its last byte).
   let failure: GatewayError | undefined
@@ -149,7 +148,7 @@ async function handle(
     await endpoint.handle(exchange)
   } catch (err) {
     failure = toGatewayError(err)
-    sendError(res, failure, options.redact)
+    sendError(exchange, failure, options.redact)
   }
   settle()
 }
@@ -182,36 +181,46 @@ function matchEndpoint(endpoints: EndpointTable, method: string, path: string): 
   })
 }
 
-export function sendJson(
-  res: ServerResponse,
+/**
+ * Starts the response with every header at once, the request id among them. A header set earlier with
+ * `setHeader` would send node:http down its merging path, which re-validates every header one by one:
+ * measurable on every request.
+ */
+export function writeHead(
+  exchange: Exchange,
   status: number,
-  body: unknown,
-  headers: Record<string, string> = {},
+  headers: Readonly<Record<string, string | number>>,
 ): void {
-  sendJsonText(res, status, JSON.stringify(body), headers)
+  exchange.res.writeHead(status, { 'x-request-id': exchange.requestId, ...headers })
 }
 
-function sendJsonText(
-  res: ServerResponse,
+export function sendText(
+  exchange: Exchange,
   status: number,
+  contentType: string,
   text: string,
-  headers: Readonly<Record<string, string>>,
+  headers: Readonly<Record<string, string>> = {},
 ): void {
-  res.writeHead(status, {
+  writeHead(exchange, status, {
     ...headers,
-    'content-type': 'application/json',
+    'content-type': contentType,
     'content-length': Buffer.byteLength(text),
   })
-  res.end(text)
+  exchange.res.end(text)
 }
 
-function sendError(res: ServerResponse, error: GatewayError, redact: Redactor): void {
+export function sendJson(exchange: Exchange, status: number, body: unknown): void {
+  sendText(exchange, status, 'application/json', JSON.stringify(body))
+}
+
+function sendError(exchange: Exchange, error: GatewayError, redact: Redactor): void {
   // Mid-response there is no envelope to send; cutting the connection is the honest signal left.
-  if (res.headersSent) {
-    res.destroy()
+  if (exchange.res.headersSent) {
+    exchange.res.destroy()
     return
   }
-  sendJsonText(res, error.status, redact(JSON.stringify(error.toEnvelope())), error.headers)
+  const text = redact(JSON.stringify(error.toEnvelope()))
+  sendText(exchange, error.status, 'application/json', text, error.headers)
 }
 
 /** The end of a request: its access log line, its metrics, and the end of its span. */

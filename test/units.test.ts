@@ -1,7 +1,9 @@
 // The pure pieces, tested directly: parsing, redaction, and the small decisions.
 
 import assert from 'node:assert/strict'
-import { openSync } from 'node:fs'
+import { mkdtempSync, openSync, readFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import { describe, test } from 'node:test'
 import { errorMessageOf, sanitizeReason } from '../src/answer.ts'
@@ -170,6 +172,8 @@ test('the access-line fast path writes what pino would, in order, redacted', () 
   const [fromPino, fast, after] = lines.map((line) => JSON.parse(line) as Record<string, unknown>)
   assert.deepEqual(Object.keys(fast ?? {}), Object.keys(fromPino ?? {}))
   assert.deepEqual({ ...fast, time: 0 }, { ...fromPino, time: 0 })
+  assert.match(String(fast?.time), /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/)
+  assert.ok(Math.abs(Date.parse(String(fast?.time)) - Date.parse(String(fromPino?.time))) < 1000)
   assert.equal(fast?.note, '[REDACTED]')
   assert.equal(after?.msg, 'after')
   assert.equal(lines[1]?.endsWith('}\n'), true)
@@ -177,4 +181,27 @@ test('the access-line fast path writes what pino would, in order, redacted', () 
   const quiet = createLogging({ level: 'warn', redact: (text) => text, tee, fd: openSync('/dev/null', 'w') })
   quiet.infoLine('request', { route: 'r' })
   assert.equal(lines.length, 3)
+})
+
+test('batched log lines reach the file whole and in order: multi-byte text, lines past a batch', () => {
+  const file = join(mkdtempSync(join(tmpdir(), 'ai-gateway-log-')), 'out.log')
+  const { logger, infoLine } = createLogging({
+    level: 'info',
+    redact: (text) => text,
+    fd: openSync(file, 'w'),
+  })
+  const sent: string[] = []
+  for (let i = 0; i < 500; i++) {
+    // Every 50th line is longer than a whole batch; some carry characters of two, three and four bytes.
+    const note = i % 50 === 0 ? 'x'.repeat(20_000) : `line ${i} ü € 🙂`.repeat(1 + (i % 7))
+    sent.push(note)
+    if (i % 2 === 0) infoLine('request', { i, note })
+    else logger.info({ i, note }, 'request')
+  }
+  logger.flush()
+  const got = readFileSync(file, 'utf8')
+    .trimEnd()
+    .split('\n')
+    .map((line) => JSON.parse(line).note as string)
+  assert.deepEqual(got, sent)
 })
