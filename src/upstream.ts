@@ -118,8 +118,18 @@ function dispatchWhole(
         status = statusCode
         headers = responseHeaders
       },
-      onResponseData(_controller, chunk) {
+      onResponseData(controller, chunk) {
         size += chunk.length
+        // An error answer is judged by its start, as on the streaming path: its status is what counts.
+        if (status < 200 || status >= 300) {
+          chunks.push(chunk)
+          if (size >= errorBodyBytes) {
+            // Settled first: aborting reports an error of its own, synchronously.
+            finish({ kind: 'whole', status, headers, body: Buffer.concat(chunks) })
+            controller.abort(new Error('enough of the error body'))
+          }
+          return
+        }
         // A whole answer is held in memory before it is judged: past the limit the upstream is
         // misbehaving, and the attempt fails rather than the process.
         if (size > options.maxAnswerBytes) {

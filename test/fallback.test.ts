@@ -3,7 +3,7 @@ import { createServer } from 'node:net'
 import { after, before, beforeEach, describe, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { baseConfig, gatewayKey, type RunningGateway, startGateway, waitFor } from './gateway-process.ts'
-import { hang, json, MockUpstream, ok, raw, reset, status } from './mock-upstream.ts'
+import { chunk, hang, json, MockUpstream, ok, raw, reset, sse, status } from './mock-upstream.ts'
 
 const keys = { a: 'sk-provider-a-secret-111', b: 'sk-provider-b-secret-222' }
 const messages = [{ role: 'user', content: 'prompt-text-xyzzy' }]
@@ -259,9 +259,29 @@ test('an answer larger than max_answer_size fails the attempt, and the next step
   }
 })
 
+test('a large error answer is judged by its status, streaming or not, whatever max_answer_size says', async () => {
+  const own = await startGateway({ ...config(), max_answer_size: '1kb' })
+  try {
+    for (const stream of [false, true]) {
+      const answer = stream ? sse([chunk({ role: 'assistant', content: 'small' })]) : ok('small')
+      mock.script('a', status(429, 'slow down '.repeat(5_000))).script('b', answer)
+      const res = await own.post('/v1/chat/completions', { model: 'ab', messages, stream })
+      assert.equal(res.status, 200)
+      assert.equal(res.headers.get('x-gateway-provider'), 'b')
+      await res.text()
+      const line = await own.waitForLog((l) => l.msg === 'request' && l.stream === stream)
+      const [first] = line.attempts as { provider: string; outcome: string; status?: number }[]
+      assert.deepEqual([first?.provider, first?.outcome, first?.status], ['a', 'http_error', 429])
+    }
+  } finally {
+    await own.stop()
+  }
+})
+
 test('a provider without api_key gets no Authorization header', async () => {
   mock.script('a', status(500)).script('b', status(500)).script('c', ok())
   await chat('abc')
+  assert.equal(mock.requests('c').length, 1)
   assert.equal(mock.requests('c')[0]?.headers.authorization, undefined)
 })
 

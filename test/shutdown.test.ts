@@ -39,7 +39,7 @@ test('SIGTERM lets an in-flight stream finish, refuses new connections, then exi
   assert.match(text, /data: \[DONE\]\n\n$/)
   assert.equal(await exited, 0)
   const messages = gw.logs.map((l) => l.msg)
-  for (const msg of ['listening', 'received stop signal', 'shutting down', 'stopped'])
+  for (const msg of ['listening', 'request', 'received stop signal', 'shutting down', 'stopped'])
     assert.ok(messages.includes(msg), msg)
   assert.ok(
     messages.indexOf('request') < messages.indexOf('stopped'),

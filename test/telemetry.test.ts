@@ -363,6 +363,7 @@ test('with no OTLP variables nothing is exported', async () => {
   await gw.stop()
   assert.equal(collector.exports.length, 0)
   assert.equal(gw.logs.find((l) => l.msg === 'listening')?.telemetry, false)
+  assert.equal(mock.requests('a').length, 1)
   assert.equal(mock.requests('a')[0]?.headers.traceparent, undefined)
 })
 
