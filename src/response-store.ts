@@ -10,6 +10,8 @@ export interface StoredResponse {
   readonly expiresAt: number
   /** Rough size in bytes (the JSON length), so conversations carrying images cannot exhaust memory. */
   readonly bytes: number
+  /** The part of `bytes` that is `items`, so the next turn adds to it instead of measuring it all again. */
+  readonly itemBytes: number
 }
 
 export class ResponseStore {
@@ -26,16 +28,20 @@ export class ResponseStore {
     this.#maxBytes = maxBytes
   }
 
+  /** Stores a response that continues `history` (if any) with the `added` items. */
   put(
     id: string,
     response: Readonly<Record<string, unknown>>,
-    items: readonly Item[],
+    history: StoredResponse | undefined,
+    added: readonly Item[],
     now = Date.now(),
   ): void {
     this.#delete(id)
-    const bytes = JSON.stringify(items).length + JSON.stringify(response).length
+    const itemBytes = (history?.itemBytes ?? 0) + JSON.stringify(added).length
+    const bytes = itemBytes + JSON.stringify(response).length
     if (bytes > this.#maxBytes) return
-    this.#entries.set(id, { response, items, expiresAt: now + this.#ttlMs, bytes })
+    const items = history === undefined ? added : [...history.items, ...added]
+    this.#entries.set(id, { response, items, expiresAt: now + this.#ttlMs, bytes, itemBytes })
     this.#bytes += bytes
     while (this.#entries.size > this.#max || this.#bytes > this.#maxBytes) {
       const oldest = this.#entries.keys().next().value

@@ -6,7 +6,7 @@ import { readJsonObject } from './body.ts'
 import { GatewayError } from './errors.ts'
 import { type HandlerDeps, routeOf } from './handlers.ts'
 import { proxyThroughRoute, type StepPlan } from './proxy.ts'
-import type { ResponseStore } from './response-store.ts'
+import type { ResponseStore, StoredResponse } from './response-store.ts'
 import {
   chatToResponse,
   echoedSettings,
@@ -54,14 +54,14 @@ const responseNotFound = (id: string, param: string) =>
 async function createResponse(exchange: Exchange, deps: ResponsesDeps): Promise<void> {
   const body = await readJsonObject(exchange.req, deps.maxBodySize)
   const route = routeOf(body, deps)
-  let history: readonly Item[] = []
+  let history: StoredResponse | undefined
   if (body.previous_response_id !== undefined && body.previous_response_id !== null) {
     const id = String(body.previous_response_id)
-    const stored = deps.store.get(id)
-    if (stored === undefined) throw responseNotFound(id, 'previous_response_id')
-    history = stored.items
+    history = deps.store.get(id)
+    if (history === undefined) throw responseNotFound(id, 'previous_response_id')
   }
-  const conversation = [...history, ...inputItems(body.input)]
+  const input = inputItems(body.input)
+  const conversation = [...(history?.items ?? []), ...input]
   // Translated once, up front: a field that cannot be honoured is a 400 before any provider is called.
   const chat = route.steps.some((step) => step.responses === 'translate')
     ? toChatRequest(body, conversation)
@@ -74,7 +74,7 @@ async function createResponse(exchange: Exchange, deps: ResponsesDeps): Promise<
   const remember = (response: Json | undefined) => {
     if (response === undefined || body.store === false || typeof response.id !== 'string') return
     const output = Array.isArray(response.output) ? (response.output as Item[]) : []
-    deps.store.put(response.id, response, [...conversation, ...output])
+    deps.store.put(response.id, response, history, [...input, ...output])
   }
   const plan = (step: Step): StepPlan =>
     step.responses === 'native'

@@ -137,18 +137,36 @@ test('normalizePath', () => {
 test('the response store is bounded by count, size and age', async () => {
   const { ResponseStore } = await import('../src/response-store.ts')
   const store = new ResponseStore(2, 1_000, 200)
-  store.put('a', { id: 'a' }, [], 0)
-  store.put('b', { id: 'b' }, [], 0)
-  store.put('c', { id: 'c' }, [], 0)
+  store.put('a', { id: 'a' }, undefined, [], 0)
+  store.put('b', { id: 'b' }, undefined, [], 0)
+  store.put('c', { id: 'c' }, undefined, [], 0)
   assert.equal(store.get('a', 0), undefined, 'count: the oldest went first')
   assert.ok(store.get('c', 0))
   assert.equal(store.get('c', 1_000), undefined, 'age')
-  store.put('big', { id: 'big' }, [{ type: 'message', content: 'x'.repeat(300) }], 0)
+  store.put('big', { id: 'big' }, undefined, [{ type: 'message', content: 'x'.repeat(300) }], 0)
   assert.equal(store.get('big', 0), undefined, 'larger than the whole budget: not kept')
-  store.put('d', { id: 'd' }, [{ content: 'y'.repeat(100) }], 0)
-  store.put('e', { id: 'e' }, [{ content: 'z'.repeat(100) }], 0)
+  store.put('d', { id: 'd' }, undefined, [{ content: 'y'.repeat(100) }], 0)
+  store.put('e', { id: 'e' }, undefined, [{ content: 'z'.repeat(100) }], 0)
   assert.equal(store.get('d', 0), undefined, 'size: the oldest went first')
   assert.ok(store.get('e', 0))
+})
+
+test('a continued conversation is stored whole, and its size is counted from the turn before', async () => {
+  const { ResponseStore } = await import('../src/response-store.ts')
+  const store = new ResponseStore(10, 1_000, 900)
+  store.put('1', { id: '1' }, undefined, [{ content: 'a'.repeat(300) }], 0)
+  const first = store.get('1', 0)
+  store.put('2', { id: '2' }, first, [{ content: 'b'.repeat(300) }], 0)
+  const second = store.get('2', 0)
+  assert.deepEqual(
+    second?.items.map((item) => item.content),
+    ['a'.repeat(300), 'b'.repeat(300)],
+  )
+  assert.ok((second?.itemBytes ?? 0) > 600)
+  // Both turns fit the budget alone, not together: the longer conversation is the one that stays.
+  assert.equal(store.get('1', 0), undefined)
+  store.put('3', { id: '3' }, second, [{ content: 'c'.repeat(300) }], 0)
+  assert.equal(store.get('3', 0), undefined, 'three turns are over the budget')
 })
 
 test('the access-line fast path writes what pino would, in order, redacted', () => {
