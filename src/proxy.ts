@@ -72,7 +72,7 @@ export async function proxyThroughRoute(
 
   // The client going away (before or during the answer) aborts whatever attempt is in flight.
   const client = new ClientLink()
-  res.once('close', () => {
+  res.on('close', () => {
     if (!res.writableFinished) client.leave()
   })
   const budgetEnd = exchange.startedAt + route.totalMs
