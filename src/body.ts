@@ -3,13 +3,14 @@
 import type { IncomingMessage } from 'node:http'
 import { GatewayError } from './errors.ts'
 
+// The rest of an oversized body is not worth reading: the connection ends after the answer.
+const tooLarge = (limit: number) =>
+  new GatewayError('body_too_large', `Request body exceeds the limit of ${limit} bytes.`, {
+    headers: { connection: 'close' },
+  })
+
 function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
-  // The rest of an oversized body is not worth reading: the connection ends after the answer.
-  const tooLarge = () =>
-    new GatewayError('body_too_large', `Request body exceeds the limit of ${limit} bytes.`, {
-      headers: { connection: 'close' },
-    })
-  if (Number(req.headers['content-length']) > limit) return Promise.reject(tooLarge())
+  if (Number(req.headers['content-length']) > limit) return Promise.reject(tooLarge(limit))
   // Plain events rather than an async iterator: this runs for every request.
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = []
@@ -19,7 +20,7 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
       if (size > limit) {
         req.off('data', onData)
         req.pause()
-        reject(tooLarge())
+        reject(tooLarge(limit))
         return
       }
       chunks.push(chunk)

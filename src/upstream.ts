@@ -44,6 +44,31 @@ export class UpstreamClient {
 /** How much of a provider's error body is read: enough for its message and retry hints. */
 const errorBodyBytes = 16 * 1024
 
+/** A non-2xx answer, judged by its status and the start of its body, streaming or not. */
+class ErrorAnswer {
+  readonly #status: number
+  readonly #headers: Readonly<Record<string, string | string[] | undefined>>
+  readonly #chunks: Buffer[] = []
+  #size = 0
+
+  constructor(status: number, headers: Readonly<Record<string, string | string[] | undefined>>) {
+    this.#status = status
+    this.#headers = headers
+  }
+
+  /** Keeps `chunk`; true once enough of the body is kept to judge it. */
+  add(chunk: Buffer): boolean {
+    this.#chunks.push(chunk)
+    this.#size += chunk.length
+    return this.#size >= errorBodyBytes
+  }
+
+  failure(redact: Redactor): Failure {
+    const text = Buffer.concat(this.#chunks).subarray(0, errorBodyBytes).toString('utf8')
+    return httpError(this.#status, this.#headers, text, redact)
+  }
+}
+
 export interface SendOptions {
   readonly step: Step
   readonly endpoint: string
@@ -80,7 +105,7 @@ function dispatchOptions(options: SendOptions): Dispatcher.DispatchOptions {
 /**
  * One non-streaming request, answered as a whole: undici's dispatch API collects the body without a
  * body stream or an abort-signal listener (both measurable per request), and the attempt cancels it
- * directly. Any status comes back; the caller judges it.
+ * directly. A 2xx comes back whole for the caller to judge; anything else as its Failure.
  */
 function dispatchWhole(
   client: UpstreamClient,
@@ -95,6 +120,7 @@ function dispatchWhole(
     let size = 0
     let status = 0
     let headers: Record<string, string | string[] | undefined> = {}
+    let error: ErrorAnswer | undefined
     let done = false
     const finish = (value: Parameters<typeof resolve>[0]) => {
       if (done) return
@@ -117,19 +143,18 @@ function dispatchWhole(
         attempt.unwatch()
         status = statusCode
         headers = responseHeaders
+        if (statusCode < 200 || statusCode >= 300) error = new ErrorAnswer(statusCode, responseHeaders)
       },
       onResponseData(controller, chunk) {
-        size += chunk.length
-        // An error answer is judged by its start, as on the streaming path: its status is what counts.
-        if (status < 200 || status >= 300) {
-          chunks.push(chunk)
-          if (size >= errorBodyBytes) {
+        if (error !== undefined) {
+          if (error.add(chunk)) {
             // Settled first: aborting reports an error of its own, synchronously.
-            finish({ kind: 'whole', status, headers, body: Buffer.concat(chunks) })
+            finish(error.failure(options.redact))
             controller.abort(new Error('enough of the error body'))
           }
           return
         }
+        size += chunk.length
         // A whole answer is held in memory before it is judged: past the limit the upstream is
         // misbehaving, and the attempt fails rather than the process.
         if (size > options.maxAnswerBytes) {
@@ -143,6 +168,10 @@ function dispatchWhole(
         chunks.push(chunk)
       },
       onResponseEnd() {
+        if (error !== undefined) {
+          finish(error.failure(options.redact))
+          return
+        }
         finish({
           kind: 'whole',
           status,
@@ -165,14 +194,6 @@ export async function exchangeJson(
   options.attempt.start(options.step, false)
   const result = await dispatchWhole(client, options)
   if (isFailure(result)) return result
-  if (result.status < 200 || result.status >= 300) {
-    return httpError(
-      result.status,
-      result.headers,
-      result.body.subarray(0, errorBodyBytes).toString('utf8'),
-      options.redact,
-    )
-  }
   return jsonAnswerOf(result.status, result.headers, result.body, options.redact)
 }
 
@@ -201,14 +222,8 @@ export function sendUpstream(
       cancel: () => controller?.abort(new Error('reader stopped')),
     })
     // A non-2xx answer: only the start of its body is kept, for the reason and the retry hint.
-    let errorStatus = 0
-    let errorHeaders: Record<string, string | string[] | undefined> = {}
-    const errorChunks: Buffer[] = []
-    let errorSize = 0
-    const settleError = () =>
-      settle(
-        httpError(errorStatus, errorHeaders, Buffer.concat(errorChunks).toString('utf8'), options.redact),
-      )
+    let error: ErrorAnswer | undefined
+    const settleError = (answer: ErrorAnswer) => settle(answer.failure(options.redact))
     attempt.onAbort(() => {
       controller?.abort(new Error('attempt aborted'))
       body.fail(new Error('attempt aborted'))
@@ -216,36 +231,28 @@ export function sendUpstream(
     })
     client.dispatcher(step.timeouts.connect).dispatch(dispatchOptions(options), {
       onRequestStart(c) {
-        if (settled && errorStatus === 0) c.abort(new Error('attempt aborted'))
+        if (settled && error === undefined) c.abort(new Error('attempt aborted'))
         else controller = c
       },
       onResponseStart(_c, statusCode, headers) {
         attempt.unwatch()
         if (statusCode >= 200 && statusCode < 300)
           settle({ kind: 'response', status: statusCode, headers, body })
-        else {
-          errorStatus = statusCode
-          errorHeaders = headers
-        }
+        else error = new ErrorAnswer(statusCode, headers)
       },
       onResponseData(c, chunk) {
-        if (errorStatus === 0) {
-          body.push(chunk)
-          return
-        }
-        errorChunks.push(chunk)
-        errorSize += chunk.length
-        if (errorSize >= errorBodyBytes) {
+        if (error === undefined) body.push(chunk)
+        else if (error.add(chunk)) {
           c.abort(new Error('enough of the error body'))
-          settleError()
+          settleError(error)
         }
       },
       onResponseEnd() {
-        if (errorStatus === 0) body.end()
-        else settleError()
+        if (error === undefined) body.end()
+        else settleError(error)
       },
       onResponseError(_c, err) {
-        if (errorStatus !== 0) settleError()
+        if (error !== undefined) settleError(error)
         else if (settled) body.fail(err)
         else settle(attempt.failureOf(err))
       },
