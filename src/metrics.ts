@@ -1,10 +1,12 @@
 // Prometheus metrics (prom-client): one registry per gateway, fed once per request from the facts the
-// access log line already holds. Every label value comes from the config or a closed set, never from
+// access log line already holds. The per-request series are series.ts's; prom-client formats them
+// with its own process metrics. Every label value comes from the config or a closed set, never from
 // user input, so series stay bounded.
 
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
+import { collectDefaultMetrics, Gauge, Registry } from 'prom-client'
 import type { HealthBoard, TargetState } from './health.ts'
 import type { Route } from './router.ts'
+import { FastCounter, FastHistogram } from './series.ts'
 import type { AccessFacts } from './server.ts'
 
 const seconds = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300]
@@ -13,14 +15,14 @@ const targetStates: readonly TargetState[] = ['healthy', 'cooling_down', 'circui
 export class Metrics {
   readonly registry = new Registry()
   readonly #routes: ReadonlySet<string>
-  readonly #requests: Counter<'route' | 'status'>
-  readonly #requestDuration: Histogram<'route'>
-  readonly #attempts: Counter<'provider' | 'model' | 'outcome'>
-  readonly #attemptDuration: Histogram<'provider' | 'model' | 'outcome'>
-  readonly #fallbacks: Counter<'route' | 'provider' | 'model' | 'reason'>
-  readonly #ttft: Histogram<'route' | 'provider' | 'model'>
-  readonly #tokens: Counter<'provider' | 'model' | 'direction'>
-  readonly #dropped: Counter<'signal'>
+  readonly #requests: FastCounter<'route' | 'status'>
+  readonly #requestDuration: FastHistogram<'route'>
+  readonly #attempts: FastCounter<'provider' | 'model' | 'outcome'>
+  readonly #attemptDuration: FastHistogram<'provider' | 'model' | 'outcome'>
+  readonly #fallbacks: FastCounter<'route' | 'provider' | 'model' | 'reason'>
+  readonly #ttft: FastHistogram<'route' | 'provider' | 'model'>
+  readonly #tokens: FastCounter<'provider' | 'model' | 'direction'>
+  readonly #dropped: FastCounter<'signal'>
 
   constructor(routes: readonly Route[], health: HealthBoard) {
     this.#routes = new Set(routes.map((r) => r.name))
@@ -32,56 +34,56 @@ export class Metrics {
       prefix: 'ai_gateway_',
       eventLoopMonitoringPrecision: 100,
     })
-    this.#requests = new Counter({
+    this.#requests = new FastCounter({
       name: 'ai_gateway_requests_total',
       help: 'Requests by route and HTTP status (route "" when the request named no known route).',
       labelNames: ['route', 'status'],
-      registers,
+      registry: this.registry,
     })
-    this.#requestDuration = new Histogram({
+    this.#requestDuration = new FastHistogram({
       name: 'ai_gateway_request_duration_seconds',
       help: 'Time from request to the end of the response, by route.',
       labelNames: ['route'],
       buckets: seconds,
-      registers,
+      registry: this.registry,
     })
-    this.#attempts = new Counter({
+    this.#attempts = new FastCounter({
       name: 'ai_gateway_upstream_attempts_total',
       help: 'Upstream attempts by provider, model and outcome (ok, http_error, network, timeout, invalid_response, aborted).',
       labelNames: ['provider', 'model', 'outcome'],
-      registers,
+      registry: this.registry,
     })
-    this.#attemptDuration = new Histogram({
+    this.#attemptDuration = new FastHistogram({
       name: 'ai_gateway_upstream_attempt_duration_seconds',
       help: 'Upstream attempt duration until the answer or the stream commit, by provider, model and outcome.',
       labelNames: ['provider', 'model', 'outcome'],
       buckets: seconds,
-      registers,
+      registry: this.registry,
     })
-    this.#fallbacks = new Counter({
+    this.#fallbacks = new FastCounter({
       name: 'ai_gateway_fallbacks_total',
       help: 'Steps that did not serve a request, by step and why: an attempt outcome, or skipped:<reason>.',
       labelNames: ['route', 'provider', 'model', 'reason'],
-      registers,
+      registry: this.registry,
     })
-    this.#ttft = new Histogram({
+    this.#ttft = new FastHistogram({
       name: 'ai_gateway_time_to_first_token_seconds',
       help: 'For streams: time from request to the first content sent to the client.',
       labelNames: ['route', 'provider', 'model'],
       buckets: seconds,
-      registers,
+      registry: this.registry,
     })
-    this.#tokens = new Counter({
+    this.#tokens = new FastCounter({
       name: 'ai_gateway_tokens_total',
       help: 'Tokens the providers reported, by provider, model and direction (input, output).',
       labelNames: ['provider', 'model', 'direction'],
-      registers,
+      registry: this.registry,
     })
-    this.#dropped = new Counter({
+    this.#dropped = new FastCounter({
       name: 'ai_gateway_telemetry_dropped_total',
       help: 'Telemetry items dropped because the export queue was full or the collector failed, by signal.',
       labelNames: ['signal'],
-      registers,
+      registry: this.registry,
     })
     new Gauge({
       name: 'ai_gateway_target_state',
@@ -102,39 +104,16 @@ export class Metrics {
     })
   }
 
-  // Requests are recorded in batches: prom-client's per-call label checks and hashing cost ~5 µs per
-  // request inside the loaded gateway, several times what the same work costs in a tight loop.
-  // Batches are applied at 256 requests and before every scrape, so a scrape never misses one.
-  #pending: { facts: AccessFacts; status: number; durationMs: number }[] = []
-
   /** Records one finished request from its access-log facts. */
   observe(facts: AccessFacts, status: number, durationMs: number): void {
-    this.#pending.push({ facts, status, durationMs })
-    if (this.#pending.length >= 256) this.#applyPending()
-  }
-
-  /** The Prometheus exposition text. */
-  text(): Promise<string> {
-    this.#applyPending()
-    return this.registry.metrics()
-  }
-
-  #applyPending(): void {
-    const batch = this.#pending
-    this.#pending = []
-    for (const { facts, status, durationMs } of batch) this.#record(facts, status, durationMs)
-  }
-
-  #record(facts: AccessFacts, status: number, durationMs: number): void {
     const route = facts.route !== undefined && this.#routes.has(facts.route) ? facts.route : ''
-    this.#child(this.#requests, `${route}\0${status}`, { route, status: String(status) }).inc()
+    this.#requests.inc({ route, status: String(status) })
     if (route === '') return
-    this.#child(this.#requestDuration, route, { route }).observe(durationMs / 1000)
+    this.#requestDuration.observe({ route }, durationMs / 1000)
     for (const a of facts.attempts ?? []) {
-      const key = `${a.provider}\0${a.model}\0${a.outcome}`
       const labels = { provider: a.provider, model: a.model, outcome: a.outcome }
-      this.#child(this.#attempts, key, labels).inc()
-      this.#child(this.#attemptDuration, key, labels).observe(a.durationMs / 1000)
+      this.#attempts.inc(labels)
+      this.#attemptDuration.observe(labels, a.durationMs / 1000)
       if (a.outcome !== 'ok' && a.outcome !== 'aborted') {
         this.#fallback(route, a.provider, a.model, a.outcome)
       }
@@ -144,47 +123,25 @@ export class Metrics {
     }
     if (facts.provider === undefined || facts.model === undefined) return
     const target = { provider: facts.provider, model: facts.model }
-    const targetKey = `${facts.provider}\0${facts.model}`
     if (facts.stream === true && facts.ttfbMs !== undefined) {
-      this.#child(this.#ttft, `${route}\0${targetKey}`, { route, ...target }).observe(facts.ttfbMs / 1000)
+      this.#ttft.observe({ route, ...target }, facts.ttfbMs / 1000)
     }
     const usage = facts.usage
     if (usage?.prompt_tokens !== undefined) {
-      this.#child(this.#tokens, `${targetKey}\0in`, { ...target, direction: 'input' }).inc(
-        usage.prompt_tokens,
-      )
+      this.#tokens.inc({ ...target, direction: 'input' }, usage.prompt_tokens)
     }
     if (usage?.completion_tokens !== undefined) {
-      this.#child(this.#tokens, `${targetKey}\0out`, { ...target, direction: 'output' }).inc(
-        usage.completion_tokens,
-      )
+      this.#tokens.inc({ ...target, direction: 'output' }, usage.completion_tokens)
     }
+  }
+
+  /** The Prometheus exposition text. */
+  text(): Promise<string> {
+    return this.registry.metrics()
   }
 
   #fallback(route: string, provider: string, model: string, reason: string): void {
-    const key = `${route}\0${provider}\0${model}\0${reason}`
-    this.#child(this.#fallbacks, key, { route, provider, model, reason }).inc()
-  }
-
-  // prom-client hashes label objects on every call; the hot path looks its series up by a cheap key.
-  readonly #children = new Map<object, Map<string, unknown>>()
-
-  #child<T extends { labels(labels: never): unknown }>(
-    metric: T,
-    key: string,
-    labels: object,
-  ): ReturnType<T['labels']> {
-    let byKey = this.#children.get(metric)
-    if (byKey === undefined) {
-      byKey = new Map()
-      this.#children.set(metric, byKey)
-    }
-    let child = byKey.get(key)
-    if (child === undefined) {
-      child = metric.labels(labels as never)
-      byKey.set(key, child)
-    }
-    return child as ReturnType<T['labels']>
+    this.#fallbacks.inc({ route, provider, model, reason })
   }
 
   telemetryDropped(signal: 'traces' | 'logs', count: number): void {

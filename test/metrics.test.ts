@@ -2,6 +2,8 @@
 
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
+import { Counter, Histogram, Registry } from 'prom-client'
+import { FastCounter, FastHistogram } from '../src/series.ts'
 import { baseConfig, gatewayKey, type RunningGateway, startGateway } from './gateway-process.ts'
 import { chunk, MockUpstream, ok, sse, status, textChunks } from './mock-upstream.ts'
 
@@ -135,4 +137,60 @@ test('metrics can be turned off', async () => {
   } finally {
     await off.stop()
   }
+})
+
+test("the request path's series print exactly as prom-client's own counters and histograms", async () => {
+  const ours = new Registry()
+  const theirs = new Registry()
+  const buckets = [0.005, 0.1, 1, 2.5]
+  const fastCounter = new FastCounter({
+    name: 'c_total',
+    help: 'A counter.',
+    labelNames: ['route', 'status'],
+    registry: ours,
+  })
+  const counter = new Counter({
+    name: 'c_total',
+    help: 'A counter.',
+    labelNames: ['route', 'status'],
+    registers: [theirs],
+  })
+  const fastHistogram = new FastHistogram({
+    name: 'h_seconds',
+    help: 'A histogram.',
+    labelNames: ['route'],
+    registry: ours,
+    buckets,
+  })
+  const histogram = new Histogram({
+    name: 'h_seconds',
+    help: 'A histogram.',
+    labelNames: ['route'],
+    buckets,
+    registers: [theirs],
+  })
+  // On a bound, between bounds, above every bound, zero, and in two series.
+  const observations: [string, number][] = [
+    ['a', 0.005],
+    ['a', 0.2],
+    ['a', 7],
+    ['b', 0],
+    ['a', 1],
+    ['b', 2.5],
+  ]
+  for (const [route, value] of observations) {
+    fastHistogram.observe({ route }, value)
+    histogram.observe({ route }, value)
+    fastCounter.inc({ route, status: '200' }, 2)
+    counter.inc({ route, status: '200' }, 2)
+  }
+  fastCounter.inc({ route: 'b', status: '500' })
+  counter.inc({ route: 'b', status: '500' })
+  assert.equal(await ours.metrics(), await theirs.metrics())
+  assert.match(await ours.metrics(), /h_seconds_bucket\{le="\+Inf",route="a"\} 4/)
+  ours.resetMetrics()
+  assert.equal(
+    await ours.metrics(),
+    '# HELP c_total A counter.\n# TYPE c_total counter\n\n# HELP h_seconds A histogram.\n# TYPE h_seconds histogram\n',
+  )
 })
