@@ -10,49 +10,31 @@ import { FastCounter, FastHistogram } from '../src/series.ts'
 const buckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300]
 const requests = 300_000
 
-function promClient(): (i: number) => void {
-  const registers = [new Registry()]
-  const total = new Counter({ name: 'r', help: 'r', labelNames: ['route', 'status'], registers })
-  const duration = new Histogram({ name: 'd', help: 'd', labelNames: ['route'], buckets, registers })
-  const attempts = new Counter({
-    name: 'a',
-    help: 'a',
-    labelNames: ['provider', 'model', 'outcome'],
-    registers,
-  })
-  const attemptDuration = new Histogram({
-    name: 'ad',
-    help: 'ad',
-    labelNames: ['provider', 'model', 'outcome'],
-    buckets,
-    registers,
-  })
-  return (i) => {
-    total.inc({ route: 'bench', status: '200' })
-    duration.observe({ route: 'bench' }, (i % 50) / 1000)
-    const labels = { provider: 'nginx', model: 'bench-model', outcome: 'ok' }
-    attempts.inc(labels)
-    attemptDuration.observe(labels, (i % 40) / 1000)
-  }
+type Labels = Record<string, string>
+
+/** Both kinds of metric take the same calls: `inc(labels)` and `observe(labels, value)`. */
+interface MetricKinds {
+  counter(name: string, labelNames: string[]): { inc(labels: Labels): void }
+  histogram(name: string, labelNames: string[]): { observe(labels: Labels, value: number): void }
 }
 
-function series(): (i: number) => void {
-  const registry = new Registry()
-  const total = new FastCounter({ name: 'r', help: 'r', labelNames: ['route', 'status'], registry })
-  const duration = new FastHistogram({ name: 'd', help: 'd', labelNames: ['route'], buckets, registry })
-  const attempts = new FastCounter({
-    name: 'a',
-    help: 'a',
-    labelNames: ['provider', 'model', 'outcome'],
-    registry,
-  })
-  const attemptDuration = new FastHistogram({
-    name: 'ad',
-    help: 'ad',
-    labelNames: ['provider', 'model', 'outcome'],
-    buckets,
-    registry,
-  })
+const promClient = (registry: Registry): MetricKinds => ({
+  counter: (name, labelNames) => new Counter({ name, help: name, labelNames, registers: [registry] }),
+  histogram: (name, labelNames) =>
+    new Histogram({ name, help: name, labelNames, buckets, registers: [registry] }),
+})
+
+const series = (registry: Registry): MetricKinds => ({
+  counter: (name, labelNames) => new FastCounter({ name, help: name, labelNames, registry }),
+  histogram: (name, labelNames) => new FastHistogram({ name, help: name, labelNames, buckets, registry }),
+})
+
+/** What the gateway records for one successful request, as `Metrics.observe` does. */
+function recorder(kinds: MetricKinds): (i: number) => void {
+  const total = kinds.counter('requests', ['route', 'status'])
+  const duration = kinds.histogram('duration', ['route'])
+  const attempts = kinds.counter('attempts', ['provider', 'model', 'outcome'])
+  const attemptDuration = kinds.histogram('attempt_duration', ['provider', 'model', 'outcome'])
   return (i) => {
     total.inc({ route: 'bench', status: String(200) })
     duration.observe({ route: 'bench' }, (i % 50) / 1000)
@@ -62,7 +44,10 @@ function series(): (i: number) => void {
   }
 }
 
-const contenders = { 'prom-client Counter/Histogram': promClient(), 'src/series.ts': series() }
+const contenders = {
+  'prom-client Counter/Histogram': recorder(promClient(new Registry())),
+  'src/series.ts': recorder(series(new Registry())),
+}
 const results = new Map<string, number[]>(Object.keys(contenders).map((name) => [name, []]))
 for (let round = 0; round < 5; round++) {
   for (const [name, record] of Object.entries(contenders)) {
