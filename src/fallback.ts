@@ -99,9 +99,7 @@ export interface RouteRunOptions<A extends { kind: string }> {
   readonly onHealthChange: (step: Step, change: NonNullable<HealthChange>) => void
 }
 
-export async function runRoute<A extends { kind: string }>(
-  options: RouteRunOptions<A>,
-): Promise<RouteOutcome<A>> {
+export function runRoute<A extends { kind: string }>(options: RouteRunOptions<A>): Promise<RouteOutcome<A>> {
   return new RouteRun(options).run()
 }
 

@@ -197,10 +197,11 @@ async function attemptStep(
     redact: deps.redact,
     maxAnswerBytes: deps.maxAnswerBytes,
   }
-  if (!request.stream) return exchangeJson(deps.client, send)
+  // Awaited, not returned: an async function that returns a promise settles a microtask turn later.
+  if (!request.stream) return await exchangeJson(deps.client, send)
   const response = await sendUpstream(deps.client, send)
   if (isFailure(response)) return response
-  return awaitCommit(response, attempt, deps.redact, deps.telemetry.captureContent)
+  return await awaitCommit(response, attempt, deps.redact, deps.telemetry.captureContent)
 }
 
 const statusOf = (failure: Failure): { status?: number } =>
