@@ -36,12 +36,14 @@ if (process.argv.includes('--bundle-only')) {
   console.log(`built ${bundle}`)
   process.exit(0)
 }
-// V8 grows the young generation to 64 MiB semi-spaces under load; a proxy's garbage dies young and
-// small, so 8 MiB is enough: 8 against 16 MiB took peak RSS from 124 to 111 MiB for 1.5 µs more
-// scavenging per request (BENCHMARKS.md). Optimizing compiles run on the main thread: on background
-// threads each left its compile memory in a malloc arena of its own, 20 MiB of peak RSS on a 2-core
-// machine. The container entrypoint passes the same flags.
-const v8Flags = ['--max-semi-space-size=8', '--no-concurrent-recompilation']
+// V8 flags, measured in BENCHMARKS.md. The young generation grows to 64 MiB semi-spaces under load; a
+// proxy's garbage dies young and small, so 8 MiB is enough (peak RSS 124 -> 111 MiB for 1.5 µs more
+// scavenging per request). Optimizing compiles run on the main thread: on background threads each
+// left its compile memory in a malloc arena of its own, 20 MiB of peak RSS on a 2-core machine. And no
+// Maglev: with compiles on the main thread, the mid tier cost 5-10% of the CPU per request and 5 MiB
+// of peak RSS; hot code goes from the baseline tier straight to TurboFan. The container's `node`
+// command line passes the same flags.
+const v8Flags = ['--max-semi-space-size=8', '--no-concurrent-recompilation', '--no-maglev']
 const seaConfig = join(dist, 'sea-config.json')
 writeFileSync(
   seaConfig,
@@ -53,7 +55,9 @@ writeFileSync(
     execArgv: v8Flags,
   }),
 )
-execFileSync(nodeBinary, ['--experimental-sea-config', seaConfig], { stdio: 'inherit' })
+// The code cache is made under the same flags: V8 rejects a cache made under others (--no-maglev among
+// them), and compiling the bundle afresh at start costs 3 MiB of idle RSS.
+execFileSync(nodeBinary, [...v8Flags, '--experimental-sea-config', seaConfig], { stdio: 'inherit' })
 // postject writes its output in one piece, which leaves it in the page cache as large folios: run
 // from there, the executable maps 17 MiB more of itself than the same bytes copied (as install.sh
 // copies them). The final file is a copy, so what is measured here is what gets installed.
