@@ -1,4 +1,4 @@
-// Gateway key extraction (`X-Api-Key` or `Authorization: Bearer`) and a comparison that leaks nothing.
+// Gateway key extraction (`X-Api-Key` or `Authorization: Bearer`) and the check against the configured key.
 
 import { hash } from 'node:crypto'
 import type { IncomingHttpHeaders } from 'node:http'
