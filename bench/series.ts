@@ -6,6 +6,7 @@
 
 import { Counter, Histogram, Registry } from 'prom-client'
 import { FastCounter, FastHistogram } from '../src/series.ts'
+import { median } from './lib.ts'
 
 const buckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300]
 const requests = 300_000
@@ -57,6 +58,5 @@ for (let round = 0; round < 5; round++) {
   }
 }
 for (const [name, times] of results) {
-  const sorted = times.sort((a, b) => a - b)
-  console.log(`${name.padEnd(30)} ${(sorted[2] as number).toFixed(3)} µs per request (median of 5 rounds)`)
+  console.log(`${name.padEnd(30)} ${median(times).toFixed(3)} µs per request (median of 5 rounds)`)
 }

@@ -1,4 +1,5 @@
-// Gateway key extraction (`X-Api-Key` or `Authorization: Bearer`) and the check against the configured key.
+// Gateway key extraction (`X-Api-Key` or `Authorization: Bearer`) and the check against the
+// configured key.
 
 import { hash } from 'node:crypto'
 import type { IncomingHttpHeaders } from 'node:http'
