@@ -23,5 +23,5 @@ ENV NODE_ENV=production PORT=8080
 EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=3s --start-period=5s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/health').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
-ENTRYPOINT ["node", "--max-semi-space-size=8", "--no-concurrent-recompilation", "--no-maglev", "/app/ai-gateway.cjs"]
+ENTRYPOINT ["node", "--max-semi-space-size=8", "--no-concurrent-recompilation", "--no-maglev", "--expose-gc", "/app/ai-gateway.cjs"]
 CMD ["--config", "/etc/ai-gateway/config.yaml"]

@@ -6,9 +6,9 @@
 //   node scripts/build-binary.ts --bundle-only  (just dist/ai-gateway.cjs, for the container image)
 
 import { execFileSync } from 'node:child_process'
-import { copyFileSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { copyFileSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { build } from 'esbuild'
+import { build, type Plugin } from 'esbuild'
 
 const root = join(import.meta.dirname, '..')
 const dist = join(root, 'dist')
@@ -17,6 +17,26 @@ const blob = join(dist, 'ai-gateway.blob')
 const binary = join(dist, 'ai-gateway')
 // The Node binary that `npm ci` installed with the project, not whatever `node` the machine has.
 const nodeBinary = join(root, 'node_modules', 'node', 'bin', 'node')
+
+/**
+ * undici loads its HTTP/2 client, and with it `node:http2` and `node:tls`, when its HTTP/1 client
+ * loads; yet a connection only speaks HTTP/2 when TLS negotiates it. Loaded on the first such
+ * connection instead, a gateway whose providers speak plain HTTP never pays for the two modules: 5 MiB
+ * of RSS. The build fails if undici's line changes, so the patch cannot silently stop applying.
+ */
+const lazyHttp2: Plugin = {
+  name: 'lazy-undici-http2',
+  setup(build) {
+    build.onLoad({ filter: /[\\/]undici[\\/]lib[\\/]dispatcher[\\/]client\.js$/ }, ({ path }) => {
+      const eager = "const connectH2 = require('./client-h2.js')"
+      const source = readFileSync(path, 'utf8')
+      if (!source.includes(eager)) throw new Error(`${path} no longer has: ${eager}`)
+      const lazy =
+        "let h2Client; const connectH2 = (client, socket) => (h2Client ??= require('./client-h2.js'))(client, socket)"
+      return { contents: source.replace(eager, lazy), loader: 'js' }
+    })
+  },
+}
 
 const started = performance.now()
 mkdirSync(dist, { recursive: true })
@@ -30,6 +50,10 @@ await build({
   minifySyntax: true,
   minifyWhitespace: true,
   legalComments: 'none',
+  // undici keeps its experimental HTTP/1 parser (Milo, two inlined WebAssembly builds) out of bundles
+  // that define this, as Node's own bundle of undici does: 170 KiB of source the gateway never runs.
+  define: { esbuildDetection: 'true' },
+  plugins: [lazyHttp2],
   logLevel: 'warning',
 })
 if (process.argv.includes('--bundle-only')) {
@@ -41,9 +65,9 @@ if (process.argv.includes('--bundle-only')) {
 // scavenging per request). Optimizing compiles run on the main thread: on background threads each
 // left its compile memory in a malloc arena of its own, 20 MiB of peak RSS on a 2-core machine. And no
 // Maglev: with compiles on the main thread, the mid tier cost 5-10% of the CPU per request and 5 MiB
-// of peak RSS; hot code goes from the baseline tier straight to TurboFan. The container's `node`
-// command line passes the same flags.
-const v8Flags = ['--max-semi-space-size=8', '--no-concurrent-recompilation', '--no-maglev']
+// of peak RSS; hot code goes from the baseline tier straight to TurboFan. `gc` is exposed for the one
+// compaction after start-up (cli.ts). The container's `node` command line passes the same flags.
+const v8Flags = ['--max-semi-space-size=8', '--no-concurrent-recompilation', '--no-maglev', '--expose-gc']
 const seaConfig = join(dist, 'sea-config.json')
 writeFileSync(
   seaConfig,

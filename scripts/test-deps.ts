@@ -1,6 +1,6 @@
 // Makes sure the system tools the test suite uses are present (shellcheck for install.sh,
 // systemd-analyze for the unit file, python3 for a loopback black hole, curl for the deploy
-// stand-ins), installing them from Debian's packages when we may.
+// stand-ins, openssl for a test certificate), installing them from Debian's packages when we may.
 // Runs before `npm test`.
 
 import { execFileSync, spawnSync } from 'node:child_process'
@@ -10,6 +10,7 @@ const tools: Record<string, string> = {
   'systemd-analyze': 'systemd',
   python3: 'python3',
   curl: 'curl',
+  openssl: 'openssl',
 }
 const has = (command: string) =>
   spawnSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' }).status === 0

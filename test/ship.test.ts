@@ -16,6 +16,8 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs'
+import { createSecureServer } from 'node:http2'
+import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
@@ -133,7 +135,126 @@ describe('the single executable', () => {
     // A warning here would be V8 rejecting the code cache built into the file, say, or Node's own.
     assert.equal(stderr, '')
   })
+
+  // The executable loads undici's HTTP/2 client only when a connection negotiates HTTP/2 (see
+  // scripts/build-binary.ts), and prom-client module by module (see metrics.ts).
+  test('speaks HTTP/2 to a TLS provider that offers it, and serves /metrics', async () => {
+    assert.ok(existsSync(binary), 'built by the test above')
+    const provider = await startTlsProvider()
+    const dir = mkdtempSync(join(tmpdir(), 'ai-gateway-bin-'))
+    writeFileSync(
+      join(dir, 'config.yaml'),
+      stringify({
+        api_key: gatewayKey,
+        port: 0,
+        host: '127.0.0.1',
+        providers: [{ name: 'tls', base_url: `https://127.0.0.1:${provider.port}/v1` }],
+        routes: [{ name: 'r', steps: [{ provider: 'tls', model: 'm' }] }],
+      }),
+    )
+    const child = spawn(binary, ['--config', join(dir, 'config.yaml')], {
+      env: { NODE_EXTRA_CA_CERTS: provider.cert },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    })
+    try {
+      const port = await listeningPort(child)
+      const ask = (stream: boolean) =>
+        fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${gatewayKey}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ model: 'r', stream, messages: [{ role: 'user', content: 'hi' }] }),
+        })
+      const whole = await ask(false)
+      assert.equal(whole.status, 200)
+      assert.match(await whole.text(), /over 2\.0/)
+      const streamed = await ask(true)
+      assert.equal(streamed.status, 200)
+      const events = await streamed.text()
+      assert.match(events, /"over "[\s\S]*"2\.0"[\s\S]*\[DONE\]/)
+      assert.deepEqual(provider.versions, ['2.0', '2.0'])
+      const metrics = await fetch(`http://127.0.0.1:${port}/metrics`, {
+        headers: { authorization: `Bearer ${gatewayKey}` },
+      })
+      assert.equal(metrics.status, 200)
+      const text = await metrics.text()
+      assert.match(text, /^ai_gateway_requests_total\{route="r",status="200"\} 2$/m)
+      assert.match(text, /^ai_gateway_process_resident_memory_bytes \d+/m)
+    } finally {
+      child.kill('SIGTERM')
+      await once(child, 'exit')
+      provider.close()
+    }
+  })
 })
+
+/** A TLS provider that offers HTTP/2 (and HTTP/1.1), with a certificate for 127.0.0.1 made for the test. */
+async function startTlsProvider() {
+  const dir = mkdtempSync(join(tmpdir(), 'ai-gateway-tls-'))
+  const [key, cert] = [join(dir, 'key.pem'), join(dir, 'cert.pem')]
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+    ],
+    { stdio: 'ignore' },
+  )
+  const versions: string[] = []
+  const server = createSecureServer(
+    { key: readFileSync(key), cert: readFileSync(cert), allowHTTP1: true },
+    (req, res) => {
+      versions.push(req.httpVersion)
+      let body = ''
+      req.on('data', (chunk: Buffer) => {
+        body += chunk
+      })
+      req.on('end', () => {
+        if ((JSON.parse(body) as { stream?: boolean }).stream !== true) {
+          res.writeHead(200, { 'content-type': 'application/json' })
+          res.end(
+            JSON.stringify({
+              id: 'c',
+              object: 'chat.completion',
+              model: 'm',
+              choices: [
+                {
+                  index: 0,
+                  message: { role: 'assistant', content: `over ${req.httpVersion}` },
+                  finish_reason: 'stop',
+                },
+              ],
+            }),
+          )
+          return
+        }
+        res.writeHead(200, { 'content-type': 'text/event-stream' })
+        for (const content of ['over ', req.httpVersion])
+          res.write(
+            `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', choices: [{ index: 0, delta: { content } }] })}\n\n`,
+          )
+        res.end('data: [DONE]\n\n')
+      })
+    },
+  )
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  return { cert, versions, port: (server.address() as AddressInfo).port, close: () => server.close() }
+}
 
 async function listeningPort(child: ChildProcess): Promise<number> {
   let out = ''
