@@ -4,13 +4,14 @@
 //   npm run bench                      (installs nginx and wrk from Debian when missing and root)
 //   npm run bench -- --rounds 5 --seconds 5 --gateway dist/ai-gateway
 //
-// Upstream: nginx returning a fixed chat completion, and a Node SSE server for streams. Load: wrk.
+// Upstream: nginx returning a fixed chat completion, and a Node SSE server (a process of its own) for
+// streams. Load: wrk.
 // Targets are measured in interleaved rounds (direct, nginx hop, gateway, direct, …); medians shown.
 
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtempSync, writeFileSync } from 'node:fs'
-import { createServer, type Server } from 'node:http'
+import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -149,29 +150,16 @@ function wrk(url: string, connections: number): { p50: number; p99: number; rps:
   return { p50: micros('50'), p99: micros('99'), rps }
 }
 
-/** A Node SSE upstream: `count` events `gapMs` apart, each stamped with its send time (µs since epoch). */
-async function startSseServer(): Promise<{ server: Server; port: number }> {
-  const server = createServer((req, res) => {
-    req.resume()
-    const url = new URL(req.url ?? '/', 'http://x')
-    const count = Number(url.searchParams.get('count') ?? 20)
-    const gapMs = Number(url.searchParams.get('gap') ?? 5)
-    res.writeHead(200, { 'content-type': 'text/event-stream' })
-    let i = 0
-    const send = () => {
-      if (res.destroyed) return
-      const t = Math.round((performance.timeOrigin + performance.now()) * 1000)
-      res.write(
-        `data: {"id":"x","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"w${i} "},"finish_reason":null}],"t":${t}}\n\n`,
-      )
-      if (++i < count) setTimeout(send, gapMs)
-      else setTimeout(() => res.end('data: [DONE]\n\n'), gapMs)
-    }
-    send()
+/**
+ * The SSE upstream (bench/sse-upstream.ts), in a process of its own: sharing the client's event loop,
+ * a direct stream would skip the wake-ups of another process that every real provider costs.
+ */
+async function startSseServer(): Promise<{ port: number; stop: () => void }> {
+  const child = spawn(process.execPath, [join(root, 'bench', 'sse-upstream.ts')], {
+    stdio: ['ignore', 'pipe', 'inherit'],
   })
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  return { server, port: (server.address() as AddressInfo).port }
+  const [line] = (await once(child.stdout, 'data')) as [Buffer]
+  return { port: Number(line.toString().trim()), stop: () => child.kill() }
 }
 
 /** Time to first byte and per-event forwarding delay of one stream, as a client sees them. */
@@ -258,11 +246,14 @@ routes:
     direct: { ttfb: [], delays: [], reads: [] },
     gateway: { ttfb: [], delays: [], reads: [] },
   }
-  // The gateway's stream route asks the SSE server for its default 20 events 5 ms apart.
-  for (let i = 0; i < 20; i++) {
+  // The gateway's stream route asks the SSE server for its default 20 events 5 ms apart. The first
+  // streams warm up both paths (as the wrk runs above do for the JSON path) and are not counted.
+  const [warmUp, measured] = [5, 40]
+  for (let i = 0; i < warmUp + measured; i++) {
     for (const name of ['direct', 'gateway'] as const) {
       const url = name === 'direct' ? `http://127.0.0.1:${sse.port}/v1/chat/completions` : targets.gateway
       const r = await streamOnce(url, name === 'gateway' ? auth : {}, dispatcher)
+      if (i < warmUp) continue
       streams[name]?.ttfb.push(r.ttfbMs)
       streams[name]?.delays.push(...r.delays)
       streams[name]?.reads.push(r.reads)
@@ -288,7 +279,7 @@ routes:
   await held.stop()
   await dispatcher.close()
   stopNginx()
-  sse.server.close()
+  sse.stop()
 
   const us = (n: number) => `${Math.round(n)} µs`
   const m1 = (name: string) => ({ p50: median(one[name]?.p50 ?? []), p99: median(one[name]?.p99 ?? []) })
@@ -321,7 +312,9 @@ routes:
   const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b)
   const d = sorted(streams.direct?.delays ?? [])
   const g = sorted(streams.gateway?.delays ?? [])
-  console.log('\n| streaming (20 streams × 20 events, 5 ms apart) | direct | gateway | difference |')
+  console.log(
+    `\n| streaming (${measured} streams × 20 events, 5 ms apart, after ${warmUp}) | direct | gateway | difference |`,
+  )
   console.log('|---|---|---|---|')
   const ttfbD = median(streams.direct?.ttfb ?? [])
   const ttfbG = median(streams.gateway?.ttfb ?? [])
