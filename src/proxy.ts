@@ -33,7 +33,7 @@ export interface StepPlan {
   readonly endpoint: string
   readonly body: string
   /** Rewrites a JSON answer before it is sent (e.g. a chat completion as a Response). */
-  readonly answer?: (answer: JsonAnswer) => Buffer
+  readonly answer?: (answer: JsonAnswer) => string
   /** Writes a committed stream (default: as it came). */
   readonly writer?: StreamWriter
   /** Called once the answer has been delivered in full. */
@@ -138,11 +138,11 @@ async function deliver(
   }
   try {
     if (answer.kind === 'json') {
-      const body = answer.plan.answer?.(answer) ?? answer.body
+      const body = answer.plan.answer?.(answer) ?? answer.text
       writeHead(exchange, answer.status, {
         ...headers,
         'content-type': answer.plan.answer === undefined ? answer.contentType : 'application/json',
-        'content-length': body.length,
+        'content-length': Buffer.byteLength(body),
       })
       res.end(body)
       answer.plan.delivered?.()

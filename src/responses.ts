@@ -103,7 +103,7 @@ function nativePlan(
     body: JSON.stringify({ ...rest, model: step.model, input: conversation }),
     answer: (answer) => {
       remember(answer.value as Json)
-      return answer.body
+      return answer.text
     },
     writer,
     delivered: () => remember(writer.final),
@@ -123,7 +123,7 @@ function translatedPlan(
     answer: (answer) => {
       const response = chatToResponse(answer.value as Json, shell)
       remember(response)
-      return Buffer.from(JSON.stringify(response))
+      return JSON.stringify(response)
     },
     writer,
     delivered: () => remember(writer.final),

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { request as httpRequest } from 'node:http'
 import { after, before, test } from 'node:test'
 import { baseConfig, gatewayKey, type RunningGateway, startGateway } from './gateway-process.ts'
-import { MockUpstream, ok } from './mock-upstream.ts'
+import { MockUpstream, ok, raw } from './mock-upstream.ts'
 
 let mock: MockUpstream
 let gw: RunningGateway
@@ -198,6 +198,21 @@ test('stream or not follows body.stream, never the Accept header', async () => {
   )
   assert.equal(res.status, 200)
   assert.match(res.headers.get('content-type') ?? '', /application\/json/)
+})
+
+test('an answer in any script arrives byte for byte, its length counted in bytes', async () => {
+  const text = JSON.stringify({
+    id: 'c',
+    object: 'chat.completion',
+    choices: [
+      { index: 0, message: { role: 'assistant', content: 'Grüße, 你好, 🚀 ✓' }, finish_reason: 'stop' },
+    ],
+  })
+  mock.script('p', raw(200, text, 'application/json'))
+  const res = await gw.post('/v1/chat/completions', { model: 'chat', messages: [] })
+  assert.equal(res.status, 200)
+  assert.equal(res.headers.get('content-length'), String(Buffer.byteLength(text)))
+  assert.deepEqual(Buffer.from(await res.arrayBuffer()), Buffer.from(text))
 })
 
 test('every request gets one access log line', async () => {
