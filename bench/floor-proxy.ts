@@ -23,9 +23,10 @@ createServer((req, res) => {
       headers: { 'content-type': 'application/json', authorization: 'Bearer floor' },
       body: JSON.stringify(body),
     })
-    const answer = Buffer.from(await upstream.body.arrayBuffer())
-    JSON.parse(answer.toString())
-    res.writeHead(200, { 'content-type': 'application/json', 'content-length': answer.length })
+    // Sent on as text: node:http writes a string body in one piece with the head.
+    const answer = await upstream.body.text()
+    JSON.parse(answer)
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(answer) })
     res.end(answer)
   })
 }).listen(Number(port), '127.0.0.1', () => process.stdout.write('listening\n'))
