@@ -3,6 +3,7 @@
 
 import { once } from 'node:events'
 import type { ServerResponse } from 'node:http'
+import { StringDecoder } from 'node:string_decoder'
 import { createParser, type EventSourceMessage } from 'eventsource-parser'
 import { errorMessageOf, sanitizeReason, type Usage, usageOf } from './answer.ts'
 import type { Attempt, Failure } from './attempt.ts'
@@ -60,13 +61,16 @@ async function* readItems(body: AsyncIterable<Buffer>): AsyncGenerator<Item> {
     onEvent: (event) => pending.push({ kind: 'event', event }),
     onComment: (text) => pending.push({ kind: 'comment', text }),
   })
-  const decoder = new TextDecoder()
+  // Node's StringDecoder rather than TextDecoder: half the cost per chunk, and a third of it for a
+  // stream's first chunk after an idle gap, where a stream's first byte is decided. (A leading BOM is
+  // the parser's to drop.)
+  const decoder = new StringDecoder('utf8')
   for await (const chunk of body) {
-    parser.feed(decoder.decode(chunk, { stream: true }))
+    parser.feed(decoder.write(chunk))
     for (const item of pending) yield item
     pending.length = 0
   }
-  parser.feed(decoder.decode())
+  parser.feed(decoder.end())
   // A last event not followed by a blank line is still an event.
   parser.reset({ consume: true })
   yield* pending

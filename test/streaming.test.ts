@@ -95,6 +95,28 @@ test('events reach the client as the upstream produces them', async () => {
   assert.equal(rest.at(-1), 'data: [DONE]')
 })
 
+test('a character split across upstream writes arrives whole; a leading BOM is dropped', async () => {
+  const bytes = Buffer.concat([
+    Buffer.from([0xef, 0xbb, 0xbf]),
+    Buffer.from(`data: ${JSON.stringify(chunk({ role: 'assistant', content: 'Grüße 🚀' }))}\n\n`),
+  ])
+  // Cut inside the ü (two bytes) and inside the rocket (four bytes).
+  const cuts = [bytes.indexOf('ü') + 1, bytes.indexOf('🚀') + 2]
+  mock.script('a', async (_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream' })
+    let from = 0
+    for (const at of [...cuts, bytes.length]) {
+      res.write(bytes.subarray(from, at))
+      from = at
+      await sleep(20)
+    }
+    res.end('data: [DONE]\n\n')
+  })
+  const all = await collect(await stream('a-only'))
+  assert.equal(contentOf(all[0] ?? ''), 'Grüße 🚀')
+  assert.equal(all.at(-1), 'data: [DONE]')
+})
+
 for (const [name, behaviour] of Object.entries({
   '429 before the first event': status(429),
   '500 before the first event': status(500),
