@@ -104,14 +104,13 @@ describe('the single executable', () => {
     const built = sh(['build'])
     assert.equal(built.code, 0, built.stderr)
     assert.ok(statSync(binary).size > 10 * 1024 * 1024)
-    const dir = mkdtempSync(join(tmpdir(), 'ai-gateway-bin-'))
-    writeFileSync(join(dir, 'config.yaml'), configYaml())
     const emptyPath = mkdtempSync(join(tmpdir(), 'empty-path-'))
     assert.notEqual(spawnSync('/bin/sh', ['-c', 'command -v node'], { env: { PATH: emptyPath } }).status, 0)
-    const child = spawn(binary, ['--config', join(dir, 'config.yaml')], {
-      env: { PATH: emptyPath, GATEWAY_API_KEY: gatewayKey, PROVIDER_KEY: 'sk-binary-provider' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
+    const child = spawnBinary(
+      configYaml(),
+      { PATH: emptyPath, GATEWAY_API_KEY: gatewayKey, PROVIDER_KEY: 'sk-binary-provider' },
+      'pipe',
+    )
     let stderr = ''
     child.stderr?.on('data', (chunk: Buffer) => {
       stderr += chunk
@@ -141,21 +140,14 @@ describe('the single executable', () => {
   test('speaks HTTP/2 to a TLS provider that offers it, and serves /metrics', async () => {
     assert.ok(existsSync(binary), 'built by the test above')
     const provider = await startTlsProvider()
-    const dir = mkdtempSync(join(tmpdir(), 'ai-gateway-bin-'))
-    writeFileSync(
-      join(dir, 'config.yaml'),
-      stringify({
-        api_key: gatewayKey,
-        port: 0,
-        host: '127.0.0.1',
-        providers: [{ name: 'tls', base_url: `https://127.0.0.1:${provider.port}/v1` }],
-        routes: [{ name: 'r', steps: [{ provider: 'tls', model: 'm' }] }],
-      }),
-    )
-    const child = spawn(binary, ['--config', join(dir, 'config.yaml')], {
-      env: { NODE_EXTRA_CA_CERTS: provider.cert },
-      stdio: ['ignore', 'pipe', 'inherit'],
+    const config = stringify({
+      api_key: gatewayKey,
+      port: 0,
+      host: '127.0.0.1',
+      providers: [{ name: 'tls', base_url: `https://127.0.0.1:${provider.port}/v1` }],
+      routes: [{ name: 'r', steps: [{ provider: 'tls', model: 'm' }] }],
     })
+    const child = spawnBinary(config, { NODE_EXTRA_CA_CERTS: provider.cert }, 'inherit')
     try {
       const port = await listeningPort(child)
       const ask = (stream: boolean) =>
@@ -186,6 +178,17 @@ describe('the single executable', () => {
     }
   })
 })
+
+/** The built executable on `configText`, with only `env` for its environment. */
+function spawnBinary(
+  configText: string,
+  env: Record<string, string>,
+  stderr: 'pipe' | 'inherit',
+): ChildProcess {
+  const config = join(mkdtempSync(join(tmpdir(), 'ai-gateway-bin-')), 'config.yaml')
+  writeFileSync(config, configText)
+  return spawn(binary, ['--config', config], { env, stdio: ['ignore', 'pipe', stderr] })
+}
 
 /** A TLS provider that offers HTTP/2 (and HTTP/1.1), with a certificate for 127.0.0.1 made for the test. */
 async function startTlsProvider() {
