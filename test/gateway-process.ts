@@ -4,6 +4,7 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtempSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
@@ -176,5 +177,26 @@ export async function waitFor(check: () => boolean, what = 'a condition', timeou
   while (!check()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
     await sleep(20)
+  }
+}
+
+/**
+ * A loopback port that is free now, for a process that must be told its port before it starts.
+ * Drawn below the kernel's ephemeral range (32768 and up), so the outbound connections of tests
+ * running beside this one cannot take it in the meantime, as they can take a port the kernel hands
+ * out for `listen(0)`.
+ */
+export async function unusedPort(): Promise<number> {
+  for (;;) {
+    const port = 10_000 + Math.floor(Math.random() * 22_000)
+    const probe = createServer()
+    const free = await new Promise<boolean>((resolve) => {
+      probe.once('error', () => resolve(false))
+      probe.listen(port, '127.0.0.1', () => resolve(true))
+    })
+    if (free) {
+      await new Promise((resolve) => probe.close(resolve))
+      return port
+    }
   }
 }

@@ -23,7 +23,7 @@ import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { validate } from 'dockerfile-utils'
 import { stringify } from 'yaml'
-import { gatewayKey, runCli } from './gateway-process.ts'
+import { gatewayKey, runCli, unusedPort } from './gateway-process.ts'
 import { MockUpstream, ok } from './mock-upstream.ts'
 
 const root = join(import.meta.dirname, '..')
@@ -386,7 +386,7 @@ describe('deploy over SSH (stand-ins)', () => {
     mkdirSync(join(sandbox, 'root/etc'), { recursive: true })
     for (const file of ['passwd', 'group', 'shadow', 'gshadow'])
       copyFileSync(join(sandbox, 'etc', file), join(sandbox, 'root/etc', file))
-    const port = 20_000 + Math.floor(Math.random() * 20_000)
+    const port = await unusedPort()
     const source = mkdtempSync(join(tmpdir(), 'ai-gateway-src-'))
     writeFileSync(join(source, 'config.yaml'), configYaml(port))
     writeFileSync(
