@@ -2,7 +2,7 @@
 
 import { spawn, spawnSync } from 'node:child_process'
 import { closeSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { cpus, release, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Pool } from 'undici'
@@ -107,4 +107,29 @@ export async function sequentialLatencies(port: number, count: number): Promise<
   }
   await pool.close()
   return samples
+}
+
+function readOr(file: string, fallback: string): string {
+  try {
+    return readFileSync(file, 'utf8').trim()
+  } catch {
+    return fallback
+  }
+}
+
+/**
+ * The machine a run was made on, for the record. The idle driver is part of it: on a virtual machine
+ * whose idle vCPU halts at once (haltpoll with `guest_halt_poll_ns` 0), every wake-up of an idle
+ * process costs the hypervisor's round trip, and one-connection latencies change several-fold with it.
+ */
+export function machine(): string {
+  const cpu = cpus()
+  const driver = readOr('/sys/devices/system/cpu/cpuidle/current_driver', 'unknown')
+  const poll = readOr('/sys/module/haltpoll/parameters/guest_halt_poll_ns', '')
+  return [
+    `${cpu.length} × ${cpu[0]?.model ?? 'unknown CPU'}`,
+    `Linux ${release()}`,
+    `Node ${process.version}`,
+    `idle driver ${driver}${poll === '' ? '' : ` (guest_halt_poll_ns ${poll})`}`,
+  ].join(', ')
 }

@@ -21,6 +21,7 @@ import { Agent, request } from 'undici'
 import {
   benchKey,
   type GatewayProcess,
+  machine,
   median,
   memoryOf,
   percentile,
@@ -284,7 +285,8 @@ routes:
   const us = (n: number) => `${Math.round(n)} µs`
   const m1 = (name: string) => ({ p50: median(one[name]?.p50 ?? []), p99: median(one[name]?.p99 ?? []) })
   const [direct, nginx, nodeFloor, gw] = [m1('direct'), m1('nginx'), m1('node floor'), m1('gateway')]
-  console.log(`proxy benchmark: ${rounds} interleaved rounds, wrk ${seconds} s each; medians of rounds\n`)
+  console.log(`proxy benchmark: ${rounds} interleaved rounds, wrk ${seconds} s each; medians of rounds`)
+  console.log(`machine: ${machine()}\n`)
   console.log('| one connection | p50 | p99 | added p50 | added p99 |')
   console.log('|---|---|---|---|---|')
   console.log(`| upstream direct | ${us(direct.p50)} | ${us(direct.p99)} | – | – |`)

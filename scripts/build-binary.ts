@@ -6,7 +6,7 @@
 //   node scripts/build-binary.ts --bundle-only  (just dist/ai-gateway.cjs, for the container image)
 
 import { execFileSync } from 'node:child_process'
-import { copyFileSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { copyFileSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { build, type Plugin } from 'esbuild'
 
@@ -99,7 +99,10 @@ execFileSync(
   ],
   { stdio: ['ignore', 'ignore', 'inherit'] },
 )
-copyFileSync(injected, binary)
+// Copied beside the target and renamed over it: a running gateway keeps its old file, where writing
+// into that file would fail with ETXTBSY.
+copyFileSync(injected, `${binary}.new`)
+renameSync(`${binary}.new`, binary)
 rmSync(injected)
 const mb = (path: string) => (statSync(path).size / 1024 / 1024).toFixed(1)
 console.log(
