@@ -55,8 +55,11 @@ export function routeFailed(route: Route, trail: Trail, failures: Failure[], red
       `${s.provider}/${s.model}: skipped, ${skipNames[s.reason]} (ready in ${Math.ceil(s.forMs / 1000)} s)`,
   )
   const count = trail.attempts.length + trail.skipped.length
+  // A step retried is still one step: the retries show in the attempt count and in the list.
+  const steps = new Set([...trail.attempts, ...trail.skipped].map((entry) => entry.step)).size
+  const retried = trail.attempts.length > steps ? ` after ${trail.attempts.length} attempts` : ''
   const message = redact(
-    `All ${count} step(s) of route "${route.name}" failed. ${[...tried, ...passed].join('; ')}`,
+    `All ${steps} step(s) of route "${route.name}" failed${retried}. ${[...tried, ...passed].join('; ')}`,
   )
 
   const limited =

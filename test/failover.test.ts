@@ -176,6 +176,16 @@ test('a 500 then healthy: the last step retries once and succeeds', async () => 
   assert.match(text, /second time lucky/)
 })
 
+test('a step that fails again on its retry is counted once in the error, with both attempts', async () => {
+  const gw = await gateway([{ provider: 'a' }])
+  mock.always('a', status(500))
+  const { status: code, text } = await ask(gw)
+  assert.equal(code, 502)
+  const { message } = JSON.parse(text).error
+  assert.match(message, /^All 1 step\(s\) of route "r" failed after 2 attempts\. /)
+  assert.equal(message.match(/a\/model-a: /g)?.length, 2)
+})
+
 test('a 500 with another step available moves on, and the primary is used again next time', async () => {
   const gw = await gateway([{ provider: 'a' }, { provider: 'b' }])
   mock.script('a', status(500), ok('a is back')).always('b', ok('from b'))
