@@ -75,6 +75,7 @@ export class Attempt {
   readonly #budgetEnd: number
   #deadline: NodeJS.Timeout | undefined
   #phaseTimer: NodeJS.Timeout | undefined
+  #phase: { readonly ms: number; readonly phase: TimeoutPhase } | undefined
   #onAbort: (() => void) | undefined
   readonly startedAt = performance.now()
 
@@ -125,6 +126,7 @@ export class Attempt {
   /** Fails the attempt as a `phase` timeout unless `touch()` is called within `ms`. */
   watch(ms: number, phase: TimeoutPhase): void {
     clearTimeout(this.#phaseTimer)
+    this.#phase = { ms, phase }
     this.#phaseTimer = setTimeout(() => this.#abort({ kind: 'timeout', phase, afterMs: ms }), ms)
   }
 
@@ -132,6 +134,17 @@ export class Attempt {
   unwatch(): void {
     clearTimeout(this.#phaseTimer)
     this.#phaseTimer = undefined
+    this.#phase = undefined
+  }
+
+  /** Stops the phase watch's clock while the wait is on our side (a client not reading). */
+  pauseWatch(): void {
+    clearTimeout(this.#phaseTimer)
+  }
+
+  /** Restarts the paused phase watch with its whole time. */
+  resumeWatch(): void {
+    if (this.#phase !== undefined && this.#reason === undefined) this.watch(this.#phase.ms, this.#phase.phase)
   }
 
   touch(): void {

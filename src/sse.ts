@@ -46,8 +46,6 @@ export interface CommittedStream {
   /** Events read up to and including the commit point. */
   readonly head: readonly HeldEvent[]
   readonly rest: AsyncGenerator<Item>
-  /** The upstream already finished inside `head`. */
-  readonly finished: boolean
   readonly stats: StreamStats
 }
 
@@ -141,19 +139,14 @@ export async function awaitCommit(
     model: undefined,
     text: captureText ? '' : undefined,
   }
-  const commit = (finished: boolean): CommittedStream => ({
-    kind: 'stream',
-    status: response.status,
-    head,
-    rest,
-    finished,
-    stats,
-  })
+  const commit = (): CommittedStream => ({ kind: 'stream', status: response.status, head, rest, stats })
+  // A stream that ends before its first real output has answered nothing: the next step may.
+  const empty = () => attempt.fail({ kind: 'invalid_response', reason: 'stream ended before any content' })
   try {
     for (;;) {
       const next = await rest.next()
       if (next.done === true) {
-        if (head.length > 0) return commit(true)
+        if (head.length > 0) return empty()
         return attempt.fail({ kind: 'invalid_response', reason: 'stream ended before any event' })
       }
       if (next.value.kind === 'comment') continue
@@ -162,14 +155,14 @@ export async function awaitCommit(
         stats.malformed++
         continue
       }
+      if (parsed.kind === 'done') return empty()
       head.push({ event: next.value.event, parsed })
-      if (parsed.kind === 'done') return commit(true)
       if (isErrorChunk(parsed.value)) {
         const reason = sanitizeReason(errorMessageOf(next.value.event.data), redact)
         return attempt.fail({ kind: 'invalid_response', reason: `error event before content: ${reason}` })
       }
       observeChunk(stats, parsed.value)
-      if (isCommitPoint(parsed.value) || head.length >= maxHeldEvents) return commit(false)
+      if (isCommitPoint(parsed.value) || head.length >= maxHeldEvents) return commit()
     }
   } catch (err) {
     return attempt.failureOf(err)
@@ -186,7 +179,7 @@ export function formatEvent(event: EventSourceMessage): string {
   return `${out}\n`
 }
 
-export type StreamEnd = 'completed' | 'client_gone' | Exclude<Failure, { kind: 'aborted' }>
+export type StreamEnd = 'completed' | 'client_gone' | 'client_stalled' | Exclude<Failure, { kind: 'aborted' }>
 
 /** How a committed stream is written to the client: as it came, or translated (responses-output.ts). */
 export interface StreamWriter {
@@ -220,16 +213,21 @@ export async function pipeStream(
   redact: Redactor,
   writer: StreamWriter = passthroughWriter,
 ): Promise<StreamEnd> {
+  // Set while the client holds the stream back. The provider is not silent then, so the idle watch
+  // waits too; a budget that runs out meanwhile is the client's doing, not the provider's failure.
+  let waitingOnClient = false
   const write = async (text: string) => {
-    if (text !== '' && !res.write(text)) await once(res, 'drain', { signal: attempt.signal })
+    if (text === '' || res.write(text)) return
+    waitingOnClient = true
+    attempt.pauseWatch()
+    await once(res, 'drain', { signal: attempt.signal })
+    attempt.resumeWatch()
+    waitingOnClient = false
   }
   let sawDone = false
   try {
-    for (const { event, parsed } of stream.head) {
-      sawDone ||= parsed.kind === 'done'
-      await write(writer.event(event, parsed))
-    }
-    while (!stream.finished && !sawDone) {
+    for (const { event, parsed } of stream.head) await write(writer.event(event, parsed))
+    while (!sawDone) {
       const next = await stream.rest.next()
       if (next.done === true) break
       attempt.touch()
@@ -248,6 +246,8 @@ export async function pipeStream(
         const reason = sanitizeReason(errorMessageOf(event.data), redact)
         const failure = { kind: 'invalid_response', reason: `error event: ${reason}` } as const
         await write(writer.failed(failureMessage(failure)))
+        // The provider may keep sending after its error event; nothing reads it any more.
+        void stream.rest.return(undefined).catch(() => {})
         return failure
       } else observeChunk(stream.stats, parsed.value)
       await write(writer.event(event, parsed))
@@ -260,6 +260,11 @@ export async function pipeStream(
     const failure = attempt.failureOf(err)
     void stream.rest.return(undefined).catch(() => {})
     if (failure.kind === 'aborted') return 'client_gone'
+    if (waitingOnClient) {
+      // More bytes would only queue behind the ones the client is not reading.
+      res.destroy()
+      return 'client_stalled'
+    }
     res.end(writer.failed(failureMessage(failure)))
     return failure
   } finally {

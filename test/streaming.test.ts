@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { connect, type Socket } from 'node:net'
 import { after, before, beforeEach, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { baseConfig, gatewayKey, type RunningGateway, startGateway } from './gateway-process.ts'
@@ -26,6 +27,7 @@ before(async () => {
           ],
         },
         { name: 'a-only', steps: [{ provider: 'a', model: 'model-a', timeout: '500ms' }] },
+        { name: 'short', timeouts: { total: '1s' }, steps: [{ provider: 'a', model: 'model-a' }] },
       ],
     }),
   )
@@ -126,6 +128,11 @@ for (const [name, behaviour] of Object.entries({
   'a role-only preamble, then silence': sse([chunk({ role: 'assistant', content: '' })], { end: 'hang' }),
   'an error event first': sse([{ error: { message: 'overloaded', code: 503 } }], { end: 'no_done' }),
   'an empty 200 stream': sse([], { end: 'no_done' }),
+  'a stream of only [DONE]': sse([]),
+  'a role-only preamble, then [DONE]': sse([chunk({ role: 'assistant', content: '' })]),
+  'a role-only preamble, then a clean end': sse([chunk({ role: 'assistant', content: '' })], {
+    end: 'no_done',
+  }),
 })) {
   test(`falls back on ${name}`, async () => {
     mock.script('a', behaviour).script('b', sse(textChunks('from b')))
@@ -280,4 +287,98 @@ test('a slow client holds the upstream back instead of the gateway buffering the
     received += value.length
   }
   assert.ok(received >= total, `client received ${received} bytes`)
+})
+
+test('after an error event the upstream request is closed, even if the provider keeps sending', async () => {
+  mock.script('a', async (_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream' })
+    res.write(`data: ${JSON.stringify(chunk({ content: 'so far' }))}\n\n`)
+    res.write(`data: ${JSON.stringify({ error: { message: 'went wrong' } })}\n\n`)
+    while (!res.destroyed) {
+      res.write(`data: ${JSON.stringify(chunk({ content: ' more' }))}\n\n`)
+      await sleep(20)
+    }
+  })
+  const all = await collect(await stream('ab'))
+  assert.match(all.at(-1) ?? '', /"code":"stream_interrupted"/)
+  const deadline = Date.now() + 3_000
+  while (mock.requests('a')[0]?.closedEarly !== true) {
+    assert.ok(Date.now() < deadline, 'the upstream request was left open')
+    await sleep(20)
+  }
+})
+
+/** An upstream writing `total` bytes of 16 KB events as fast as the gateway takes them. */
+function flood(total: number) {
+  const progress = { written: 0, blocked: false }
+  const event = `data: ${JSON.stringify(chunk({ content: 'x'.repeat(16 * 1024) }))}\n\n`
+  const behaviour: Behaviour = async (_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream' })
+    while (progress.written < total && !res.destroyed) {
+      progress.written += event.length
+      if (!res.write(event)) {
+        progress.blocked = true
+        await new Promise((resolve) => res.once('drain', resolve))
+      }
+    }
+    res.end('data: [DONE]\n\n')
+  }
+  return { progress, behaviour }
+}
+
+/** A client on a raw socket that asks `route` for a stream, then reads nothing until resumed. */
+function stalledClient(route: string): Socket {
+  const body = JSON.stringify({ model: route, messages, stream: true })
+  const socket = connect(Number(new URL(gw.url).port), '127.0.0.1')
+  socket.write(
+    `POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer ${gatewayKey}\r\n` +
+      `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
+      `connection: close\r\n\r\n${body}`,
+  )
+  socket.pause()
+  return socket
+}
+
+test('a client that reads slowly is not the provider going silent: the stream completes', async () => {
+  // Route a-only: its idle limit is the step's 500 ms. The client reads nothing for three times that.
+  const total = 32 * 1024 * 1024
+  const { progress, behaviour } = flood(total)
+  mock.script('a', behaviour)
+  const socket = stalledClient('a-only')
+  await sleep(1_500)
+  assert.ok(progress.blocked, 'the client held the stream back as far as the upstream')
+  let tail = ''
+  let received = 0
+  socket.on('data', (bytes: Buffer) => {
+    received += bytes.length
+    tail = (tail + bytes.toString('latin1')).slice(-200)
+  })
+  socket.resume()
+  await new Promise((resolve) => socket.once('end', resolve))
+  assert.ok(received >= total, `the client received ${received} bytes`)
+  assert.ok(!tail.includes('stream_interrupted'), tail)
+  assert.match(tail, /data: \[DONE\]/)
+  const line = await gw.waitForLog(
+    (l) => l.msg === 'request' && l.route === 'a-only' && l.streamEnd !== undefined,
+  )
+  assert.equal(line.streamEnd, 'completed')
+})
+
+test('a client still not reading when the budget runs out is cut off, and the provider is not blamed', async () => {
+  const { progress, behaviour } = flood(64 * 1024 * 1024)
+  mock.script('a', behaviour)
+  const socket = stalledClient('short')
+  const closed = new Promise((resolve) => socket.once('close', resolve))
+  socket.on('error', () => {})
+  await sleep(1_500)
+  assert.ok(progress.blocked, 'the client held the stream back as far as the upstream')
+  const line = await gw.waitForLog((l) => l.msg === 'request' && l.route === 'short')
+  assert.equal(line.streamEnd, 'client_stalled')
+  socket.destroy()
+  await closed
+  assert.equal(mock.requests('a')[0]?.closedEarly, true, 'the upstream request was closed')
+  assert.ok(
+    !gw.logs.some((l) => l.msg === 'stream failed after commit' && l.requestId === line.requestId),
+    'not counted against the provider',
+  )
 })
