@@ -107,6 +107,7 @@ async function serve(started: { gateway: Gateway; cleanup?: () => Promise<void> 
   } catch (err) {
     gateway.logger.fatal({ err }, 'failed to start')
     gateway.logger.flush()
+    await started.cleanup?.()
     return 1
   }
   const signal = await Promise.race([

@@ -3,20 +3,31 @@
 import * as z from 'zod'
 import { parseDuration, parseSize } from './units.ts'
 
-const duration = (fallback?: string) => {
+// Node's timers take at most 2^31 - 1 ms; a longer delay fires after 1 ms instead.
+const maxDurationMs = 2 ** 31 - 1
+
+const durationProblem = (value: string | number, ms: number | undefined, positive: boolean) => {
+  if (ms === undefined) return `invalid duration ${JSON.stringify(value)} (use e.g. 500ms, 30s, 5m, 1h30m)`
+  if (ms > maxDurationMs) return `duration ${JSON.stringify(value)} is too long (at most 24 days)`
+  if (positive && ms === 0) return 'a timeout must be longer than 0'
+  return undefined
+}
+
+const duration = (fallback?: string, positive = false) => {
   const parsed = z.union([z.string(), z.number()]).transform((value, ctx) => {
     const ms = parseDuration(value)
-    if (ms === undefined) {
-      ctx.addIssue({
-        code: 'custom',
-        message: `invalid duration ${JSON.stringify(value)} (use e.g. 500ms, 30s, 5m, 1h30m)`,
-      })
+    const problem = durationProblem(value, ms, positive)
+    if (problem !== undefined) {
+      ctx.addIssue({ code: 'custom', message: problem })
       return z.NEVER
     }
-    return ms
+    return ms as number
   })
   return fallback === undefined ? parsed : parsed.prefault(fallback)
 }
+
+/** A duration something waits for before giving up: zero would give up before starting. */
+const timeout = (fallback?: string) => duration(fallback, true)
 
 const size = (fallback: string) =>
   z
@@ -61,13 +72,13 @@ const limits = z.strictObject({
 })
 
 const phaseTimeouts = {
-  connect: duration().optional(),
-  headers: duration().optional(),
-  first_token: duration().optional(),
-  idle: duration().optional(),
+  connect: timeout().optional(),
+  headers: timeout().optional(),
+  first_token: timeout().optional(),
+  idle: timeout().optional(),
 }
 const stepTimeouts = z.strictObject(phaseTimeouts)
-const routeTimeouts = z.strictObject({ ...phaseTimeouts, total: duration().optional() })
+const routeTimeouts = z.strictObject({ ...phaseTimeouts, total: timeout().optional() })
 
 const failover = z.strictObject({
   rate_limit_cooldown: duration('10s'),
@@ -99,8 +110,15 @@ const headerValue = z.string().regex(/^[^\r\n\0]*$/, 'header values must not con
 
 const provider = z.strictObject({
   name: nonEmpty,
-  api_key: z.string().optional(),
-  base_url: httpUrl,
+  // Trimmed: a key read from a file often ends in a line break, which no header may carry.
+  api_key: z
+    .string()
+    .trim()
+    .regex(/^[^\r\n\0]*$/, 'must not contain line breaks')
+    .optional(),
+  base_url: httpUrl.refine((value) => !URL.canParse(value) || new URL(value).username === '', {
+    error: 'credentials in base_url are not sent; give the key as api_key, or in headers',
+  }),
   headers: z.record(headerName, headerValue).optional(),
   limits: limits.optional(),
   /** How /v1/responses reaches this provider: translated to chat completions, or passed through. */
@@ -110,7 +128,7 @@ const provider = z.strictObject({
 const step = z.strictObject({
   provider: nonEmpty,
   model: nonEmpty,
-  timeout: duration().optional(),
+  timeout: timeout().optional(),
   timeouts: stepTimeouts.optional(),
   limits: limits.optional(),
   conflict_resolution: z.enum(['tools', 'format']).optional(),
@@ -126,7 +144,7 @@ export const configSchema = z.strictObject({
   api_key: nonEmpty,
   port: port.optional(),
   host: nonEmpty.optional(),
-  default_timeout: duration('60s'),
+  default_timeout: timeout('60s'),
   timeouts: routeTimeouts.prefault({}),
   // Every key has a default, so an absent section is an empty one.
   failover: failover.prefault({} as never),

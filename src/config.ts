@@ -79,6 +79,12 @@ export function parseConfig(text: string, env: Env, source = '(inline)'): Config
     ...crossCheck(resolved.value),
   ]
   const port = resolvePort(parsed.success ? parsed.data.port : undefined, env, problems)
+  const metricsPort = parsed.success ? parsed.data.metrics.port : undefined
+  if (metricsPort !== undefined && metricsPort !== 0 && metricsPort === port) {
+    problems.push(
+      `metrics.port: ${metricsPort} is the gateway's own port (leave it out to serve /metrics there)`,
+    )
+  }
   if (!parsed.success || problems.length > 0) throw new ConfigError(source, problems)
 
   const telemetry = telemetrySettings(env)

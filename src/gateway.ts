@@ -92,10 +92,17 @@ export async function createGateway(config: Config): Promise<Gateway> {
     logger,
     async start() {
       const address = await server.listen(config.port, config.host)
-      const metricsAddress = await metricsServer?.listen(
-        config.metrics.port ?? 0,
-        config.metrics.host ?? config.host,
-      )
+      let metricsAddress: AddressInfo | undefined
+      try {
+        metricsAddress = await metricsServer?.listen(
+          config.metrics.port ?? 0,
+          config.metrics.host ?? config.host,
+        )
+      } catch (err) {
+        // Half started is not started: nothing may keep serving after the failure is reported.
+        await server.close(0)
+        throw err
+      }
       logger.info(
         {
           version,

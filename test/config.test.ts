@@ -199,6 +199,37 @@ routes:
     assert.match(problemsOf('')[0] ?? '', /^\(top level\): /)
   })
 
+  test('durations a timer cannot keep, and zero timeouts, are refused', () => {
+    const problems = problemsOf(
+      `${valid}\ndefault_timeout: 1000h\ntimeouts: { idle: 0s, total: 600h }\nfailover: { max_wait: 0s }\n`,
+    )
+    assert.deepEqual(problems, [
+      'default_timeout: duration "1000h" is too long (at most 24 days)',
+      'timeouts.idle: a timeout must be longer than 0',
+      'timeouts.total: duration "600h" is too long (at most 24 days)',
+    ])
+    assert.equal(parseConfig(`${valid}\ntimeouts: { total: 24h }\n`, {}).timeouts.total, 86_400_000)
+  })
+
+  test('a provider key is trimmed; a line break inside it, or credentials in base_url, are refused', () => {
+    const config = parseConfig(valid.replace('api_key: gsk-abcdef', 'api_key: "gsk-abcdef\\r\\n"'), {})
+    assert.equal(config.providers[0]?.api_key, 'gsk-abcdef')
+    assert.deepEqual(problemsOf(valid.replace('api_key: gsk-abcdef', 'api_key: "gsk\\nabc"')), [
+      'providers[0].api_key: must not contain line breaks',
+    ])
+    const withCredentials = valid.replace('https://api.groq.com', 'https://user:pass@api.groq.com')
+    assert.deepEqual(problemsOf(withCredentials), [
+      'providers[0].base_url: credentials in base_url are not sent; give the key as api_key, or in headers',
+    ])
+  })
+
+  test('a metrics port that is the gateway port is refused', () => {
+    assert.deepEqual(problemsOf(`${valid}\nport: 9100\nmetrics: { port: 9100 }\n`), [
+      "metrics.port: 9100 is the gateway's own port (leave it out to serve /metrics there)",
+    ])
+    assert.deepEqual(problemsOf(`${valid}\nmetrics: { port: 9100 }\n`, { PORT: '9100' }).length, 1)
+  })
+
   test('header names and values are checked', () => {
     const bad = valid.replace(
       'base_url: https://api.groq.com/openai/v1',

@@ -149,15 +149,19 @@ export async function launch(args: string[], env: Record<string, string> = {}): 
   }
 }
 
-/** Runs the CLI to completion (for `validate`, `--help`, bad configs) and returns what it printed. */
+/**
+ * Runs the CLI to completion (for `validate`, `--help`, bad configs) and returns what it printed. A
+ * process still running after `timeoutMs` is killed, and its code is null.
+ */
 export async function runCli(
   args: string[],
-  options: { env?: Record<string, string>; cwd?: string } = {},
+  options: { env?: Record<string, string>; cwd?: string; timeoutMs?: number } = {},
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const child = spawn(process.execPath, [bin, ...args], {
     env: testEnv(options.env),
     cwd: options.cwd ?? process.cwd(),
     stdio: ['ignore', 'pipe', 'pipe'],
+    timeout: options.timeoutMs ?? 30_000,
   })
   let stdout = ''
   let stderr = ''

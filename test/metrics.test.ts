@@ -1,10 +1,20 @@
 // /metrics after real traffic: counters and histograms move as the requests say, labels stay bounded.
 
 import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { after, before, test } from 'node:test'
 import { Counter, Histogram, Registry } from 'prom-client'
 import { FastCounter, FastHistogram } from '../src/series.ts'
-import { baseConfig, gatewayKey, type RunningGateway, startGateway } from './gateway-process.ts'
+import {
+  baseConfig,
+  gatewayKey,
+  type RunningGateway,
+  runCli,
+  startGateway,
+  writeConfig,
+} from './gateway-process.ts'
 import { chunk, MockUpstream, ok, sse, status, textChunks } from './mock-upstream.ts'
 
 let mock: MockUpstream
@@ -121,6 +131,27 @@ test('metrics on a port of their own: no key there, not on the main port', async
     assert.equal((await own.get('/metrics')).status, 404)
   } finally {
     await own.stop()
+  }
+})
+
+test('a metrics port that cannot be had stops start-up: exit 1, nothing left serving', async () => {
+  const taken = createServer().listen(0, '127.0.0.1')
+  await once(taken, 'listening')
+  try {
+    const { port } = taken.address() as AddressInfo
+    const config = writeConfig(
+      baseConfig({
+        metrics: { port, host: '127.0.0.1' },
+        providers: [{ name: 'a', base_url: mock.url('a') }],
+        routes: [{ name: 'r', steps: [{ provider: 'a', model: 'm' }] }],
+      }),
+    )
+    const { code, stdout } = await runCli(['--config', config], { timeoutMs: 10_000 })
+    assert.equal(code, 1, 'the process exits with 1 instead of serving on')
+    assert.match(stdout, /"msg":"failed to start"/)
+    assert.match(stdout, /EADDRINUSE/)
+  } finally {
+    taken.close()
   }
 })
 
