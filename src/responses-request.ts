@@ -13,10 +13,19 @@ const refused = (field: string, why: string) =>
     param: field,
   })
 
+/** The entries of a list the client sent, each of which must be an object; anything else is named. */
+function objects(list: readonly unknown[], param: string): Json[] {
+  for (const entry of list) {
+    if (entry === null || typeof entry !== 'object' || Array.isArray(entry))
+      throw new GatewayError('invalid_request', `Each entry of "${param}" must be an object.`, { param })
+  }
+  return list as Json[]
+}
+
 /** The request's `input` as items: a string is one user message. */
 export function inputItems(input: unknown): Item[] {
   if (typeof input === 'string') return [{ type: 'message', role: 'user', content: input }]
-  if (Array.isArray(input)) return input as Item[]
+  if (Array.isArray(input)) return objects(input, 'input')
   throw new GatewayError('invalid_request', 'The request must carry "input" (a string or a list of items).', {
     param: 'input',
   })
@@ -26,7 +35,7 @@ export function inputItems(input: unknown): Item[] {
 function chatContent(content: unknown): unknown {
   if (typeof content === 'string' || content === null || content === undefined) return content ?? ''
   if (!Array.isArray(content)) return content
-  return content.map((part: Json) => {
+  return objects(content, 'input.content').map((part) => {
     switch (part.type) {
       case 'input_text':
       case 'output_text':
@@ -92,7 +101,7 @@ function chatTools(tools: unknown): Json[] | undefined {
   if (tools === undefined) return undefined
   if (!Array.isArray(tools))
     throw new GatewayError('invalid_request', '"tools" must be a list.', { param: 'tools' })
-  return tools.map((tool: Json) => {
+  return objects(tools, 'tools').map((tool) => {
     if (tool.type !== 'function')
       throw refused(
         `tools.${String(tool.type)}`,
@@ -107,14 +116,18 @@ function chatTools(tools: unknown): Json[] | undefined {
 
 function chatToolChoice(choice: unknown): unknown {
   if (choice === undefined || typeof choice === 'string') return choice
+  if (choice === null || typeof choice !== 'object')
+    throw new GatewayError('invalid_request', '"tool_choice" must be a string or an object.', {
+      param: 'tool_choice',
+    })
   const c = choice as Json
   if (c.type === 'function') return { type: 'function', function: { name: c.name } }
   throw refused('tool_choice', `choice "${String(c.type)}"`)
 }
 
 function responseFormat(text: unknown): unknown {
-  const format = (text as { format?: Json } | undefined)?.format
-  if (format === undefined || format.type === 'text') return undefined
+  const format = (text as { format?: Json | null } | null | undefined)?.format
+  if (format == null || format.type === 'text') return undefined
   if (format.type === 'json_object') return { type: 'json_object' }
   if (format.type === 'json_schema') {
     const schema: Json = { name: format.name ?? 'response', schema: format.schema }

@@ -221,6 +221,26 @@ describe('translated for chat-only providers', () => {
     assert.deepEqual(response.incomplete_details, { reason: 'max_output_tokens' })
   })
 
+  test('malformed input is a 400 naming the field, not a crash', async () => {
+    for (const [body, param] of [
+      [{ input: [null] }, 'input'],
+      [{ input: ['hi'] }, 'input'],
+      [{ input: [{ role: 'user', content: [null] }] }, 'input.content'],
+      [{ input: 'x', tools: [null] }, 'tools'],
+      [{ input: 'x', tool_choice: null }, 'tool_choice'],
+    ] as const) {
+      const res = await gw.post('/v1/responses', { model: 'r', ...body })
+      assert.equal(res.status, 400, JSON.stringify(body))
+      const { error } = (await res.json()) as { error: { param: string; code: string } }
+      assert.deepEqual([error.code, error.param], ['invalid_request', param])
+    }
+    for (const text of [null, { format: null }]) {
+      mock.script('chat1', ok())
+      const res = await gw.post('/v1/responses', { model: 'r', input: 'x', text })
+      assert.equal(res.status, 200, JSON.stringify(text))
+    }
+  })
+
   test('fields that cannot be honoured are refused by name', async () => {
     for (const [extra, param] of [
       [{ tools: [{ type: 'web_search' }] }, 'tools.web_search'],
