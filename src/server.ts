@@ -81,8 +81,8 @@ export function createHttpServer(options: ServerOptions): HttpServer {
       })
     },
   )
-  server.on('clientError', (err, socket) => {
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n')
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    if (socket.writable) socket.end(`HTTP/1.1 ${clientErrorStatus(err.code)}\r\nconnection: close\r\n\r\n`)
     else socket.destroy(err)
   })
 
@@ -105,6 +105,13 @@ export function createHttpServer(options: ServerOptions): HttpServer {
       await closed
     },
   }
+}
+
+/** The answer to a request node:http could not parse, with the statuses Node's own handler uses. */
+function clientErrorStatus(code: string | undefined): string {
+  if (code === 'HPE_HEADER_OVERFLOW') return '431 Request Header Fields Too Large'
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return '408 Request Timeout'
+  return '400 Bad Request'
 }
 
 async function handle(
@@ -148,8 +155,12 @@ async function handle(
     }
     await endpoint.handle(exchange)
   } catch (err) {
-    failure = toGatewayError(err)
-    sendError(exchange, failure, options.redact)
+    // A client that hung up while sending its body is gone, not a failure of ours: logged as a 499.
+    if (req.destroyed && (err as { code?: unknown })?.code === 'ECONNRESET') res.destroy()
+    else {
+      failure = toGatewayError(err)
+      sendError(exchange, failure, options.redact)
+    }
   }
   settle()
 }

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict'
 import { request as httpRequest } from 'node:http'
+import { connect } from 'node:net'
 import { after, before, test } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { baseConfig, gatewayKey, type RunningGateway, startGateway } from './gateway-process.ts'
 import { MockUpstream, ok, raw } from './mock-upstream.ts'
 
@@ -178,6 +180,40 @@ test('an oversized body is 413, announced or streamed', async () => {
   })
   assert.equal(status, 413)
   // The gateway is still healthy afterwards.
+  assert.equal((await fetch(`${gw.url}/health`)).status, 200)
+})
+
+test('requests node:http cannot parse get 400, or 431 for headers past its limit', async () => {
+  const answer = (text: string) =>
+    new Promise<string>((resolve) => {
+      const socket = connect(Number(new URL(gw.url).port), '127.0.0.1')
+      let out = ''
+      socket.on('data', (bytes: Buffer) => {
+        out += bytes.toString('latin1')
+      })
+      socket.on('close', () => resolve(out.split('\r\n')[0] ?? ''))
+      socket.on('error', () => {})
+      socket.write(text)
+    })
+  assert.equal(await answer('NOT HTTP\r\n\r\n'), 'HTTP/1.1 400 Bad Request')
+  assert.equal(
+    await answer(`GET /health HTTP/1.1\r\nhost: gw\r\nx-big: ${'a'.repeat(20_000)}\r\n\r\n`),
+    'HTTP/1.1 431 Request Header Fields Too Large',
+  )
+})
+
+test('a client that hangs up while sending its body is logged as a 499, not as our error', async () => {
+  const socket = connect(Number(new URL(gw.url).port), '127.0.0.1')
+  socket.write(
+    `POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer ${gatewayKey}\r\n` +
+      'x-request-id: hung-up-1\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{"model":',
+  )
+  await sleep(200)
+  socket.destroy()
+  const line = await gw.waitForLog((l) => l.msg === 'request' && l.requestId === 'hung-up-1')
+  assert.equal(line.status, 499)
+  assert.equal(line.level, 'info')
+  assert.equal(line.error, undefined)
   assert.equal((await fetch(`${gw.url}/health`)).status, 200)
 })
 
