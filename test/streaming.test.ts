@@ -232,6 +232,15 @@ test('all steps failing before the first event gives a JSON error, not a stream'
   assert.equal(body.error.code, 'upstream_failed')
 })
 
+/** Waits until the gateway has closed its request to `provider`, failing after 3 s. */
+async function upstreamClosed(provider: string): Promise<void> {
+  const deadline = Date.now() + 3_000
+  while (mock.requests(provider)[0]?.closedEarly !== true) {
+    assert.ok(Date.now() < deadline, `the request to ${provider} was left open`)
+    await sleep(20)
+  }
+}
+
 test('a client leaving mid-stream aborts the upstream stream', async () => {
   mock.script('a', sse(textChunks('a long answer that keeps going and going and going'), { delayMs: 100 }))
   const controller = new AbortController()
@@ -245,22 +254,17 @@ test('a client leaving mid-stream aborts the upstream stream', async () => {
   await it.next()
   await it.next()
   controller.abort()
-  const deadline = Date.now() + 3_000
-  while (mock.requests('a')[0]?.closedEarly !== true) {
-    assert.ok(Date.now() < deadline, 'upstream connection was not closed')
-    await sleep(20)
-  }
+  await upstreamClosed('a')
   const line = await gw.waitForLog((l) => l.msg === 'request' && l.streamEnd === 'client_gone')
   assert.equal(line.status, 499)
 })
 
-test('a slow client holds the upstream back instead of the gateway buffering the stream', async () => {
-  const total = 64 * 1024 * 1024
+/** An upstream writing `total` bytes of 16 KB events as fast as the gateway takes them. */
+function flood(total: number) {
   const progress = { written: 0, blocked: false }
-  const piece = chunk({ content: 'x'.repeat(16 * 1024) })
-  const flood: Behaviour = async (_req, res) => {
+  const event = `data: ${JSON.stringify(chunk({ content: 'x'.repeat(16 * 1024) }))}\n\n`
+  const behaviour: Behaviour = async (_req, res) => {
     res.writeHead(200, { 'content-type': 'text/event-stream' })
-    const event = `data: ${JSON.stringify(piece)}\n\n`
     while (progress.written < total && !res.destroyed) {
       progress.written += event.length
       if (!res.write(event)) {
@@ -270,7 +274,13 @@ test('a slow client holds the upstream back instead of the gateway buffering the
     }
     res.end('data: [DONE]\n\n')
   }
-  mock.script('a', flood)
+  return { progress, behaviour }
+}
+
+test('a slow client holds the upstream back instead of the gateway buffering the stream', async () => {
+  const total = 64 * 1024 * 1024
+  const { progress, behaviour } = flood(total)
+  mock.script('a', behaviour)
   const res = await stream('ab')
   const reader = (res.body as ReadableStream<Uint8Array>).getReader()
   let received = (await reader.read()).value?.length ?? 0
@@ -301,30 +311,8 @@ test('after an error event the upstream request is closed, even if the provider 
   })
   const all = await collect(await stream('ab'))
   assert.match(all.at(-1) ?? '', /"code":"stream_interrupted"/)
-  const deadline = Date.now() + 3_000
-  while (mock.requests('a')[0]?.closedEarly !== true) {
-    assert.ok(Date.now() < deadline, 'the upstream request was left open')
-    await sleep(20)
-  }
+  await upstreamClosed('a')
 })
-
-/** An upstream writing `total` bytes of 16 KB events as fast as the gateway takes them. */
-function flood(total: number) {
-  const progress = { written: 0, blocked: false }
-  const event = `data: ${JSON.stringify(chunk({ content: 'x'.repeat(16 * 1024) }))}\n\n`
-  const behaviour: Behaviour = async (_req, res) => {
-    res.writeHead(200, { 'content-type': 'text/event-stream' })
-    while (progress.written < total && !res.destroyed) {
-      progress.written += event.length
-      if (!res.write(event)) {
-        progress.blocked = true
-        await new Promise((resolve) => res.once('drain', resolve))
-      }
-    }
-    res.end('data: [DONE]\n\n')
-  }
-  return { progress, behaviour }
-}
 
 /** A client on a raw socket that asks `route` for a stream, then reads nothing until resumed. */
 function stalledClient(route: string): Socket {
