@@ -106,7 +106,7 @@ async function serve(started: { gateway: Gateway; cleanup?: () => Promise<void> 
     await gateway.start()
   } catch (err) {
     gateway.logger.fatal({ err }, 'failed to start')
-    gateway.logger.flush()
+    await gateway.abandon()
     await started.cleanup?.()
     return 1
   }

@@ -108,6 +108,8 @@ const metrics = z.strictObject({
 const headerName = z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'invalid header name')
 const headerValue = z.string().regex(/^[^\r\n\0]*$/, 'header values must not contain line breaks')
 
+const hasCredentials = (url: URL) => url.username !== '' || url.password !== ''
+
 const provider = z.strictObject({
   name: nonEmpty,
   // Trimmed: a key read from a file often ends in a line break, which no header may carry.
@@ -116,7 +118,7 @@ const provider = z.strictObject({
     .trim()
     .regex(/^[^\r\n\0]*$/, 'must not contain line breaks')
     .optional(),
-  base_url: httpUrl.refine((value) => !URL.canParse(value) || new URL(value).username === '', {
+  base_url: httpUrl.refine((value) => !URL.canParse(value) || !hasCredentials(new URL(value)), {
     error: 'credentials in base_url are not sent; give the key as api_key, or in headers',
   }),
   headers: z.record(headerName, headerValue).optional(),

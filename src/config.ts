@@ -79,11 +79,8 @@ export function parseConfig(text: string, env: Env, source = '(inline)'): Config
     ...crossCheck(resolved.value),
   ]
   const port = resolvePort(parsed.success ? parsed.data.port : undefined, env, problems)
-  const metricsPort = parsed.success ? parsed.data.metrics.port : undefined
-  if (metricsPort !== undefined && metricsPort !== 0 && metricsPort === port) {
-    problems.push(
-      `metrics.port: ${metricsPort} is the gateway's own port (leave it out to serve /metrics there)`,
-    )
+  if (parsed.success && clashes(parsed.data, port)) {
+    problems.push(`metrics.port: ${port} is the gateway's own port (leave it out to serve /metrics there)`)
   }
   if (!parsed.success || problems.length > 0) throw new ConfigError(source, problems)
 
@@ -95,6 +92,13 @@ export function parseConfig(text: string, env: Env, source = '(inline)'): Config
     secrets: collectSecrets(parsed.data, env, telemetry.otlp?.headers),
     telemetry,
   })
+}
+
+/** The metrics server would listen where the gateway does. */
+function clashes(file: ConfigFile, port: number): boolean {
+  const { metrics } = file
+  const sameHost = metrics.host === undefined || metrics.host === file.host
+  return metrics.port !== undefined && metrics.port !== 0 && metrics.port === port && sameHost
 }
 
 function resolvePort(fromFile: number | undefined, env: Env, problems: string[]): number {

@@ -27,6 +27,8 @@ export interface Gateway {
   start(): Promise<AddressInfo>
   /** Graceful stop: no new connections, in-flight requests finish within `shutdown_timeout`. */
   stop(): Promise<void>
+  /** After a failed start: exports what telemetry holds (the failure among it) and lets go of the rest. */
+  abandon(): Promise<void>
 }
 
 export async function createGateway(config: Config): Promise<Gateway> {
@@ -125,6 +127,10 @@ export async function createGateway(config: Config): Promise<Gateway> {
       logger.flush()
       // Last, so the shutdown lines above are exported too.
       await telemetry.shutdown()
+    },
+    async abandon() {
+      logger.flush()
+      await Promise.all([client.close(), telemetry.shutdown()])
     },
   }
 }

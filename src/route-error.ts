@@ -57,7 +57,8 @@ export function routeFailed(route: Route, trail: Trail, failures: Failure[], red
   const count = trail.attempts.length + trail.skipped.length
   // A step retried is still one step: the retries show in the attempt count and in the list.
   const steps = new Set([...trail.attempts, ...trail.skipped].map((entry) => entry.step)).size
-  const retried = trail.attempts.length > steps ? ` after ${trail.attempts.length} attempts` : ''
+  const attempted = new Set(trail.attempts.map((attempt) => attempt.step)).size
+  const retried = trail.attempts.length > attempted ? ` after ${trail.attempts.length} attempts` : ''
   const message = redact(
     `All ${steps} step(s) of route "${route.name}" failed${retried}. ${[...tried, ...passed].join('; ')}`,
   )

@@ -217,10 +217,11 @@ routes:
     assert.deepEqual(problemsOf(valid.replace('api_key: gsk-abcdef', 'api_key: "gsk\\nabc"')), [
       'providers[0].api_key: must not contain line breaks',
     ])
-    const withCredentials = valid.replace('https://api.groq.com', 'https://user:pass@api.groq.com')
-    assert.deepEqual(problemsOf(withCredentials), [
-      'providers[0].base_url: credentials in base_url are not sent; give the key as api_key, or in headers',
-    ])
+    for (const credentials of ['user:pass@', ':pass@', 'user@']) {
+      assert.deepEqual(problemsOf(valid.replace('https://', `https://${credentials}`)), [
+        'providers[0].base_url: credentials in base_url are not sent; give the key as api_key, or in headers',
+      ])
+    }
   })
 
   test('a metrics port that is the gateway port is refused', () => {
@@ -228,6 +229,8 @@ routes:
       "metrics.port: 9100 is the gateway's own port (leave it out to serve /metrics there)",
     ])
     assert.deepEqual(problemsOf(`${valid}\nmetrics: { port: 9100 }\n`, { PORT: '9100' }).length, 1)
+    const apart = `${valid}\nport: 9100\nhost: 127.0.0.1\nmetrics: { port: 9100, host: 127.0.0.2 }\n`
+    assert.equal(parseConfig(apart, {}).metrics.port, 9100, 'the same port on another address is fine')
   })
 
   test('header names and values are checked', () => {

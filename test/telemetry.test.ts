@@ -7,7 +7,15 @@ import { createServer, type IncomingHttpHeaders, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { after, afterEach, before, describe, test } from 'node:test'
 import { grafanaInstanceId, parseHeaderList, signalUrl, telemetrySettings } from '../src/otlp-config.ts'
-import { baseConfig, gatewayKey, type RunningGateway, startGateway, waitFor } from './gateway-process.ts'
+import {
+  baseConfig,
+  gatewayKey,
+  type RunningGateway,
+  runCli,
+  startGateway,
+  waitFor,
+  writeConfig,
+} from './gateway-process.ts'
 import { MockUpstream, ok, status } from './mock-upstream.ts'
 
 interface Export {
@@ -338,6 +346,28 @@ test('SIGTERM flushes buffered spans and logs before exit', async () => {
     collector.logs().some((l) => l.body?.stringValue === 'stopped'),
     'the last log line too',
   )
+})
+
+test('a failed start still exports its fatal line, then exits 1', async () => {
+  const taken = createServer().listen(0, '127.0.0.1')
+  await once(taken, 'listening')
+  try {
+    const config = writeConfig(
+      baseConfig({
+        metrics: { port: (taken.address() as AddressInfo).port, host: '127.0.0.1' },
+        providers: [{ name: 'a', base_url: mock.url('a') }],
+        routes: [{ name: 'r', steps: [{ provider: 'a', model: 'm' }] }],
+      }),
+    )
+    const { code } = await runCli(['--config', config], {
+      env: { OTLP_ENDPOINT: collector.url },
+      timeoutMs: 15_000,
+    })
+    assert.equal(code, 1)
+    assert.ok(collector.logs().some((l) => l.body?.stringValue === 'failed to start'))
+  } finally {
+    taken.close()
+  }
 })
 
 test('exported bytes contain no configured secret, even when a provider echoes one', async () => {

@@ -8,10 +8,12 @@ import { Writable } from 'node:stream'
 import { describe, test } from 'node:test'
 import { errorMessageOf, sanitizeReason } from '../src/answer.ts'
 import { resolveEnvRefs } from '../src/env-refs.ts'
+import type { Trail } from '../src/fallback.ts'
 import { createLogging } from '../src/logger.ts'
 import { createRedactor } from '../src/redact.ts'
 import { parseRetryAfter } from '../src/retry-hints.ts'
-import { describeFailure } from '../src/route-error.ts'
+import { describeFailure, routeFailed } from '../src/route-error.ts'
+import type { Route } from '../src/router.ts'
 import { normalizePath } from '../src/server.ts'
 import { formatEvent, isCommitPoint } from '../src/sse.ts'
 import { parseDuration, parseSize } from '../src/units.ts'
@@ -222,4 +224,35 @@ test('batched log lines reach the file whole and in order: multi-byte text, line
     .split('\n')
     .map((line) => JSON.parse(line).note as string)
   assert.deepEqual(got, sent)
+})
+
+test('a route failure counts steps, and attempts only when a step was retried', () => {
+  const attempt = (step: number, provider: string) => ({
+    step,
+    provider,
+    model: 'm',
+    outcome: 'http_error' as const,
+    status: 500,
+    reason: 'HTTP 500',
+    durationMs: 1,
+  })
+  const skip = {
+    step: 0,
+    provider: 'a',
+    model: 'm',
+    reason: 'circuit_open',
+    forMs: 9_000,
+    firm: false,
+  } as const
+  const failure = { kind: 'http_error', status: 500, reason: 'HTTP 500' } as const
+  const message = (trail: Trail) =>
+    routeFailed({ name: 'r' } as Route, trail, [failure], (text) => text).message
+  assert.match(
+    message({ attempts: [attempt(1, 'b'), attempt(1, 'b')], skipped: [skip] }),
+    /^All 2 step\(s\) of route "r" failed after 2 attempts\. b\/m: HTTP 500; b\/m: HTTP 500; a\/m: skipped/,
+  )
+  assert.match(
+    message({ attempts: [attempt(0, 'a'), attempt(1, 'b')], skipped: [] }),
+    /^All 2 step\(s\) of route "r" failed\. a\/m/,
+  )
 })
