@@ -68,6 +68,7 @@ export function createHttpServer(options: ServerOptions): HttpServer {
   const table = tableOf(options.endpoints)
   let inFlight = 0
   let idle: (() => void) | undefined
+  let draining = false
 
   const server: Server = createServer(
     // Above common proxy idle timeouts (Traefik's backend default is 90 s), so a proxy never reuses a
@@ -75,8 +76,13 @@ export function createHttpServer(options: ServerOptions): HttpServer {
     { keepAliveTimeout: 95_000, headersTimeout: 60_000, requestTimeout: 300_000 },
     (req, res) => {
       inFlight++
+      // While draining, a request on a kept-alive connection is still answered, and the answer ends
+      // the connection, so the client takes its next request elsewhere instead of having it cut.
+      if (draining) res.setHeader('connection', 'close')
       void handle(req, res, options, table, () => {
         inFlight--
+        // A connection whose answer went out before the drain began is idle now: close it too.
+        if (draining) server.closeIdleConnections()
         if (inFlight === 0) idle?.()
       })
     },
@@ -93,6 +99,7 @@ export function createHttpServer(options: ServerOptions): HttpServer {
       return server.address() as AddressInfo
     },
     async close(graceMs) {
+      draining = true
       const closed = new Promise<void>((resolve) => server.close(() => resolve()))
       server.closeIdleConnections()
       const drained = inFlight === 0 ? Promise.resolve() : new Promise<void>((resolve) => (idle = resolve))

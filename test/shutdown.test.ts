@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { baseConfig, startGateway } from './gateway-process.ts'
-import { MockUpstream, sse, textChunks } from './mock-upstream.ts'
+import { Agent, request } from 'undici'
+import { baseConfig, gatewayKey, startGateway } from './gateway-process.ts'
+import { MockUpstream, ok, sse, textChunks } from './mock-upstream.ts'
 
 let mock: MockUpstream
 
@@ -65,4 +66,40 @@ test('an idle gateway stops at once', async () => {
   const started = performance.now()
   assert.equal(await gw.stop(), 0)
   assert.ok(performance.now() - started < 2_000, `took ${performance.now() - started} ms`)
+})
+
+test('while draining, kept-alive connections end with their answer instead of taking more requests', async () => {
+  const gw = await startGateway(config('10s'))
+  mock.always('slow', async (req, res) => {
+    await sleep(300)
+    await ok()(req, res)
+  })
+  const ask = (dispatcher: Agent) =>
+    request(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${gatewayKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'slow', messages: [] }),
+      dispatcher,
+    })
+  const [a, b] = [new Agent({ connections: 1 }), new Agent({ connections: 1 })]
+  try {
+    const first = ask(a)
+    await sleep(50)
+    const second = ask(b) // still in flight when the first is answered, so the drain goes on
+    await sleep(50)
+    const exited = gw.stop('SIGTERM')
+    await gw.waitForLog((l) => l.msg === 'shutting down')
+    assert.equal((await first).statusCode, 200)
+    // The next request from the same client: refused, never answered on the old connection as usual.
+    const again = await ask(a).then(
+      (res) => res.headers.connection,
+      () => 'refused',
+    )
+    assert.ok(again === 'refused' || again === 'close', `answered with connection: ${again}`)
+    assert.equal((await second).statusCode, 200)
+    assert.equal(await exited, 0)
+    assert.ok(!gw.logs.some((l) => l.msg === 'grace period over, closing remaining connections'))
+  } finally {
+    await Promise.all([a.close(), b.close()])
+  }
 })
