@@ -104,8 +104,26 @@ const metrics = z.strictObject({
   host: z.string().trim().min(1).optional(),
 })
 
+// Connection-level and framing headers belong to each request the gateway sends; undici refuses them.
+const perRequestHeaders = new Set([
+  'connection',
+  'content-length',
+  'expect',
+  'keep-alive',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+])
+
 // RFC 9110 token for names; values must not smuggle a header break.
-const headerName = z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'invalid header name')
+const headerName = z
+  .string()
+  .regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'invalid header name')
+  .refine((name) => !perRequestHeaders.has(name.toLowerCase()), {
+    error: (issue) => `${String(issue.input)} is set by the gateway for each request, not by config`,
+  })
 const headerValue = z.string().regex(/^[^\r\n\0]*$/, 'header values must not contain line breaks')
 
 const hasCredentials = (url: URL) => url.username !== '' || url.password !== ''

@@ -32,6 +32,9 @@ export function telemetrySettings(env: Env): TelemetrySettings {
     return { otlp: undefined, captureContent }
 
   const fallbackBase = base ?? (tracesOnly as string | undefined) ?? (logsOnly as string)
+  const resourceAttributes = parseHeaderList(
+    [env.OTEL_RESOURCE_ATTRIBUTES, env.OTLP_RESOURCE_ATTRIBUTES].find(set),
+  )
   return {
     captureContent,
     otlp: {
@@ -42,10 +45,12 @@ export function telemetrySettings(env: Env): TelemetrySettings {
         ...authorization(env),
         ...parseHeaderList(env.OTLP_HEADERS),
       },
-      serviceName: [env.OTEL_SERVICE_NAME, env.OTLP_SERVICE_NAME].find(set) ?? 'ai-gateway',
-      resourceAttributes: parseHeaderList(
-        [env.OTEL_RESOURCE_ATTRIBUTES, env.OTLP_RESOURCE_ATTRIBUTES].find(set),
-      ),
+      // As the OpenTelemetry spec orders it: OTEL_SERVICE_NAME, then service.name among the resource
+      // attributes, then our default.
+      serviceName:
+        [env.OTEL_SERVICE_NAME, env.OTLP_SERVICE_NAME, resourceAttributes['service.name']].find(set) ??
+        'ai-gateway',
+      resourceAttributes,
     },
   }
 }

@@ -213,6 +213,8 @@ describe('settings from the environment', () => {
     assert.equal(std.otlp?.logsUrl, 'http://l:4318/custom/logs')
     assert.equal(std.otlp?.serviceName, 'gw-a')
     assert.equal(telemetrySettings({ OTLP_ENDPOINT: 'h:1' }).otlp?.serviceName, 'ai-gateway')
+    const fromAttributes = { OTLP_ENDPOINT: 'h:1', OTEL_RESOURCE_ATTRIBUTES: 'service.name=checkout' }
+    assert.equal(telemetrySettings(fromAttributes).otlp?.serviceName, 'checkout')
   })
 })
 
