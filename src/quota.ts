@@ -154,14 +154,21 @@ const laterOf = (a: number | undefined, b: number | undefined): number | undefin
 
 const targetKey = (step: Step): string => `${step.provider}\u0000${step.model}`
 
-/** A rough prompt size (4 characters a token) from the text of the messages; images are not counted. */
+/**
+ * A rough prompt size (4 characters a token) from the text a request carries, whichever endpoint it is
+ * for: chat `messages`, Responses `input` and `instructions`, completions `prompt`, embeddings `input`.
+ * Images and other non-text parts are not counted.
+ */
 export function estimatePromptTokens(body: Readonly<Record<string, unknown>>): number {
   let chars = 0
   const count = (value: unknown): void => {
     if (typeof value === 'string') chars += value.length
-    else if (Array.isArray(value)) for (const part of value) count((part as { text?: unknown })?.text ?? part)
+    else if (Array.isArray(value)) for (const part of value) count(part)
+    else if (value !== null && typeof value === 'object') {
+      const { text, content } = value as { text?: unknown; content?: unknown }
+      count(text ?? content)
+    }
   }
-  if (Array.isArray(body.messages))
-    for (const m of body.messages) count((m as { content?: unknown })?.content)
+  for (const field of [body.messages, body.input, body.instructions, body.prompt]) count(field)
   return Math.ceil(chars / 4)
 }
