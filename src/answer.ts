@@ -105,12 +105,18 @@ export function jsonAnswerOf(
   }
 }
 
+/** Chat usage as it is, or the Responses API's (`input_tokens`, `output_tokens`) in chat's names. */
 export function usageOf(value: unknown): Usage | undefined {
   if (value === null || typeof value !== 'object') return undefined
-  const { prompt_tokens, completion_tokens, total_tokens } = value as Record<string, unknown>
+  const { prompt_tokens, completion_tokens, total_tokens, input_tokens, output_tokens } = value as Record<
+    string,
+    unknown
+  >
   const usage: { -readonly [K in keyof Usage]: number } = {}
-  if (typeof prompt_tokens === 'number') usage.prompt_tokens = prompt_tokens
-  if (typeof completion_tokens === 'number') usage.completion_tokens = completion_tokens
+  const prompt = prompt_tokens ?? input_tokens
+  const completion = completion_tokens ?? output_tokens
+  if (typeof prompt === 'number') usage.prompt_tokens = prompt
+  if (typeof completion === 'number') usage.completion_tokens = completion
   if (typeof total_tokens === 'number') usage.total_tokens = total_tokens
   return usage
 }

@@ -25,8 +25,12 @@ export interface StreamStats {
 }
 
 function observeChunk(stats: StreamStats, chunk: Record<string, unknown>): void {
-  stats.usage = usageOf(chunk.usage) ?? stats.usage
-  if (stats.model === undefined && typeof chunk.model === 'string') stats.model = chunk.model
+  // A native Responses stream reports its usage and model inside the `response` of its events.
+  const response =
+    typeof chunk.type === 'string' ? (chunk.response as Record<string, unknown> | null) : undefined
+  stats.usage = usageOf(chunk.usage ?? response?.usage) ?? stats.usage
+  const model = chunk.model ?? response?.model
+  if (stats.model === undefined && typeof model === 'string') stats.model = model
   if (stats.text !== undefined && Array.isArray(chunk.choices)) {
     const content = (chunk.choices[0] as { delta?: { content?: unknown } } | undefined)?.delta?.content
     if (typeof content === 'string') stats.text += content

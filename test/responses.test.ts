@@ -360,8 +360,13 @@ describe('native Responses providers', () => {
 
   test('passed through with the model replaced, and continued from our store', async () => {
     mock.script('native', json(200, nativeResponse), json(200, nativeResponse))
-    const first = await client.responses.create({ model: 'n', input: 'hello', store: true })
+    const first = await client.responses.create(
+      { model: 'n', input: 'hello', store: true },
+      { headers: { 'x-request-id': 'native-json-1' } },
+    )
     assert.equal(first.output_text, 'native answer')
+    const line = await gw.waitForLog((l) => l.msg === 'request' && l.requestId === 'native-json-1')
+    assert.deepEqual(line.usage, { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 })
     const sent = mock.requests('native')[0]
     assert.equal(sent?.path, '/native/v1/responses')
     assert.equal(sent?.body.model, 'native-model')
@@ -462,6 +467,7 @@ describe('native Responses providers', () => {
               content: [{ type: 'output_text', text: 'native stream', annotations: [] }],
             },
           ],
+          usage: { input_tokens: 4, output_tokens: 2, total_tokens: 6 },
         },
       },
     ]
@@ -471,8 +477,13 @@ describe('native Responses providers', () => {
       res.end()
     }
     mock.script('native', behaviour)
-    const final = await client.responses.stream({ model: 'n', input: 'hi' }).finalResponse()
+    const final = await client.responses
+      .stream({ model: 'n', input: 'hi' }, { headers: { 'x-request-id': 'native-stream-1' } })
+      .finalResponse()
     assert.equal(final.output_text, 'native stream')
+    const line = await gw.waitForLog((l) => l.msg === 'request' && l.requestId === 'native-stream-1')
+    assert.deepEqual(line.usage, { prompt_tokens: 4, completion_tokens: 2, total_tokens: 6 })
+    assert.equal(line.streamEnd, 'completed')
     assert.equal((await client.responses.retrieve('resp_n')).id, 'resp_n', 'the final response was stored')
   })
 })

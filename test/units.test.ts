@@ -10,6 +10,7 @@ import { errorMessageOf, sanitizeReason } from '../src/answer.ts'
 import { resolveEnvRefs } from '../src/env-refs.ts'
 import type { Trail } from '../src/fallback.ts'
 import { createLogging } from '../src/logger.ts'
+import { estimatePromptTokens } from '../src/quota.ts'
 import { createRedactor } from '../src/redact.ts'
 import { parseRetryAfter } from '../src/retry-hints.ts'
 import { describeFailure, routeFailed } from '../src/route-error.ts'
@@ -255,4 +256,17 @@ test('a route failure counts steps, and attempts only when a step was retried', 
     message({ attempts: [attempt(0, 'a'), attempt(1, 'b')], skipped: [] }),
     /^All 2 step\(s\) of route "r" failed\. a\/m/,
   )
+})
+
+test('the prompt estimate counts the text of every endpoint, four characters a token', () => {
+  const text = 'x'.repeat(400)
+  const image = { type: 'image_url', image_url: { url: `data:image/png;base64,${'A'.repeat(4_000)}` } }
+  const chat = { messages: [{ role: 'user', content: [{ type: 'text', text }, image] }] }
+  assert.equal(estimatePromptTokens(chat), 100)
+  assert.equal(estimatePromptTokens({ messages: [{ role: 'user', content: text }] }), 100)
+  assert.equal(estimatePromptTokens({ input: text, instructions: text }), 200)
+  const items = [{ role: 'user', content: [{ type: 'input_text', text }] }]
+  assert.equal(estimatePromptTokens({ input: items }), 100)
+  assert.equal(estimatePromptTokens({ prompt: [text, text] }), 200)
+  assert.equal(estimatePromptTokens({ input: [text] }), 100)
 })
