@@ -7,14 +7,18 @@ SELF_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 readonly SELF_DIR
 # Where config.yaml and .env are taken from (default: next to this script).
 readonly SOURCE_DIR="${SOURCE_DIR:-$SELF_DIR}"
-readonly DESTDIR="${DESTDIR:-}"
-readonly BIN_DIR="${BIN_DIR:-/usr/local/bin}"
-readonly CONF_DIR="${CONF_DIR:-/etc/ai-gateway}"
-readonly UNIT_DIR="${UNIT_DIR:-/etc/systemd/system}"
-readonly SERVICE_USER="${SERVICE_USER:-ai-gateway}"
-readonly BINARY="${BINARY:-$SELF_DIR/dist/ai-gateway}"
-readonly UNIT_FILE="$SELF_DIR/deploy/ai-gateway.service"
-readonly REMOTE_DIR="${REMOTE_DIR:-/opt/ai-gateway}"
+
+# The rest may come from .env too, so they are fixed once it has been read.
+settings() {
+  readonly DESTDIR="${DESTDIR:-}"
+  readonly BIN_DIR="${BIN_DIR:-/usr/local/bin}"
+  readonly CONF_DIR="${CONF_DIR:-/etc/ai-gateway}"
+  readonly UNIT_DIR="${UNIT_DIR:-/etc/systemd/system}"
+  readonly SERVICE_USER="${SERVICE_USER:-ai-gateway}"
+  readonly BINARY="${BINARY:-$SELF_DIR/dist/ai-gateway}"
+  readonly UNIT_FILE="$SELF_DIR/deploy/ai-gateway.service"
+  readonly REMOTE_DIR="${REMOTE_DIR:-/opt/ai-gateway}"
+}
 
 usage() {
   cat <<'EOF'
@@ -138,17 +142,21 @@ ssh_options() {
     SCP_OPTS+=(-i "$SSH_KEY")
   fi
   TARGET="${SSH_USER:-root}@${SSH_HOST:?SSH_HOST is required for deploy (set it in the environment or .env)}"
+  # Anyone but root reaches the system's directories through sudo.
+  SUDO=''
+  [[ "${SSH_USER:-root}" == root ]] || SUDO='sudo '
 }
 
 # The command is built here on purpose: the remote shell runs it as given.
 # shellcheck disable=SC2029
 remote() { ssh "${SSH_OPTS[@]}" "$TARGET" "$@"; }
 
-# The .env for the server: everything but the SSH_* lines, which only matter here.
+# The .env for the server: everything but this script's own deploy settings, which only matter here.
 stage_env() {
   local staged="$1"
   if [[ -f "$SOURCE_DIR/.env" ]]; then
-    grep -vE '^[[:space:]]*(export[[:space:]]+)?SSH_' "$SOURCE_DIR/.env" >"$staged" || true
+    grep -vE '^[[:space:]]*(export[[:space:]]+)?(SSH_[A-Za-z0-9_]*|REMOTE_DIR|SOURCE_DIR|DESTDIR)=' \
+      "$SOURCE_DIR/.env" >"$staged" || true
   else
     : >"$staged"
   fi
@@ -172,7 +180,8 @@ wait_for() {
 # upload DIR: copies the contents of DIR to REMOTE_DIR on the server.
 upload() {
   log "uploading to $TARGET:$REMOTE_DIR"
-  remote "mkdir -p '$REMOTE_DIR'"
+  # Made by root when need be, and handed to the SSH user, whose scp writes into it.
+  remote "${SUDO}mkdir -p '$REMOTE_DIR' && ${SUDO}chown '${SSH_USER:-root}' '$REMOTE_DIR'"
   scp "${SCP_OPTS[@]}" -r "$1/." "$TARGET:$REMOTE_DIR/"
 }
 
@@ -199,10 +208,8 @@ cmd_deploy() {
   stage_env "$stage/.env"
   upload "$stage"
   log "installing on $SSH_HOST"
-  local sudo=''
-  [[ "${SSH_USER:-root}" == root ]] || sudo='sudo '
-  remote "cd '$REMOTE_DIR' && ${sudo}./install.sh install && ${sudo}./install.sh install-service --force \
-    && ${sudo}systemctl enable ai-gateway && ${sudo}systemctl restart ai-gateway"
+  remote "cd '$REMOTE_DIR' && ${SUDO}./install.sh install && ${SUDO}./install.sh install-service --force \
+    && ${SUDO}systemctl enable ai-gateway && ${SUDO}systemctl restart ai-gateway"
   log "checking health on $SSH_HOST"
   remote_healthy() { remote "curl -fsS --max-time 3 http://127.0.0.1:${PORT:-8080}/health" >/dev/null 2>&1; }
   service_log() { remote "journalctl -u ai-gateway -n 30 --no-pager"; }
@@ -245,6 +252,7 @@ main() {
     esac
   done
   load_env_file
+  settings
   case "$command" in
     build) cmd_build ;;
     install) cmd_install ;;

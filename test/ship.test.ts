@@ -337,7 +337,8 @@ describe('install and install-service into a temporary root', () => {
 /**
  * Stand-ins for the remote machine: ssh runs the command in a shell here, with DESTDIR pointing at
  * the sandbox; scp copies into the sandbox; systemctl records and, on restart, starts the installed
- * binary for real; docker records and reports the container healthy on the second look.
+ * binary for real; docker records and reports the container healthy on the second look; sudo runs
+ * the command as given.
  */
 function shims(sandbox: string): { dir: string; log: string } {
   const dir = mkdtempSync(join(tmpdir(), 'shims-'))
@@ -376,6 +377,9 @@ fi`,
     `if [[ "$1" == inspect ]]; then n=$(grep -c '^docker inspect' '${log}'); [[ $n -ge 2 ]] && echo healthy || echo starting; fi`,
   )
   write('curl', `echo "curl $*" >> '${log}'; exec /usr/bin/curl "$@"`)
+  write('sudo', 'exec "$@"')
+  // The SSH user exists on the remote machine only.
+  write('chown', 'true')
   return { dir, log }
 }
 
@@ -388,29 +392,36 @@ describe('deploy over SSH (stand-ins)', () => {
       copyFileSync(join(sandbox, 'etc', file), join(sandbox, 'root/etc', file))
     const port = await unusedPort()
     const source = mkdtempSync(join(tmpdir(), 'ai-gateway-src-'))
+    const remoteDir = join(sandbox, 'opt/ai-gateway')
     writeFileSync(join(source, 'config.yaml'), configYaml(port))
+    // A non-root SSH user, and a deploy setting (REMOTE_DIR) given in .env rather than the environment.
     writeFileSync(
       join(source, '.env'),
-      `GATEWAY_API_KEY=${gatewayKey}\nPROVIDER_KEY=sk-deployed\nSSH_HOST=gateway.test\nSSH_USER=root\nSSH_PORT=2222\nexport SSH_KEY=/tmp/key\nDOMAIN=llm.example.com\nPORT=${port}\n`,
+      `GATEWAY_API_KEY=${gatewayKey}\nPROVIDER_KEY=sk-deployed\nSSH_HOST=gateway.test\nSSH_USER=deploy\nSSH_PORT=2222\nexport SSH_KEY=/tmp/key\nDOMAIN=llm.example.com\nPORT=${port}\nREMOTE_DIR=${remoteDir}\n`,
     )
     const { dir, log } = shims(sandbox)
-    const remoteDir = join(sandbox, 'opt/ai-gateway')
     try {
       const result = sh(['deploy'], {
         PATH: `${dir}:${process.env.PATH}`,
         SOURCE_DIR: source,
-        REMOTE_DIR: remoteDir,
         HEALTH_TRIES: '20',
       })
       assert.equal(result.code, 0, result.stderr)
       assert.match(result.stderr, /https:\/\/llm\.example\.com\/v1/)
       const calls = readFileSync(log, 'utf8')
-      assert.match(calls, /^ssh -p 2222 .*-i \/tmp\/key root@gateway\.test/m)
+      assert.match(calls, /^ssh -p 2222 .*-i \/tmp\/key deploy@gateway\.test/m)
+      assert.match(
+        calls,
+        new RegExp(`^sudo mkdir -p ${remoteDir}$`, 'm'),
+        'the upload directory made as root',
+      )
+      assert.match(calls, new RegExp(`^sudo chown deploy ${remoteDir}$`, 'm'), 'and handed to the SSH user')
+      assert.match(calls, /^sudo systemctl restart ai-gateway$/m)
       assert.match(calls, /^systemctl enable ai-gateway$/m)
       assert.match(calls, /^systemctl restart ai-gateway$/m)
       assert.match(calls, /^curl -fsS --max-time 3 http:\/\/127\.0\.0\.1:\d+\/health$/m)
       const uploadedEnv = readFileSync(join(remoteDir, '.env'), 'utf8')
-      assert.ok(!/SSH_/.test(uploadedEnv), 'SSH_* lines stay local')
+      assert.ok(!/SSH_|REMOTE_DIR/.test(uploadedEnv), 'deploy settings stay local')
       assert.match(uploadedEnv, /GATEWAY_API_KEY=/)
       const installed = join(sandbox, 'root')
       assert.equal(mode(join(installed, 'etc/ai-gateway/.env')), '600')
