@@ -23,6 +23,7 @@ export interface Sdk {
 
 export function loadSdk(otlp: OtlpSettings, version: string, hooks: TelemetryHooks): Sdk {
   routeDiagnostics(hooks)
+  const selfObsMeterProvider = lossCounter(hooks)
   const resource = resourceFromAttributes({
     ...otlp.resourceAttributes,
     // The service name variable wins over a service.name in the attributes, as the spec says.
@@ -42,6 +43,7 @@ export function loadSdk(otlp: OtlpSettings, version: string, hooks: TelemetryHoo
     spanProcessors: [
       new BatchSpanProcessor({
         ...batch,
+        selfObsMeterProvider,
         exporter: new OTLPTraceExporter({ ...exporterOptions, url: otlp.tracesUrl }),
       }),
     ],
@@ -51,6 +53,7 @@ export function loadSdk(otlp: OtlpSettings, version: string, hooks: TelemetryHoo
     processors: [
       new BatchLogRecordProcessor({
         ...batch,
+        selfObsMeterProvider,
         exporter: new OTLPLogExporter({ ...exporterOptions, url: otlp.logsUrl }),
       }),
     ],
@@ -111,14 +114,38 @@ function emitLogLine(logger: api.Logger, line: string): void {
   })
 }
 
-/** The SDK reports export failures and drops through `diag`; they become rate-limited warnings and counts. */
+/**
+ * The batch processors' own metrics (OpenTelemetry's SDK self-observability conventions): every item
+ * they finish with an `error.type` (a full queue, a failed or timed-out export) was lost, and is
+ * counted. Their other instruments are not needed here.
+ */
+function lossCounter(hooks: TelemetryHooks): api.MeterProvider {
+  const noop = api.createNoopMeter()
+  const signals: Record<string, 'traces' | 'logs'> = {
+    'otel.sdk.processor.span.processed': 'traces',
+    'otel.sdk.processor.log.processed': 'logs',
+  }
+  const meter: api.Meter = Object.create(noop, {
+    createCounter: {
+      value: (name: string, options?: api.MetricOptions) => {
+        const signal = signals[name]
+        if (signal === undefined) return noop.createCounter(name, options)
+        return {
+          add: (count: number, attributes?: api.Attributes) => {
+            if (attributes?.['error.type'] !== undefined) hooks.dropped(signal, count)
+          },
+        }
+      },
+    },
+  })
+  return { getMeter: () => meter }
+}
+
+/** The SDK reports export failures through `diag`; they become rate-limited warnings. */
 function routeDiagnostics(hooks: TelemetryHooks): void {
   const lastWarned = new Map<string, number>()
   const report = (message: unknown, ...args: unknown[]) => {
     const text = [message, ...args].map(String).join(' ')
-    const dropped = /Dropped (\d+) (spans|log records?)/i.exec(text)
-    if (dropped !== null)
-      hooks.dropped(dropped[2]?.startsWith('span') ? 'traces' : 'logs', Number(dropped[1]))
     const kind = text.replace(/\d+/g, 'N').slice(0, 80)
     const now = Date.now()
     if (now - (lastWarned.get(kind) ?? 0) < 60_000) return

@@ -6,6 +6,7 @@ import { once } from 'node:events'
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { after, afterEach, before, describe, test } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { grafanaInstanceId, parseHeaderList, signalUrl, telemetrySettings } from '../src/otlp-config.ts'
 import {
   baseConfig,
@@ -407,4 +408,20 @@ test('an unreachable collector neither slows nor breaks requests', async () => {
     assert.equal((await gw.post('/v1/chat/completions', { model: 'r', messages: [] })).status, 200)
   assert.ok(performance.now() - started < 2_000)
   await gw.waitForLog((l) => l.msg === 'telemetry export problem', 15_000)
+  // What could not be exported is counted as lost, spans and log records alike.
+  const lost = async () => {
+    const text = await (await gw.get('/metrics')).text()
+    const count = (signal: string) =>
+      Number(
+        new RegExp(`ai_gateway_telemetry_dropped_total\\{signal="${signal}"\\} (\\d+)`).exec(text)?.[1] ?? 0,
+      )
+    return { traces: count('traces'), logs: count('logs') }
+  }
+  const deadline = Date.now() + 15_000
+  let counted = await lost()
+  while (counted.traces < 20 || counted.logs < 20) {
+    assert.ok(Date.now() < deadline, `counted as lost: ${JSON.stringify(counted)}`)
+    await sleep(250)
+    counted = await lost()
+  }
 })
