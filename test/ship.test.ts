@@ -512,6 +512,8 @@ describe('container files', () => {
     assert.match(text, /memory: \d+M/)
     assert.match(text, /healthcheck:/)
     assert.match(text, /config\.yaml:\/etc\/ai-gateway\/config\.yaml:ro/)
+    // Longer than the default shutdown_timeout, so a redeploy lets in-flight requests finish.
+    assert.match(text, /stop_grace_period: 45s/)
   })
 })
 
