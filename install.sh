@@ -8,6 +8,9 @@ readonly SELF_DIR
 # Where config.yaml and .env are taken from (default: next to this script).
 readonly SOURCE_DIR="${SOURCE_DIR:-$SELF_DIR}"
 
+# This script's own settings (besides SSH_*): meant for this machine, never uploaded with .env.
+readonly DEPLOY_SETTINGS='SOURCE_DIR|DESTDIR|BIN_DIR|CONF_DIR|UNIT_DIR|SERVICE_USER|BINARY|REMOTE_DIR'
+
 # The rest may come from .env too, so they are fixed once it has been read.
 settings() {
   readonly DESTDIR="${DESTDIR:-}"
@@ -155,7 +158,7 @@ remote() { ssh "${SSH_OPTS[@]}" "$TARGET" "$@"; }
 stage_env() {
   local staged="$1"
   if [[ -f "$SOURCE_DIR/.env" ]]; then
-    grep -vE '^[[:space:]]*(export[[:space:]]+)?(SSH_[A-Za-z0-9_]*|REMOTE_DIR|SOURCE_DIR|DESTDIR)=' \
+    grep -vE "^[[:space:]]*(export[[:space:]]+)?(SSH_[A-Za-z0-9_]*|$DEPLOY_SETTINGS)=" \
       "$SOURCE_DIR/.env" >"$staged" || true
   else
     : >"$staged"

@@ -104,18 +104,9 @@ const metrics = z.strictObject({
   host: z.string().trim().min(1).optional(),
 })
 
-// Connection-level and framing headers belong to each request the gateway sends; undici refuses them.
-const perRequestHeaders = new Set([
-  'connection',
-  'content-length',
-  'expect',
-  'keep-alive',
-  'proxy-connection',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-])
+// Framing headers belong to each request the gateway sends: undici refuses these, or (content-length)
+// fails every request whose body is not that long.
+const perRequestHeaders = new Set(['content-length', 'expect', 'keep-alive', 'transfer-encoding', 'upgrade'])
 
 // RFC 9110 token for names; values must not smuggle a header break.
 const headerName = z

@@ -66,7 +66,8 @@ export interface HttpServer {
 export function createHttpServer(options: ServerOptions): HttpServer {
   const { logger } = options.logging
   const table = tableOf(options.endpoints)
-  let inFlight = 0
+  // The responses in progress, so a drain can tell those not yet started to end their connection.
+  const inFlight = new Set<ServerResponse>()
   let idle: (() => void) | undefined
   let draining = false
 
@@ -75,15 +76,15 @@ export function createHttpServer(options: ServerOptions): HttpServer {
     // connection we are closing.
     { keepAliveTimeout: 95_000, headersTimeout: 60_000, requestTimeout: 300_000 },
     (req, res) => {
-      inFlight++
+      inFlight.add(res)
       // While draining, a request on a kept-alive connection is still answered, and the answer ends
       // the connection, so the client takes its next request elsewhere instead of having it cut.
       if (draining) res.setHeader('connection', 'close')
       void handle(req, res, options, table, () => {
-        inFlight--
-        // A connection whose answer went out before the drain began is idle now: close it too.
+        inFlight.delete(res)
+        // A stream whose head went out keep-alive before the drain began leaves an idle connection.
         if (draining) server.closeIdleConnections()
-        if (inFlight === 0) idle?.()
+        if (inFlight.size === 0) idle?.()
       })
     },
   )
@@ -100,14 +101,17 @@ export function createHttpServer(options: ServerOptions): HttpServer {
     },
     async close(graceMs) {
       draining = true
+      for (const res of inFlight) if (!res.headersSent) res.setHeader('connection', 'close')
       const closed = new Promise<void>((resolve) => server.close(() => resolve()))
       server.closeIdleConnections()
-      const drained = inFlight === 0 ? Promise.resolve() : new Promise<void>((resolve) => (idle = resolve))
+      const drained =
+        inFlight.size === 0 ? Promise.resolve() : new Promise<void>((resolve) => (idle = resolve))
       let timer: NodeJS.Timeout | undefined
       const graceOver = new Promise<'timeout'>((resolve) => (timer = setTimeout(resolve, graceMs, 'timeout')))
       const result = await Promise.race([drained, graceOver])
       clearTimeout(timer)
-      if (result === 'timeout') logger.warn({ inFlight }, 'grace period over, closing remaining connections')
+      if (result === 'timeout')
+        logger.warn({ inFlight: inFlight.size }, 'grace period over, closing remaining connections')
       server.closeAllConnections()
       await closed
     },

@@ -241,7 +241,7 @@ routes:
     assert.match(problemsOf(bad)[0] ?? '', /^providers\[0\]\.headers\.bad name: invalid header name$/)
     const framing = valid.replace(
       'base_url: https://api.groq.com/openai/v1',
-      'base_url: https://x.test\n    headers: { Transfer-Encoding: chunked, keep-alive: "5", X-Title: ok }',
+      'base_url: https://x.test\n    headers: { Transfer-Encoding: chunked, keep-alive: "5", Connection: close }',
     )
     assert.deepEqual(problemsOf(framing), [
       'providers[0].headers.Transfer-Encoding: Transfer-Encoding is set by the gateway for each request, not by config',

@@ -397,7 +397,7 @@ describe('deploy over SSH (stand-ins)', () => {
     // A non-root SSH user, and a deploy setting (REMOTE_DIR) given in .env rather than the environment.
     writeFileSync(
       join(source, '.env'),
-      `GATEWAY_API_KEY=${gatewayKey}\nPROVIDER_KEY=sk-deployed\nSSH_HOST=gateway.test\nSSH_USER=deploy\nSSH_PORT=2222\nexport SSH_KEY=/tmp/key\nDOMAIN=llm.example.com\nPORT=${port}\nREMOTE_DIR=${remoteDir}\n`,
+      `GATEWAY_API_KEY=${gatewayKey}\nPROVIDER_KEY=sk-deployed\nSSH_HOST=gateway.test\nSSH_USER=deploy\nSSH_PORT=2222\nexport SSH_KEY=/tmp/key\nDOMAIN=llm.example.com\nPORT=${port}\nREMOTE_DIR=${remoteDir}\nBINARY=${binary}\n`,
     )
     const { dir, log } = shims(sandbox)
     try {
@@ -421,7 +421,7 @@ describe('deploy over SSH (stand-ins)', () => {
       assert.match(calls, /^systemctl restart ai-gateway$/m)
       assert.match(calls, /^curl -fsS --max-time 3 http:\/\/127\.0\.0\.1:\d+\/health$/m)
       const uploadedEnv = readFileSync(join(remoteDir, '.env'), 'utf8')
-      assert.ok(!/SSH_|REMOTE_DIR/.test(uploadedEnv), 'deploy settings stay local')
+      assert.ok(!/SSH_|REMOTE_DIR|BINARY/.test(uploadedEnv), 'deploy settings stay local')
       assert.match(uploadedEnv, /GATEWAY_API_KEY=/)
       const installed = join(sandbox, 'root')
       assert.equal(mode(join(installed, 'etc/ai-gateway/.env')), '600')
