@@ -35,6 +35,12 @@ export interface Exchange {
   readonly startedAt: number
   readonly facts: AccessFacts
   readonly trace: RequestTrace
+  /** The server's drain state, shared by its exchanges: one flag read when an answer starts. */
+  readonly drain: Drain
+}
+
+interface Drain {
+  draining: boolean
 }
 
 export interface Endpoint {
@@ -66,25 +72,21 @@ export interface HttpServer {
 export function createHttpServer(options: ServerOptions): HttpServer {
   const { logger } = options.logging
   const table = tableOf(options.endpoints)
-  // The responses in progress, so a drain can tell those not yet started to end their connection.
-  const inFlight = new Set<ServerResponse>()
+  let inFlight = 0
   let idle: (() => void) | undefined
-  let draining = false
+  const drain: Drain = { draining: false }
 
   const server: Server = createServer(
     // Above common proxy idle timeouts (Traefik's backend default is 90 s), so a proxy never reuses a
     // connection we are closing.
     { keepAliveTimeout: 95_000, headersTimeout: 60_000, requestTimeout: 300_000 },
     (req, res) => {
-      inFlight.add(res)
-      // While draining, a request on a kept-alive connection is still answered, and the answer ends
-      // the connection, so the client takes its next request elsewhere instead of having it cut.
-      if (draining) res.setHeader('connection', 'close')
-      void handle(req, res, options, table, () => {
-        inFlight.delete(res)
+      inFlight++
+      void handle(req, res, options, table, drain, () => {
+        inFlight--
         // A stream whose head went out keep-alive before the drain began leaves an idle connection.
-        if (draining) server.closeIdleConnections()
-        if (inFlight.size === 0) idle?.()
+        if (drain.draining) server.closeIdleConnections()
+        if (inFlight === 0) idle?.()
       })
     },
   )
@@ -100,18 +102,15 @@ export function createHttpServer(options: ServerOptions): HttpServer {
       return server.address() as AddressInfo
     },
     async close(graceMs) {
-      draining = true
-      for (const res of inFlight) if (!res.headersSent) res.setHeader('connection', 'close')
+      drain.draining = true
       const closed = new Promise<void>((resolve) => server.close(() => resolve()))
       server.closeIdleConnections()
-      const drained =
-        inFlight.size === 0 ? Promise.resolve() : new Promise<void>((resolve) => (idle = resolve))
+      const drained = inFlight === 0 ? Promise.resolve() : new Promise<void>((resolve) => (idle = resolve))
       let timer: NodeJS.Timeout | undefined
       const graceOver = new Promise<'timeout'>((resolve) => (timer = setTimeout(resolve, graceMs, 'timeout')))
       const result = await Promise.race([drained, graceOver])
       clearTimeout(timer)
-      if (result === 'timeout')
-        logger.warn({ inFlight: inFlight.size }, 'grace period over, closing remaining connections')
+      if (result === 'timeout') logger.warn({ inFlight }, 'grace period over, closing remaining connections')
       server.closeAllConnections()
       await closed
     },
@@ -130,6 +129,7 @@ async function handle(
   res: ServerResponse,
   options: ServerOptions,
   table: EndpointTable,
+  drain: Drain,
   onFinished: () => void,
 ): Promise<void> {
   const path = normalizePath(req.url ?? '/')
@@ -141,6 +141,7 @@ async function handle(
     startedAt: performance.now(),
     facts: {},
     trace: options.telemetry.startRequest(req.method ?? 'GET', path, req.headers),
+    drain,
   }
   // The request is over when both the handler has returned and the response has closed, in either
   // order (a stream's handler still drains the upstream after the client has its last byte).
@@ -214,7 +215,11 @@ export function writeHead(
   status: number,
   headers: Readonly<Record<string, string | number>>,
 ): void {
-  exchange.res.writeHead(status, { 'x-request-id': exchange.requestId, ...headers })
+  const all: Record<string, string | number> = { 'x-request-id': exchange.requestId, ...headers }
+  // While draining, a request on a kept-alive connection is still answered, and the answer ends the
+  // connection, so the client takes its next request elsewhere instead of having it cut.
+  if (exchange.drain.draining) all.connection = 'close'
+  exchange.res.writeHead(status, all)
 }
 
 export function sendText(
