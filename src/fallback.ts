@@ -187,7 +187,7 @@ class RouteRun<A extends { kind: string }> {
     }
     const record = recordOf(step, result, durationMs)
     this.#trail.attempts.push(record)
-    this.#notify(step, health.recordFailure(step, result, durationMs, Date.now(), record.reason ?? ''))
+    this.#notify(step, health.recordFailure(step, result, durationMs, Date.now(), record.reason ?? '', probe))
     if (result.kind === 'aborted') return this.#aborted()
     this.#failures.push(result)
     this.#o.onAttemptFailed(record)

@@ -160,10 +160,18 @@ export class HealthBoard {
     return closeCircuit(t)
   }
 
-  recordFailure(step: Step, failure: Failure, latencyMs: number, now: number, reason: string): HealthChange {
+  /** `probe`: the attempt was the half-open probe (`begin` was told so). */
+  recordFailure(
+    step: Step,
+    failure: Failure,
+    latencyMs: number,
+    now: number,
+    reason: string,
+    probe = false,
+  ): HealthChange {
     const t = this.#target(step)
     const kind = classifyFailure(failure)
-    t.probeUntil = 0
+    if (probe) t.probeUntil = 0
     if (kind === 'aborted') return undefined
     pushRecent(t, { at: now, ok: false, latencyMs })
     t.lastError = reason
@@ -190,6 +198,9 @@ export class HealthBoard {
         // A silent upstream costs a whole timeout each time it is tried: one is enough to open the circuit.
         t.failureStreak =
           failure.kind === 'timeout' ? Math.max(t.failureStreak + 1, p.circuit_failures) : t.failureStreak + 1
+        // Requests already in flight when the circuit opened fail too; only a failed probe opens it
+        // again, for twice as long.
+        if (t.circuitOpen && !probe) return undefined
         if (t.failureStreak < p.circuit_failures && !t.circuitOpen) return undefined
         const forMs = Math.min(p.circuit_open * 2 ** t.opens, p.circuit_open_max)
         t.circuitOpen = true

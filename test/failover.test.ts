@@ -218,6 +218,21 @@ test('a persistent 503 opens the circuit: skipped without a call, then one probe
   assert.equal((await target(gw, 'a'))?.state, 'circuit_open', 'a failed probe re-opens the circuit')
 })
 
+test('requests failing together open the circuit once, not once each with doubled times', async () => {
+  const gw = await gateway([{ provider: 'a', timeout: '300ms' }], { circuit_open: '5s', max_retries: 0 })
+  mock.always('a', hang())
+  const started = Date.now()
+  const answers = await Promise.all([ask(gw), ask(gw), ask(gw), ask(gw)])
+  assert.deepEqual(
+    answers.map((a) => a.status),
+    [502, 502, 502, 502],
+  )
+  const a = await target(gw, 'a')
+  assert.equal(a?.state, 'circuit_open')
+  const openFor = Date.parse(String(a?.until)) - started
+  assert.ok(openFor < 8_000, `open for ${openFor} ms: 5 s once, not 40 s after four doublings`)
+})
+
 test('a reset before headers counts as a failure and falls back', async () => {
   const gw = await gateway([{ provider: 'a' }, { provider: 'b' }], { circuit_failures: 2 })
   mock.always('a', reset()).always('b', ok())
