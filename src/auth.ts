@@ -4,13 +4,22 @@
 import { hash } from 'node:crypto'
 import type { IncomingHttpHeaders } from 'node:http'
 
-export function extractKey(headers: IncomingHttpHeaders): string | undefined {
+/** The key in `X-Api-Key`, when there is one. */
+function apiKeyOf(headers: IncomingHttpHeaders): string | undefined {
   const apiKey = headers['x-api-key']
-  if (typeof apiKey === 'string' && apiKey !== '') return apiKey
+  return typeof apiKey === 'string' && apiKey !== '' ? apiKey : undefined
+}
+
+/** The key in `Authorization: Bearer`, when there is one. */
+function bearerOf(headers: IncomingHttpHeaders): string | undefined {
   const authorization = headers.authorization
   if (authorization === undefined) return undefined
-  const match = /^Bearer\s+(.+)$/i.exec(authorization)
-  return match?.[1]?.trim()
+  return /^Bearer\s+(.+)$/i.exec(authorization)?.[1]?.trim()
+}
+
+/** The key a request presents, `X-Api-Key` first. */
+export function extractKey(headers: IncomingHttpHeaders): string | undefined {
+  return apiKeyOf(headers) ?? bearerOf(headers)
 }
 
 /**
@@ -22,8 +31,8 @@ export function extractKey(headers: IncomingHttpHeaders): string | undefined {
 export function createKeyCheck(expected: string): (headers: IncomingHttpHeaders) => boolean {
   const digest = (value: string) => hash('sha256', value, 'hex')
   const expectedDigest = digest(expected)
-  return (headers) => {
-    const presented = extractKey(headers)
-    return presented !== undefined && digest(presented) === expectedDigest
-  }
+  const matches = (presented: string | undefined) =>
+    presented !== undefined && digest(presented) === expectedDigest
+  // Either header may carry it: a client (or a proxy) can add an X-Api-Key meant for someone else.
+  return (headers) => matches(apiKeyOf(headers)) || matches(bearerOf(headers))
 }

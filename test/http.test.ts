@@ -66,6 +66,9 @@ test('auth: X-Api-Key and Authorization: Bearer are accepted', async () => {
     (await fetch(`${gw.url}/v1/models`, { headers: { authorization: `bearer ${gatewayKey}` } })).status,
     200,
   )
+  // An X-Api-Key meant for someone else does not hide the right key in Authorization.
+  const both = { 'x-api-key': 'sk-ant-other', authorization: `Bearer ${gatewayKey}` }
+  assert.equal((await fetch(`${gw.url}/v1/models`, { headers: both })).status, 200)
 })
 
 test('auth: a missing or wrong key is a 401 envelope, on every endpoint but /health', async () => {
