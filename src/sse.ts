@@ -57,11 +57,31 @@ export interface CommittedStream {
 // chatty provider cannot make us buffer without bound.
 const maxHeldEvents = 64
 
+// No chat or Responses event comes near this; a provider that never ends its line must not make the
+// gateway hold it without bound.
+const maxEventChars = 32 * 1024 * 1024
+
+class EventTooLarge extends Error {
+  constructor() {
+    super(`an event longer than ${maxEventChars} characters`)
+  }
+}
+
+/** The failure behind an error thrown while reading a stream. */
+const readFailure = (attempt: Attempt, err: unknown): Failure =>
+  err instanceof EventTooLarge
+    ? attempt.fail({ kind: 'invalid_response', reason: err.message })
+    : attempt.failureOf(err)
+
 async function* readItems(body: AsyncIterable<Buffer>): AsyncGenerator<Item> {
   const pending: Item[] = []
   const parser = createParser({
     onEvent: (event) => pending.push({ kind: 'event', event }),
     onComment: (text) => pending.push({ kind: 'comment', text }),
+    maxBufferSize: maxEventChars,
+    onError: (error) => {
+      if (error.type === 'max-buffer-size-exceeded') throw new EventTooLarge()
+    },
   })
   // Node's StringDecoder rather than TextDecoder: half the cost per chunk, and a third of it for a
   // stream's first chunk after an idle gap, where a stream's first byte is decided. (A leading BOM is
@@ -169,7 +189,7 @@ export async function awaitCommit(
       if (isCommitPoint(parsed.value) || head.length >= maxHeldEvents) return commit()
     }
   } catch (err) {
-    return attempt.failureOf(err)
+    return readFailure(attempt, err)
   }
 }
 
@@ -261,7 +281,7 @@ export async function pipeStream(
     await drain(stream.rest)
     return 'completed'
   } catch (err) {
-    const failure = attempt.failureOf(err)
+    const failure = readFailure(attempt, err)
     void stream.rest.return(undefined).catch(() => {})
     if (failure.kind === 'aborted') return 'client_gone'
     if (waitingOnClient) {

@@ -373,3 +373,20 @@ test('a client still not reading when the budget runs out is cut off, and the pr
     'not counted against the provider',
   )
 })
+
+test('an event that never ends is cut off at 32 Mi characters, and the next step answers', async () => {
+  mock.script('a', async (_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream' })
+    res.write('data: {"choices":[{"delta":{"content":"')
+    const piece = 'x'.repeat(1024 * 1024)
+    for (let i = 0; i < 48 && !res.destroyed; i++) {
+      if (!res.write(piece)) await new Promise((resolve) => res.once('drain', resolve))
+    }
+    res.end()
+  })
+  mock.script('b', sse(textChunks('from b')))
+  const res = await stream('ab')
+  assert.equal(res.headers.get('x-gateway-provider'), 'b')
+  assert.equal((await collect(res)).map(contentOf).filter(Boolean).join(''), 'from b')
+  assert.equal(mock.requests('a')[0]?.closedEarly, true, 'the endless event was not read to its end')
+})
