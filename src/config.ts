@@ -163,11 +163,17 @@ function collectSecrets(
   return [...new Set(values.filter((v): v is string => typeof v === 'string' && v.length >= 4))]
 }
 
-/** Values of sensitive-looking headers (a token passed as a header), without an auth scheme. */
+/**
+ * Values of sensitive-looking headers (a token passed as a header): whole, and without an auth scheme
+ * of any name (`Bearer`, `Basic`, `Token`, `Key` …), since a provider may echo the token alone.
+ */
 function headerSecrets(headers: Readonly<Record<string, string>>): string[] {
   return Object.entries(headers)
     .filter(([name]) => sensitiveHeader.test(name))
-    .map(([, value]) => value.replace(/^(Bearer|Basic)\s+/i, ''))
+    .flatMap(([, value]) => {
+      const token = /^[A-Za-z][\w.-]*\s+(\S.*)$/.exec(value)?.[1]
+      return token === undefined ? [value] : [value, token]
+    })
 }
 
 function deepFreeze<T>(value: T): T {

@@ -233,6 +233,17 @@ routes:
     assert.equal(parseConfig(apart, {}).metrics.port, 9100, 'the same port on another address is fine')
   })
 
+  test('a token in a provider header is a secret with or without its scheme, whatever the scheme', () => {
+    const text = valid.replace(
+      'base_url: https://api.groq.com/openai/v1',
+      'base_url: https://x.test\n    headers: { Authorization: "Token r8_secret1", X-Api-Key: plain-key-1, X-Title: app }',
+    )
+    const { secrets } = parseConfig(text, {})
+    for (const secret of ['r8_secret1', 'Token r8_secret1', 'plain-key-1'])
+      assert.ok(secrets.includes(secret), secret)
+    assert.ok(!secrets.includes('app'), 'a header that does not look secret is not one')
+  })
+
   test('header names and values are checked', () => {
     const bad = valid.replace(
       'base_url: https://api.groq.com/openai/v1',
