@@ -118,6 +118,10 @@ function resolveTimeouts(
   })
 }
 
+/** A response_format that constrains the answer: `{"type":"text"}` is the default and conflicts with nothing. */
+const asksForFormat = (format: unknown): boolean =>
+  format != null && (format as { type?: unknown }).type !== 'text'
+
 /**
  * The body sent to one step: the client's, with `model` replaced and the step's conflict resolution
  * applied. Some providers reject `tools` together with `response_format`; a step declares which wins.
@@ -126,7 +130,7 @@ export function rewriteBody(body: Readonly<Record<string, unknown>>, step: Step)
   const out: Record<string, unknown> = { ...body, model: step.model }
   if (step.conflictResolution === 'tools' && Array.isArray(out.tools) && out.tools.length > 0) {
     delete out.response_format
-  } else if (step.conflictResolution === 'format' && out.response_format != null) {
+  } else if (step.conflictResolution === 'format' && asksForFormat(out.response_format)) {
     delete out.tools
     delete out.tool_choice
     delete out.parallel_tool_calls

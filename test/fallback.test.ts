@@ -311,6 +311,12 @@ describe('conflict_resolution', () => {
     for (const key of ['tools', 'tool_choice', 'parallel_tool_calls']) assert.equal(key in sent, false, key)
   })
 
+  test('format: a response_format of type text asks for nothing, so the tools stay', async () => {
+    mock.script('a', ok())
+    await chat('format-wins', { tools, response_format: { type: 'text' } })
+    assert.deepEqual(mock.requests('a')[0]?.body.tools, tools)
+  })
+
   test('without it, both pass through untouched', async () => {
     mock.script('a', ok())
     await chat('no-resolution', { tools, response_format })
