@@ -31,14 +31,20 @@ export function echoedSettings(body: Readonly<Json>): Json {
 
 function usageOf(usage: unknown): Json | null {
   if (usage === null || typeof usage !== 'object') return null
-  const u = usage as { prompt_tokens?: number; completion_tokens?: number; total_tokens?: number }
+  const u = usage as {
+    prompt_tokens?: number
+    completion_tokens?: number
+    total_tokens?: number
+    prompt_tokens_details?: { cached_tokens?: number }
+    completion_tokens_details?: { reasoning_tokens?: number }
+  }
   const input = u.prompt_tokens ?? 0
   const output = u.completion_tokens ?? 0
   return {
     input_tokens: input,
-    input_tokens_details: { cached_tokens: 0 },
+    input_tokens_details: { cached_tokens: u.prompt_tokens_details?.cached_tokens ?? 0 },
     output_tokens: output,
-    output_tokens_details: { reasoning_tokens: 0 },
+    output_tokens_details: { reasoning_tokens: u.completion_tokens_details?.reasoning_tokens ?? 0 },
     total_tokens: u.total_tokens ?? input + output,
   }
 }

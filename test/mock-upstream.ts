@@ -94,7 +94,7 @@ export class MockUpstream {
   }
 }
 
-function completion(
+export function completion(
   content: string,
   model = 'upstream-model',
   usage = { prompt_tokens: 5, completion_tokens: 7, total_tokens: 12 },

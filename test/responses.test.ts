@@ -7,7 +7,18 @@ import { after, before, beforeEach, describe, test } from 'node:test'
 import { ChatOpenAI } from '@langchain/openai'
 import OpenAI from 'openai'
 import { baseConfig, gatewayKey, type RunningGateway, startGateway } from './gateway-process.ts'
-import { type Behaviour, chunk, json, MockUpstream, ok, sse, status, textChunks } from './mock-upstream.ts'
+import {
+  type Behaviour,
+  chunk,
+  completion,
+  json,
+  MockUpstream,
+  ok,
+  type SeenRequest,
+  sse,
+  status,
+  textChunks,
+} from './mock-upstream.ts'
 
 let mock: MockUpstream
 let gw: RunningGateway
@@ -78,7 +89,17 @@ const toolCall = (id: string, name: string, args: string): Behaviour =>
 
 describe('translated for chat-only providers', () => {
   test('text: the request becomes a chat completion and the answer a Response', async () => {
-    mock.script('chat1', ok('Hi from chat'))
+    const usage = {
+      prompt_tokens: 5,
+      completion_tokens: 7,
+      total_tokens: 12,
+      prompt_tokens_details: { cached_tokens: 3 },
+      completion_tokens_details: { reasoning_tokens: 2 },
+    }
+    mock.script(
+      'chat1',
+      json(200, (req: SeenRequest) => completion('Hi from chat', String(req.body.model), usage)),
+    )
     const response = await client.responses.create({
       model: 'r',
       instructions: 'Be brief.',
@@ -96,6 +117,8 @@ describe('translated for chat-only providers', () => {
     assert.equal(response.usage?.input_tokens, 5)
     assert.equal(response.usage?.output_tokens, 7)
     assert.equal(response.usage?.total_tokens, 12)
+    assert.equal(response.usage?.input_tokens_details.cached_tokens, 3)
+    assert.equal(response.usage?.output_tokens_details.reasoning_tokens, 2)
     const sent = mock.requests('chat1')[0]
     assert.equal(sent?.path, '/chat1/v1/chat/completions')
     assert.deepEqual(sent?.body, {
