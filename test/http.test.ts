@@ -154,6 +154,13 @@ test('bad bodies are 400 with a clear code', async () => {
   )
 })
 
+test('a body nested too deeply to forward is a 400, not a crash or a 500', async () => {
+  const deep = `${'['.repeat(20_000)}1${']'.repeat(20_000)}`
+  const body = `{"model":"chat","messages":[{"role":"user","content":"hi"}],"extra":${deep}}`
+  await expectError(await gw.post('/v1/chat/completions', body), 400, 'invalid_request')
+  assert.equal((await fetch(`${gw.url}/health`)).status, 200)
+})
+
 test('an unknown route is 404 model_not_found', async () => {
   const body = await expectError(
     await gw.post('/v1/chat/completions', { model: 'gpt-4o', messages: [] }),
