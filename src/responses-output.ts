@@ -83,22 +83,34 @@ function response(
   }
 }
 
-const messageItem = (text: string, status = 'completed'): Item => ({
+/** A message content part: text, or the model's refusal (which the Responses API keeps apart). */
+const partOf = (kind: PartKind, text: string): Json =>
+  kind === 'refusal' ? { type: 'refusal', refusal: text } : { type: 'output_text', text, annotations: [] }
+
+type PartKind = 'output_text' | 'refusal'
+
+const messageItem = (content: Json[], status = 'completed'): Item => ({
   type: 'message',
   id: newId('msg'),
   status,
   role: 'assistant',
-  content: [{ type: 'output_text', text, annotations: [] }],
+  content,
 })
 
 /** A chat completion (parsed JSON) as a Response object. */
 export function chatToResponse(chat: Json, shell: ResponseShell): Json {
   const choice = (Array.isArray(chat.choices) ? chat.choices[0] : undefined) as
-    | { message?: { content?: unknown; tool_calls?: Json[] }; finish_reason?: string | null }
+    | {
+        message?: { content?: unknown; refusal?: unknown; tool_calls?: Json[] }
+        finish_reason?: string | null
+      }
     | undefined
   const output: Item[] = []
   const content = choice?.message?.content
-  if (typeof content === 'string' && content !== '') output.push(messageItem(content))
+  if (typeof content === 'string' && content !== '')
+    output.push(messageItem([partOf('output_text', content)]))
+  const refusal = choice?.message?.refusal
+  if (typeof refusal === 'string' && refusal !== '') output.push(messageItem([partOf('refusal', refusal)]))
   for (const call of choice?.message?.tool_calls ?? []) {
     const fn = call.function as { name?: string; arguments?: string } | undefined
     output.push({
@@ -122,6 +134,7 @@ export function chatToResponse(chat: Json, shell: ResponseShell): Json {
 
 interface OpenText {
   readonly kind: 'text'
+  readonly part: PartKind
   readonly item: Item
   readonly outputIndex: number
   text: string
@@ -143,6 +156,7 @@ export class ResponsesStreamWriter implements StreamWriter {
   #sequence = 0
   #started = false
   #text: OpenText | undefined
+  #refusal: OpenText | undefined
   readonly #calls = new Map<number, OpenCall>()
   readonly #items: (OpenText | OpenCall)[] = []
   #finish: string | null = null
@@ -180,38 +194,42 @@ export class ResponsesStreamWriter implements StreamWriter {
     let out = this.#start()
     if (chunk.usage != null) this.#usage = usageOf(chunk.usage)
     const choice = (Array.isArray(chunk.choices) ? chunk.choices[0] : undefined) as
-      | { delta?: { content?: unknown; tool_calls?: Json[] }; finish_reason?: string | null }
+      | {
+          delta?: { content?: unknown; refusal?: unknown; tool_calls?: Json[] }
+          finish_reason?: string | null
+        }
       | undefined
     const content = choice?.delta?.content
-    if (typeof content === 'string' && content !== '') out += this.#textDelta(content)
+    if (typeof content === 'string' && content !== '') out += this.#textDelta('output_text', content)
+    const refusal = choice?.delta?.refusal
+    if (typeof refusal === 'string' && refusal !== '') out += this.#textDelta('refusal', refusal)
     for (const call of choice?.delta?.tool_calls ?? []) out += this.#callDelta(call)
     if (choice?.finish_reason != null) this.#finish = choice.finish_reason
     return out
   }
 
-  #textDelta(delta: string): string {
+  #textDelta(part: PartKind, delta: string): string {
     let out = ''
-    if (this.#text === undefined) {
-      const item = messageItem('', 'in_progress')
-      item.content = []
-      this.#text = { kind: 'text', item, outputIndex: this.#items.length, text: '' }
-      this.#items.push(this.#text)
-      out += this.#emit('response.output_item.added', { output_index: this.#text.outputIndex, item })
+    let open = part === 'refusal' ? this.#refusal : this.#text
+    if (open === undefined) {
+      const item = messageItem([], 'in_progress')
+      open = { kind: 'text', part, item, outputIndex: this.#items.length, text: '' }
+      if (part === 'refusal') this.#refusal = open
+      else this.#text = open
+      this.#items.push(open)
+      out += this.#emit('response.output_item.added', { output_index: open.outputIndex, item })
       out += this.#emit('response.content_part.added', {
         item_id: item.id,
-        output_index: this.#text.outputIndex,
+        output_index: open.outputIndex,
         content_index: 0,
-        part: { type: 'output_text', text: '', annotations: [] },
+        part: partOf(part, ''),
       })
     }
-    this.#text.text += delta
-    return `${out}${this.#emit('response.output_text.delta', {
-      item_id: this.#text.item.id,
-      output_index: this.#text.outputIndex,
-      content_index: 0,
-      delta,
-      logprobs: [],
-    })}`
+    open.text += delta
+    const at = { item_id: open.item.id, output_index: open.outputIndex, content_index: 0 }
+    return part === 'refusal'
+      ? `${out}${this.#emit('response.refusal.delta', { ...at, delta })}`
+      : `${out}${this.#emit('response.output_text.delta', { ...at, delta, logprobs: [] })}`
   }
 
   #callDelta(call: Json): string {
@@ -250,10 +268,13 @@ export class ResponsesStreamWriter implements StreamWriter {
     const output: Item[] = []
     for (const open of this.#items) {
       if (open.kind === 'text') {
-        const part = { type: 'output_text', text: open.text, annotations: [] }
+        const part = partOf(open.part, open.text)
         const item: Item = { ...open.item, status: 'completed', content: [part] }
         const at = { item_id: item.id, output_index: open.outputIndex, content_index: 0 }
-        out += this.#emit('response.output_text.done', { ...at, text: open.text, logprobs: [] })
+        out +=
+          open.part === 'refusal'
+            ? this.#emit('response.refusal.done', { ...at, refusal: open.text })
+            : this.#emit('response.output_text.done', { ...at, text: open.text, logprobs: [] })
         out += this.#emit('response.content_part.done', { ...at, part })
         out += this.#emit('response.output_item.done', { output_index: open.outputIndex, item })
         output.push(item)

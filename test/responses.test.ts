@@ -87,6 +87,16 @@ const toolCall = (id: string, name: string, args: string): Behaviour =>
     usage: { prompt_tokens: 9, completion_tokens: 4, total_tokens: 13 },
   }))
 
+/** The refusal parts of a Response's messages. */
+const refusalsOf = (response: { output: { type: string; content?: unknown }[] }): string[] =>
+  response.output.flatMap((item) =>
+    item.type === 'message'
+      ? (item.content as { type: string; refusal?: string }[])
+          .filter((part) => part.type === 'refusal')
+          .map((part) => part.refusal ?? '')
+      : [],
+  )
+
 describe('translated for chat-only providers', () => {
   test('text: the request becomes a chat completion and the answer a Response', async () => {
     const usage = {
@@ -262,6 +272,37 @@ describe('translated for chat-only providers', () => {
       const res = await gw.post('/v1/responses', { model: 'r', input: 'x', text })
       assert.equal(res.status, 200, JSON.stringify(text))
     }
+  })
+
+  test("a model's refusal arrives as a refusal part, whole and streamed", async () => {
+    const refusal = "I can't help with that."
+    mock.script(
+      'chat1',
+      json(200, {
+        id: 'c',
+        object: 'chat.completion',
+        model: 'chat-model-1',
+        choices: [
+          { index: 0, message: { role: 'assistant', content: null, refusal }, finish_reason: 'stop' },
+        ],
+      }),
+    )
+    const whole = await client.responses.create({ model: 'r', input: 'x' })
+    assert.deepEqual(refusalsOf(whole), [refusal])
+    mock.script(
+      'chat1',
+      sse([
+        chunk({ role: 'assistant', refusal: "I can't" }),
+        chunk({ refusal: ' help with that.' }),
+        chunk({}, 'stop'),
+      ]),
+    )
+    const deltas: string[] = []
+    const stream = client.responses.stream({ model: 'r', input: 'x' })
+    stream.on('response.refusal.delta', (event) => deltas.push(event.delta))
+    const final = await stream.finalResponse()
+    assert.deepEqual(deltas, ["I can't", ' help with that.'])
+    assert.deepEqual(refusalsOf(final), [refusal])
   })
 
   test('fields that cannot be honoured are refused by name', async () => {
