@@ -7,14 +7,9 @@ import { GatewayError } from './errors.ts'
 import { type HandlerDeps, routeOf } from './handlers.ts'
 import { proxyThroughRoute, type StepPlan } from './proxy.ts'
 import type { ResponseStore, StoredResponse } from './response-store.ts'
-import {
-  chatToResponse,
-  echoedSettings,
-  newId,
-  type ResponseShell,
-  ResponsesStreamWriter,
-} from './responses-output.ts'
+import { chatToResponse, echoedSettings, newId, type ResponseShell } from './responses-output.ts'
 import { type Item, inputItems, toChatRequest } from './responses-request.ts'
+import { ResponsesStreamWriter } from './responses-stream.ts'
 import { rewriteBody, type Step } from './router.ts'
 import { type Endpoint, type Exchange, sendJson } from './server.ts'
 import { formatEvent, type StreamWriter } from './sse.ts'

@@ -1,0 +1,196 @@
+// A stream of chat completion chunks turned into the Responses API event sequence, with sequence
+// numbers. Pure apart from the ids it makes.
+
+import {
+  type Json,
+  messageItem,
+  newId,
+  type PartKind,
+  partOf,
+  type ResponseShell,
+  response,
+  usageOf,
+} from './responses-output.ts'
+import type { Item } from './responses-request.ts'
+import type { StreamWriter } from './sse.ts'
+
+interface OpenText {
+  readonly kind: 'text'
+  readonly part: PartKind
+  readonly item: Item
+  readonly outputIndex: number
+  text: string
+}
+interface OpenCall {
+  readonly kind: 'call'
+  readonly item: Item
+  readonly outputIndex: number
+  arguments: string
+}
+
+/**
+ * Turns a stream of chat completion chunks into the Responses event sequence, with sequence numbers:
+ * response.created and .in_progress first, then per output item .output_item.added, the deltas, the
+ * .done events, and response.completed with usage (or response.failed when the stream breaks).
+ */
+export class ResponsesStreamWriter implements StreamWriter {
+  readonly #shell: ResponseShell
+  #sequence = 0
+  #started = false
+  #text: OpenText | undefined
+  #refusal: OpenText | undefined
+  readonly #calls = new Map<number, OpenCall>()
+  readonly #items: (OpenText | OpenCall)[] = []
+  #finish: string | null = null
+  #usage: Json | null = null
+  #model: string
+  /** The finished Response, once the stream has ended. */
+  final: Json | undefined
+
+  constructor(shell: ResponseShell) {
+    this.#shell = shell
+    this.#model = shell.model
+  }
+
+  #emit(type: string, fields: Json): string {
+    return `event: ${type}\ndata: ${JSON.stringify({ type, sequence_number: this.#sequence++, ...fields })}\n\n`
+  }
+
+  #start(): string {
+    if (this.#started) return ''
+    this.#started = true
+    const shell = response({ ...this.#shell, model: this.#model }, 'in_progress', [], null, null)
+    return (
+      this.#emit('response.created', { response: shell }) +
+      this.#emit('response.in_progress', { response: shell })
+    )
+  }
+
+  event(_event: unknown, parsed: Parameters<StreamWriter['event']>[1]): string {
+    return parsed.kind === 'json' ? this.chunk(parsed.value) : ''
+  }
+
+  /** SSE text for one chat chunk. */
+  chunk(chunk: Json): string {
+    if (typeof chunk.model === 'string') this.#model = chunk.model
+    let out = this.#start()
+    if (chunk.usage != null) this.#usage = usageOf(chunk.usage)
+    const choice = (Array.isArray(chunk.choices) ? chunk.choices[0] : undefined) as
+      | {
+          delta?: { content?: unknown; refusal?: unknown; tool_calls?: Json[] }
+          finish_reason?: string | null
+        }
+      | undefined
+    const content = choice?.delta?.content
+    if (typeof content === 'string' && content !== '') out += this.#textDelta('output_text', content)
+    const refusal = choice?.delta?.refusal
+    if (typeof refusal === 'string' && refusal !== '') out += this.#textDelta('refusal', refusal)
+    for (const call of choice?.delta?.tool_calls ?? []) out += this.#callDelta(call)
+    if (choice?.finish_reason != null) this.#finish = choice.finish_reason
+    return out
+  }
+
+  #textDelta(part: PartKind, delta: string): string {
+    let out = ''
+    let open = part === 'refusal' ? this.#refusal : this.#text
+    if (open === undefined) {
+      const item = messageItem([], 'in_progress')
+      open = { kind: 'text', part, item, outputIndex: this.#items.length, text: '' }
+      if (part === 'refusal') this.#refusal = open
+      else this.#text = open
+      this.#items.push(open)
+      out += this.#emit('response.output_item.added', { output_index: open.outputIndex, item })
+      out += this.#emit('response.content_part.added', {
+        item_id: item.id,
+        output_index: open.outputIndex,
+        content_index: 0,
+        part: partOf(part, ''),
+      })
+    }
+    open.text += delta
+    const at = { item_id: open.item.id, output_index: open.outputIndex, content_index: 0 }
+    return part === 'refusal'
+      ? `${out}${this.#emit('response.refusal.delta', { ...at, delta })}`
+      : `${out}${this.#emit('response.output_text.delta', { ...at, delta, logprobs: [] })}`
+  }
+
+  #callDelta(call: Json): string {
+    const index = typeof call.index === 'number' ? call.index : 0
+    const fn = (call.function ?? {}) as { name?: string; arguments?: string }
+    let out = ''
+    let open = this.#calls.get(index)
+    if (open === undefined) {
+      const item: Item = {
+        type: 'function_call',
+        id: newId('fc'),
+        call_id: call.id,
+        name: fn.name ?? '',
+        arguments: '',
+        status: 'in_progress',
+      }
+      open = { kind: 'call', item, outputIndex: this.#items.length, arguments: '' }
+      this.#calls.set(index, open)
+      this.#items.push(open)
+      out += this.#emit('response.output_item.added', { output_index: open.outputIndex, item })
+    }
+    if (typeof fn.arguments === 'string' && fn.arguments !== '') {
+      open.arguments += fn.arguments
+      out += this.#emit('response.function_call_arguments.delta', {
+        item_id: open.item.id,
+        output_index: open.outputIndex,
+        delta: fn.arguments,
+      })
+    }
+    return out
+  }
+
+  /** The closing events of a stream that ended well. */
+  done(): string {
+    let out = this.#start()
+    const output: Item[] = []
+    for (const open of this.#items) {
+      if (open.kind === 'text') {
+        const part = partOf(open.part, open.text)
+        const item: Item = { ...open.item, status: 'completed', content: [part] }
+        const at = { item_id: item.id, output_index: open.outputIndex, content_index: 0 }
+        out +=
+          open.part === 'refusal'
+            ? this.#emit('response.refusal.done', { ...at, refusal: open.text })
+            : this.#emit('response.output_text.done', { ...at, text: open.text, logprobs: [] })
+        out += this.#emit('response.content_part.done', { ...at, part })
+        out += this.#emit('response.output_item.done', { output_index: open.outputIndex, item })
+        output.push(item)
+      } else {
+        const item: Item = { ...open.item, arguments: open.arguments, status: 'completed' }
+        out += this.#emit('response.function_call_arguments.done', {
+          item_id: item.id,
+          output_index: open.outputIndex,
+          arguments: open.arguments,
+        })
+        out += this.#emit('response.output_item.done', { output_index: open.outputIndex, item })
+        output.push(item)
+      }
+    }
+    this.final = response(
+      { ...this.#shell, model: this.#model },
+      'completed',
+      output,
+      this.#finish,
+      this.#usage,
+    )
+    const type = this.final.status === 'incomplete' ? 'response.incomplete' : 'response.completed'
+    return out + this.#emit(type, { response: this.final })
+  }
+
+  /** The closing events of a stream that broke after it started. */
+  failed(message: string): string {
+    const failed = {
+      ...response({ ...this.#shell, model: this.#model }, 'failed', [], null, this.#usage),
+      error: { code: 'server_error', message },
+    }
+    return (
+      this.#emit('response.failed', { response: failed }) +
+      this.#emit('error', { code: 'stream_interrupted', message, param: null })
+    )
+  }
+}
