@@ -70,6 +70,13 @@ describe('createRedactor', () => {
     assert.equal(redact(JSON.stringify({ m: 'q"uote\\key' })), '{"m":"[REDACTED]"}')
     assert.equal(redact('a.b*c'), 'a.b*c')
   })
+  test('also as other JSON encoders escape it: \\/ (PHP), \\u0026 and friends (Go)', () => {
+    const redact = createRedactor(['abc/def+gh&<i>'])
+    assert.equal(redact('{"detail":"bad abc\\/def+gh&<i>"}'), '{"detail":"bad [REDACTED]"}')
+    assert.equal(redact('{"detail":"bad abc/def+gh\\u0026\\u003ci\\u003e"}'), '{"detail":"bad [REDACTED]"}')
+    assert.equal(redact('{"detail":"bad abc\\/def+gh\\u0026\\u003Ci\\u003E"}'), '{"detail":"bad [REDACTED]"}')
+  })
+
   test('no secrets: identity', () => {
     assert.equal(createRedactor([])('anything'), 'anything')
   })
