@@ -69,6 +69,10 @@ export function parseConfig(text: string, env: Env, source = '(inline)'): Config
     throw new ConfigError(source, doc.errors.map(describe))
   }
   const resolved = resolveEnvRefs(doc.toJS(), env)
+  if (resolved.nested.length > 0) {
+    const names = resolved.nested.map((name) => `\${${name}:-…}`).join(', ')
+    throw new ConfigError(source, [`a default cannot hold another \${…} reference: ${names}`])
+  }
   if (resolved.missing.length > 0) {
     throw new ConfigError(source, [`missing environment variables: ${resolved.missing.join(', ')}`])
   }

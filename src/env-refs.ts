@@ -9,15 +9,23 @@ export interface Resolution {
   value: unknown
   /** Every referenced variable that is unset and has no default, in order of first use. */
   missing: string[]
+  /** References whose default holds another reference, which is not supported. */
+  nested: string[]
 }
 
 export function resolveEnvRefs(tree: unknown, env: Readonly<Record<string, string | undefined>>): Resolution {
   const missing = new Set<string>()
+  const nested = new Set<string>()
   const resolveString = (text: string): string =>
     text.replace(
       reference,
       (whole, escaped: string | undefined, name: string, fallback: string | undefined) => {
         if (escaped !== undefined) return whole.slice(1)
+        // `${A:-${B}}` would end at the first `}` and leave a stray one behind: refused instead.
+        if (fallback?.includes('${')) {
+          nested.add(name)
+          return ''
+        }
         const value = env[name]
         if (value !== undefined && (value !== '' || fallback === undefined)) return value
         if (fallback !== undefined) return fallback
@@ -34,5 +42,5 @@ export function resolveEnvRefs(tree: unknown, env: Readonly<Record<string, strin
     return node
   }
   const value = walk(tree)
-  return { value, missing: [...missing] }
+  return { value, missing: [...missing], nested: [...nested] }
 }

@@ -91,6 +91,13 @@ routes:
     assert.equal(config.providers[0]?.headers?.['X-Title'], 'a: b # not a comment')
   })
 
+  test('a default holding another reference is refused, not cut at its first brace', () => {
+    const text = valid.replace('api_key: gsk-abcdef', 'api_key: ${KEY:-${OTHER}}')
+    assert.deepEqual(problemsOf(text, { KEY: 'sk-live-123' }), [
+      'a default cannot hold another ${…} reference: ${KEY:-…}',
+    ])
+  })
+
   test('a value cannot change the document structure', () => {
     const text = valid.replace('api_key: gw-key-123456', 'api_key: ${KEY}')
     const config = parseConfig(text, { KEY: 'abc\nport: 1\nroutes: []' })
