@@ -44,3 +44,16 @@ export async function readJsonObject(req: IncomingMessage, limit: number): Promi
   }
   return value as Record<string, unknown>
 }
+
+/**
+ * JSON text for a value parsed from a request. JSON.parse takes nesting that JSON.stringify then
+ * cannot write back (a stack overflow): that is the client's request, refused as such.
+ */
+export function writeJson(value: unknown): string {
+  try {
+    return JSON.stringify(value)
+  } catch (err) {
+    if (!(err instanceof RangeError)) throw err
+    throw new GatewayError('invalid_request', 'The request body is nested too deeply.')
+  }
+}

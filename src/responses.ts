@@ -2,7 +2,7 @@
 // streaming rules as chat completions. Each step either speaks it natively (passed through with the
 // model replaced) or gets a chat completion translated there and back.
 
-import { readJsonObject } from './body.ts'
+import { readJsonObject, writeJson } from './body.ts'
 import { GatewayError } from './errors.ts'
 import { type HandlerDeps, routeOf } from './handlers.ts'
 import { proxyThroughRoute, type StepPlan } from './proxy.ts'
@@ -48,6 +48,9 @@ const responseNotFound = (id: string, param: string) =>
 
 async function createResponse(exchange: Exchange, deps: ResponsesDeps): Promise<void> {
   const body = await readJsonObject(exchange.req, deps.maxBodySize)
+  // Echoed back and stored as well as sent: refused now if it cannot be written out, not after the
+  // provider has answered.
+  writeJson(body)
   const route = routeOf(body, deps)
   let history: StoredResponse | undefined
   if (body.previous_response_id !== undefined && body.previous_response_id !== null) {

@@ -1,8 +1,8 @@
 // Route table: route name → ordered steps, each resolved once against its provider at startup. Pure.
 
+import { writeJson } from './body.ts'
 import type { Config } from './config.ts'
 import type { Limits } from './config-schema.ts'
-import { GatewayError } from './errors.ts'
 
 export type ConflictResolution = 'tools' | 'format'
 
@@ -136,11 +136,5 @@ export function rewriteBody(body: Readonly<Record<string, unknown>>, step: Step)
     delete out.tool_choice
     delete out.parallel_tool_calls
   }
-  try {
-    return JSON.stringify(out)
-  } catch (err) {
-    // JSON.parse takes nesting that JSON.stringify then cannot write back (a stack overflow).
-    if (!(err instanceof RangeError)) throw err
-    throw new GatewayError('invalid_request', 'The request body is nested too deeply.')
-  }
+  return writeJson(out)
 }

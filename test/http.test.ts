@@ -158,6 +158,8 @@ test('a body nested too deeply to forward is a 400, not a crash or a 500', async
   const deep = `${'['.repeat(20_000)}1${']'.repeat(20_000)}`
   const body = `{"model":"chat","messages":[{"role":"user","content":"hi"}],"extra":${deep}}`
   await expectError(await gw.post('/v1/chat/completions', body), 400, 'invalid_request')
+  const responses = `{"model":"chat","input":"hi","metadata":{"a":${deep}}}`
+  await expectError(await gw.post('/v1/responses', responses), 400, 'invalid_request')
   assert.equal((await fetch(`${gw.url}/health`)).status, 200)
 })
 
