@@ -75,7 +75,9 @@ export class Attempt {
   readonly #budgetEnd: number
   #deadline: NodeJS.Timeout | undefined
   #phaseTimer: NodeJS.Timeout | undefined
-  #phase: { readonly ms: number; readonly phase: TimeoutPhase } | undefined
+  // What the phase timer watches, so a paused watch can be restarted.
+  #phaseMs = 0
+  #phase: TimeoutPhase | undefined
   #onAbort: (() => void) | undefined
   readonly startedAt = performance.now()
 
@@ -126,7 +128,8 @@ export class Attempt {
   /** Fails the attempt as a `phase` timeout unless `touch()` is called within `ms`. */
   watch(ms: number, phase: TimeoutPhase): void {
     clearTimeout(this.#phaseTimer)
-    this.#phase = { ms, phase }
+    this.#phaseMs = ms
+    this.#phase = phase
     this.#phaseTimer = setTimeout(() => this.#abort({ kind: 'timeout', phase, afterMs: ms }), ms)
   }
 
@@ -144,7 +147,7 @@ export class Attempt {
 
   /** Restarts the paused phase watch with its whole time. */
   resumeWatch(): void {
-    if (this.#phase !== undefined && this.#reason === undefined) this.watch(this.#phase.ms, this.#phase.phase)
+    if (this.#phase !== undefined && this.#reason === undefined) this.watch(this.#phaseMs, this.#phase)
   }
 
   touch(): void {

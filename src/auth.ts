@@ -17,11 +17,6 @@ function bearerOf(headers: IncomingHttpHeaders): string | undefined {
   return /^Bearer\s+(.+)$/i.exec(authorization)?.[1]?.trim()
 }
 
-/** The key a request presents, `X-Api-Key` first. */
-export function extractKey(headers: IncomingHttpHeaders): string | undefined {
-  return apiKeyOf(headers) ?? bearerOf(headers)
-}
-
 /**
  * The presented key is hashed and its SHA-256 digest compared with the key's, so the comparison's
  * timing depends on the two digests only: it could tell an attacker about the key's digest, never

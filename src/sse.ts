@@ -3,16 +3,12 @@
 
 import { once } from 'node:events'
 import type { ServerResponse } from 'node:http'
-import { StringDecoder } from 'node:string_decoder'
-import { createParser, type EventSourceMessage } from 'eventsource-parser'
+import type { EventSourceMessage } from 'eventsource-parser'
 import { errorMessageOf, sanitizeReason, type Usage, usageOf } from './answer.ts'
 import type { Attempt, Failure } from './attempt.ts'
 import type { Redactor } from './redact.ts'
+import { EventTooLarge, type Item, type Parsed, parseData, readItems } from './sse-read.ts'
 import type { UpstreamResponse } from './upstream.ts'
-
-type Item =
-  | { readonly kind: 'event'; readonly event: EventSourceMessage }
-  | { readonly kind: 'comment'; readonly text: string }
 
 /** What the stream told us on the way through, for the access log and the attempt's span. */
 export interface StreamStats {
@@ -57,64 +53,11 @@ export interface CommittedStream {
 // chatty provider cannot make us buffer without bound.
 const maxHeldEvents = 64
 
-// No chat or Responses event comes near this; a provider that never ends its line must not make the
-// gateway hold it without bound.
-const maxEventChars = 32 * 1024 * 1024
-
-class EventTooLarge extends Error {
-  constructor() {
-    super(`an event longer than ${maxEventChars} characters`)
-  }
-}
-
 /** The failure behind an error thrown while reading a stream. */
 const readFailure = (attempt: Attempt, err: unknown): Failure =>
   err instanceof EventTooLarge
     ? attempt.fail({ kind: 'invalid_response', reason: err.message })
     : attempt.failureOf(err)
-
-async function* readItems(body: AsyncIterable<Buffer>): AsyncGenerator<Item> {
-  const pending: Item[] = []
-  const parser = createParser({
-    onEvent: (event) => pending.push({ kind: 'event', event }),
-    onComment: (text) => pending.push({ kind: 'comment', text }),
-    maxBufferSize: maxEventChars,
-    onError: (error) => {
-      if (error.type === 'max-buffer-size-exceeded') throw new EventTooLarge()
-    },
-  })
-  // Node's StringDecoder rather than TextDecoder: half the cost per chunk, and a third of it for a
-  // stream's first chunk after an idle gap, where a stream's first byte is decided. (A leading BOM is
-  // the parser's to drop.)
-  const decoder = new StringDecoder('utf8')
-  for await (const chunk of body) {
-    parser.feed(decoder.write(chunk))
-    for (const item of pending) yield item
-    pending.length = 0
-  }
-  parser.feed(decoder.end())
-  // A last event not followed by a blank line is still an event.
-  parser.reset({ consume: true })
-  yield* pending
-}
-
-export type Parsed =
-  | { readonly kind: 'done' }
-  | { readonly kind: 'malformed' }
-  | { readonly kind: 'json'; readonly value: Record<string, unknown> }
-
-function parseData(data: string): Parsed {
-  if (data === '[DONE]') return { kind: 'done' }
-  try {
-    const value: unknown = JSON.parse(data)
-    if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
-      return { kind: 'json', value: value as Record<string, unknown> }
-    }
-  } catch {
-    // falls through to malformed
-  }
-  return { kind: 'malformed' }
-}
 
 /**
  * True once a chunk carries something the client must see: content, a tool call, reasoning, a refusal,
