@@ -71,6 +71,30 @@ export async function startGateway(
   }
 }
 
+/**
+ * Milliseconds from spawning `command` until `GET /health` on `port` answers 200, polled every 2 ms;
+ * the process is stopped afterwards.
+ */
+export async function timeToHealthy(command: string, args: readonly string[], port: number): Promise<number> {
+  const started = performance.now()
+  const child = spawn(command, args, { stdio: 'ignore' })
+  try {
+    for (;;) {
+      try {
+        const res = await fetch(`http://127.0.0.1:${port}/health`)
+        if (res.ok) return performance.now() - started
+      } catch {
+        // not listening yet
+      }
+      if (performance.now() - started > 10_000) throw new Error(`${command} did not become healthy`)
+      await sleep(2)
+    }
+  } finally {
+    child.kill('SIGTERM')
+    await new Promise((resolve) => child.once('exit', resolve))
+  }
+}
+
 export const percentile = (sorted: readonly number[], p: number): number =>
   sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] as number
 

@@ -24,11 +24,13 @@ import {
   machine,
   median,
   memoryOf,
-  percentile,
   root,
   startGateway,
+  timeToHealthy,
   writeTempConfig,
 } from './lib.ts'
+import { type HopResults, printHop, printMemory, printStreams, type StreamSamples } from './report.ts'
+import { printTargets } from './targets.ts'
 
 const { values } = parseArgs({
   options: {
@@ -187,6 +189,94 @@ async function streamOnce(url: string, headers: Record<string, string>, dispatch
   return { ttfbMs: ttfb ?? Number.NaN, reads, delays }
 }
 
+/** Latency at one connection and throughput at 64, each target in turn within every round. */
+function measureHop(targets: Record<string, string>): HopResults {
+  for (const url of Object.values(targets)) wrk(url, 1) // warm-up
+  const one: Record<string, { p50: number[]; p99: number[] }> = {}
+  const many: Record<string, number[]> = {}
+  for (let round = 0; round < rounds; round++) {
+    for (const [name, url] of Object.entries(targets)) {
+      const r = wrk(url, 1)
+      one[name] ??= { p50: [], p99: [] }
+      one[name].p50.push(r.p50)
+      one[name].p99.push(r.p99)
+    }
+    for (const [name, url] of Object.entries(targets)) {
+      many[name] ??= []
+      many[name].push(wrk(url, 64).rps)
+    }
+  }
+  const latency = (name: string) => ({
+    p50: median(one[name]?.p50 ?? []),
+    p99: median(one[name]?.p99 ?? []),
+  })
+  const rps = (name: string) => median(many[name] ?? [])
+  // Ratios are taken within each round, then their median: a slow moment of the machine hits both
+  // sides of a ratio alike.
+  const ratio = (name: string, to: string) =>
+    median((many[name] ?? []).map((value, round) => value / (many[to]?.[round] ?? Number.NaN)))
+  return { latency, rps, ratio }
+}
+
+// The gateway's stream route asks the SSE server for its default 20 events 5 ms apart. The first
+// streams warm up both paths (as the wrk runs do for the JSON path) and are not counted.
+const [warmUp, measured] = [5, 40]
+
+/** Streams direct and through the gateway, interleaved. */
+async function measureStreams(urls: { direct: string; gateway: string }, dispatcher: Agent) {
+  const auth = { authorization: `Bearer ${benchKey}` }
+  const streams: Record<'direct' | 'gateway', StreamSamples> = {
+    direct: { ttfb: [], delays: [], reads: [] },
+    gateway: { ttfb: [], delays: [], reads: [] },
+  }
+  for (let i = 0; i < warmUp + measured; i++) {
+    for (const name of ['direct', 'gateway'] as const) {
+      const r = await streamOnce(urls[name], name === 'gateway' ? auth : {}, dispatcher)
+      if (i < warmUp) continue
+      streams[name].ttfb.push(r.ttfbMs)
+      streams[name].delays.push(...r.delays)
+      streams[name].reads.push(r.reads)
+    }
+  }
+  return streams
+}
+
+/** RSS of a gateway holding `open` concurrent streams (each 200 events, 50 ms apart: ten seconds long). */
+async function memoryWithOpenStreams(
+  open: number,
+  ssePort: number,
+  command: string[] | undefined,
+  dispatcher: Agent,
+) {
+  const longRoute = `api_key: ${benchKey}\nport: 0\nhost: 127.0.0.1\nproviders:\n  - { name: sse, base_url: "http://127.0.0.1:${ssePort}/v1?count=200&gap=50" }\nroutes:\n  - { name: stream, steps: [{ provider: sse, model: m }] }\n`
+  const held = await startGateway(writeTempConfig(longRoute), command === undefined ? {} : { command })
+  const heldRequests = Array.from({ length: open }, () =>
+    request(`http://127.0.0.1:${held.port}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${benchKey}` },
+      body: JSON.stringify({ model: 'stream', stream: true, messages: [] }),
+      dispatcher,
+    }).then((res) => res.body.text()),
+  )
+  await sleep(1_500)
+  const memory = memoryOf(held.pid)
+  await Promise.allSettled(heldRequests)
+  await held.stop()
+  return memory
+}
+
+/** Median of 5 starts of the gateway under test, from spawn to a healthy /health. */
+async function startupMs(command: string[]): Promise<number> {
+  const port = await freePort()
+  const config = writeTempConfig(
+    `api_key: ${benchKey}\nport: ${port}\nhost: 127.0.0.1\nproviders: [{ name: p, base_url: "http://127.0.0.1:9/v1" }]\nroutes: [{ name: r, steps: [{ provider: p, model: m }] }]\n`,
+  )
+  const samples: number[] = []
+  for (let i = 0; i < 5; i++)
+    samples.push(await timeToHealthy(command[0] as string, [...command.slice(1), '--config', config], port))
+  return median(samples)
+}
+
 async function main() {
   ensureTools()
   const [upstreamPort, hopPort] = [await freePort(), await freePort()]
@@ -211,136 +301,56 @@ routes:
   const floor = spawn(
     process.execPath,
     [join(root, 'bench', 'floor-proxy.ts'), String(floorPort), `http://127.0.0.1:${upstreamPort}`],
-    {
-      stdio: ['ignore', 'ignore', 'inherit'],
-    },
+    { stdio: ['ignore', 'ignore', 'inherit'] },
   )
   await sleep(500)
-  const targets = {
+  const gatewayUrl = `http://127.0.0.1:${gateway.port}/v1/chat/completions`
+  const hop = measureHop({
     direct: `http://127.0.0.1:${upstreamPort}/v1/chat/completions`,
     nginx: `http://127.0.0.1:${hopPort}/v1/chat/completions`,
     'node floor': `http://127.0.0.1:${floorPort}/v1/chat/completions`,
-    gateway: `http://127.0.0.1:${gateway.port}/v1/chat/completions`,
-  }
-  for (const url of Object.values(targets)) wrk(url, 1) // warm-up
-  const one: Record<string, { p50: number[]; p99: number[] }> = {}
-  const many: Record<string, number[]> = {}
-  for (let round = 0; round < rounds; round++) {
-    for (const [name, url] of Object.entries(targets)) {
-      const r = wrk(url, 1)
-      one[name] ??= { p50: [], p99: [] }
-      one[name].p50.push(r.p50)
-      one[name].p99.push(r.p99)
-    }
-    for (const [name, url] of Object.entries(targets)) {
-      many[name] ??= []
-      many[name].push(wrk(url, 64).rps)
-    }
-  }
+    gateway: gatewayUrl,
+  })
   const underLoad = memoryOf(gateway.pid)
   floor.kill()
 
-  // Streams: direct vs gateway, interleaved.
   const dispatcher = new Agent({ connections: 2_000 })
-  const auth = { authorization: `Bearer ${benchKey}` }
-  const streams: Record<string, { ttfb: number[]; delays: number[]; reads: number[] }> = {
-    direct: { ttfb: [], delays: [], reads: [] },
-    gateway: { ttfb: [], delays: [], reads: [] },
-  }
-  // The gateway's stream route asks the SSE server for its default 20 events 5 ms apart. The first
-  // streams warm up both paths (as the wrk runs above do for the JSON path) and are not counted.
-  const [warmUp, measured] = [5, 40]
-  for (let i = 0; i < warmUp + measured; i++) {
-    for (const name of ['direct', 'gateway'] as const) {
-      const url = name === 'direct' ? `http://127.0.0.1:${sse.port}/v1/chat/completions` : targets.gateway
-      const r = await streamOnce(url, name === 'gateway' ? auth : {}, dispatcher)
-      if (i < warmUp) continue
-      streams[name]?.ttfb.push(r.ttfbMs)
-      streams[name]?.delays.push(...r.delays)
-      streams[name]?.reads.push(r.reads)
-    }
-  }
-
-  // 1,000 concurrent open streams through the gateway (each 200 events, 50 ms apart: ten seconds long).
-  const open = Number(values.streams)
-  const longRoute = `api_key: ${benchKey}\nport: 0\nhost: 127.0.0.1\nproviders:\n  - { name: sse, base_url: "http://127.0.0.1:${sse.port}/v1?count=200&gap=50" }\nroutes:\n  - { name: stream, steps: [{ provider: sse, model: m }] }\n`
-  await gateway.stop()
-  const held = await startGateway(writeTempConfig(longRoute), command === undefined ? {} : { command })
-  const heldRequests = Array.from({ length: open }, () =>
-    request(`http://127.0.0.1:${held.port}/v1/chat/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', ...auth },
-      body: JSON.stringify({ model: 'stream', stream: true, messages: [] }),
-      dispatcher,
-    }).then((res) => res.body.text()),
+  const streams = await measureStreams(
+    { direct: `http://127.0.0.1:${sse.port}/v1/chat/completions`, gateway: gatewayUrl },
+    dispatcher,
   )
-  await sleep(1_500)
-  const withStreams = memoryOf(held.pid)
-  await Promise.allSettled(heldRequests)
-  await held.stop()
+  await gateway.stop()
+  const open = Number(values.streams)
+  const withStreams = await memoryWithOpenStreams(open, sse.port, command, dispatcher)
   await dispatcher.close()
   stopNginx()
   sse.stop()
+  const startup = await startupMs(command ?? [process.execPath, join(root, 'bin', 'ai-gateway.js')])
 
-  const us = (n: number) => `${Math.round(n)} µs`
-  const m1 = (name: string) => ({ p50: median(one[name]?.p50 ?? []), p99: median(one[name]?.p99 ?? []) })
-  const [direct, nginx, nodeFloor, gw] = [m1('direct'), m1('nginx'), m1('node floor'), m1('gateway')]
   console.log(`proxy benchmark: ${rounds} interleaved rounds, wrk ${seconds} s each; medians of rounds`)
   console.log(`machine: ${machine()}\n`)
-  console.log('| one connection | p50 | p99 | added p50 | added p99 |')
-  console.log('|---|---|---|---|---|')
-  console.log(`| upstream direct | ${us(direct.p50)} | ${us(direct.p99)} | – | – |`)
-  console.log(
-    `| nginx proxy_pass hop | ${us(nginx.p50)} | ${us(nginx.p99)} | ${us(nginx.p50 - direct.p50)} | ${us(nginx.p99 - direct.p99)} |`,
-  )
-  const row = (label: string, r: { p50: number; p99: number }) =>
-    console.log(
-      `| ${label} | ${us(r.p50)} | ${us(r.p99)} | ${us(r.p50 - direct.p50)} | ${us(r.p99 - direct.p99)} |`,
-    )
-  row('minimal Node proxy (bench/floor-proxy.ts)', nodeFloor)
-  row('ai-gateway', gw)
-  const rps = (name: string) => median(many[name] ?? [])
-  // Ratios are taken within each round, then their median: a slow moment of the machine hits both
-  // sides of a ratio alike.
-  const ratio = (name: string, to: string) =>
-    median((many[name] ?? []).map((value, round) => value / (many[to]?.[round] ?? Number.NaN)))
-  console.log('\n| 64 connections | requests/s | ratio to the nginx hop | ratio to the Node floor |')
-  console.log('|---|---|---|---|')
-  for (const name of ['direct', 'nginx', 'node floor', 'gateway']) {
-    console.log(
-      `| ${name} | ${Math.round(rps(name))} | ${ratio(name, 'nginx').toFixed(2)} | ${ratio(name, 'node floor').toFixed(2)} |`,
-    )
+  printHop(hop)
+  const stream = printStreams(streams, { measured, warmUp })
+  printMemory({ idle, underLoad, withStreams, open })
+  console.log(`\nstart-up to a healthy /health: ${Math.round(startup)} ms (median of 5)`)
+  const { direct, gw, nodeFloor } = {
+    direct: hop.latency('direct'),
+    gw: hop.latency('gateway'),
+    nodeFloor: hop.latency('node floor'),
   }
-  const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b)
-  const d = sorted(streams.direct?.delays ?? [])
-  const g = sorted(streams.gateway?.delays ?? [])
-  console.log(
-    `\n| streaming (${measured} streams × 20 events, 5 ms apart, after ${warmUp}) | direct | gateway | difference |`,
-  )
-  console.log('|---|---|---|---|')
-  const ttfbD = median(streams.direct?.ttfb ?? [])
-  const ttfbG = median(streams.gateway?.ttfb ?? [])
-  console.log(
-    `| time to first byte, median | ${ttfbD.toFixed(2)} ms | ${ttfbG.toFixed(2)} ms | ${(ttfbG - ttfbD).toFixed(2)} ms |`,
-  )
-  console.log(
-    `| event forwarding delay p50 | ${us(percentile(d, 0.5))} | ${us(percentile(g, 0.5))} | ${us(percentile(g, 0.5) - percentile(d, 0.5))} |`,
-  )
-  console.log(
-    `| event forwarding delay p99 | ${us(percentile(d, 0.99))} | ${us(percentile(g, 0.99))} | ${us(percentile(g, 0.99) - percentile(d, 0.99))} |`,
-  )
-  console.log(
-    `| reads per stream (21 = unbatched) | ${median(streams.direct?.reads ?? [])} | ${median(streams.gateway?.reads ?? [])} | |`,
-  )
-  console.log('\n| memory (RSS) | MiB |')
-  console.log('|---|---|')
-  console.log(
-    `| idle, after start | ${idle.rss.toFixed(1)} (anonymous ${idle.anon.toFixed(1)}, file-backed ${idle.file.toFixed(1)}) |`,
-  )
-  console.log(`| peak during the 64-connection load | ${underLoad.peak.toFixed(1)} |`)
-  console.log(
-    `| ${open} concurrent open streams | ${withStreams.rss.toFixed(1)} (anonymous ${withStreams.anon.toFixed(1)}) |`,
-  )
+  printTargets({
+    addedP50: gw.p50 - direct.p50,
+    addedP99: gw.p99 - direct.p99,
+    floorAddedP50: nodeFloor.p50 - direct.p50,
+    floorAddedP99: nodeFloor.p99 - direct.p99,
+    throughputRatio: hop.ratio('gateway', 'nginx'),
+    ...stream,
+    rssIdle: idle.rss,
+    rssPeak: underLoad.peak,
+    rssStreams: withStreams.rss,
+    streams: open,
+    startupMs: startup,
+  })
 }
 
 await main()
