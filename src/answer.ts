@@ -12,10 +12,16 @@ export function httpError(
   redact: Redactor,
 ): Failure {
   const retryAfterMs = retryHint(headers, text)
+  const { location } = headers
+  // undici does not follow redirects; the operator needs the new address, not the page about it.
+  const message =
+    status >= 300 && status < 400 && typeof location === 'string'
+      ? `redirected to ${location} (base_url should name the final address)`
+      : errorMessageOf(text)
   return {
     kind: 'http_error',
     status,
-    reason: sanitizeReason(errorMessageOf(text), redact),
+    reason: sanitizeReason(message, redact),
     ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
   }
 }

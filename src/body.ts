@@ -11,6 +11,19 @@ const tooLarge = (limit: number) =>
 
 function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   if (Number(req.headers['content-length']) > limit) return Promise.reject(tooLarge(limit))
+  const coding = req.headers['content-encoding']
+  // A compressed body would otherwise be judged as broken JSON; no OpenAI client compresses requests.
+  if (coding !== undefined && coding.trim().toLowerCase() !== 'identity') {
+    return Promise.reject(
+      new GatewayError(
+        'unsupported_encoding',
+        `Request bodies are accepted uncompressed, not as ${coding}.`,
+        {
+          headers: { 'accept-encoding': 'identity', connection: 'close' },
+        },
+      ),
+    )
+  }
   // Plain events rather than an async iterator: this runs for every request.
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = []
@@ -56,4 +69,17 @@ export function writeJson(value: unknown): string {
     if (!(err instanceof RangeError)) throw err
     throw new GatewayError('invalid_request', 'The request body is nested too deeply.')
   }
+}
+
+/**
+ * Whether the request asks for a stream. Only a boolean (or null, or nothing) is taken: a provider
+ * that reads `"true"` or `1` as true would stream to a gateway that expected one JSON answer.
+ */
+export function wantsStream(body: Readonly<Record<string, unknown>>): boolean {
+  const { stream } = body
+  if (stream === undefined || stream === null || typeof stream === 'boolean') return stream === true
+  const given = Array.isArray(stream) ? 'an array' : `a ${typeof stream}`
+  throw new GatewayError('invalid_request', `"stream" must be true or false, not ${given}.`, {
+    param: 'stream',
+  })
 }

@@ -105,8 +105,16 @@ const metrics = z.strictObject({
 })
 
 // Framing headers belong to each request the gateway sends: undici refuses these, or (content-length)
-// fails every request whose body is not that long.
-const perRequestHeaders = new Set(['content-length', 'expect', 'keep-alive', 'transfer-encoding', 'upgrade'])
+// fails every request whose body is not that long. Answers are read as they come, so they must not be
+// compressed: the gateway asks for `accept-encoding: identity` itself.
+const perRequestHeaders = new Set([
+  'accept-encoding',
+  'content-length',
+  'expect',
+  'keep-alive',
+  'transfer-encoding',
+  'upgrade',
+])
 
 // RFC 9110 token for names; values must not smuggle a header break.
 const headerName = z

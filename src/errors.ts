@@ -10,6 +10,7 @@ const catalogue = {
   response_not_found: { status: 404, type: 'invalid_request_error' },
   method_not_allowed: { status: 405, type: 'invalid_request_error' },
   body_too_large: { status: 413, type: 'invalid_request_error' },
+  unsupported_encoding: { status: 415, type: 'invalid_request_error' },
   request_rejected: { status: 400, type: 'invalid_request_error' },
   rate_limit_exceeded: { status: 429, type: 'rate_limit_error' },
   upstream_failed: { status: 502, type: 'upstream_error' },

@@ -1,7 +1,7 @@
 // The endpoints: health, the model list (route names), the routed OpenAI endpoints, and the gateway's
 // own status.
 
-import { readJsonObject } from './body.ts'
+import { readJsonObject, wantsStream } from './body.ts'
 import { GatewayError } from './errors.ts'
 import { type ProxyDeps, proxyThroughRoute, samePlan } from './proxy.ts'
 import type { Route, Router } from './router.ts'
@@ -104,7 +104,7 @@ async function passThrough(exchange: Exchange, deps: HandlerDeps, spec: PassThro
     route,
     operation: spec.operation,
     body,
-    stream: body.stream === true,
+    stream: wantsStream(body),
     plan: samePlan(spec.endpoint, body),
   })
 }

@@ -19,8 +19,9 @@ export function classifyFailure(failure: Failure): FailureClass {
       if (status === 429) return 'rate_limited'
       if (status === 401 || status === 403) return 'auth'
       if (status === 404) return 'not_found'
-      if (status === 408 || status >= 500) return 'server'
-      return 'request'
+      // Only a 4xx judges the request; a redirect (a base_url the provider moved) is the target's fault.
+      if (status >= 400 && status < 500 && status !== 408) return 'request'
+      return 'server'
     }
     case 'aborted':
       return 'aborted'

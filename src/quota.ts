@@ -161,14 +161,16 @@ const targetKey = (step: Step): string => `${step.provider}\u0000${step.model}`
  */
 export function estimatePromptTokens(body: Readonly<Record<string, unknown>>): number {
   let chars = 0
-  const count = (value: unknown): void => {
+  // A stack, not recursion: the body is the client's and may nest deeper than the call stack goes.
+  const pending: unknown[] = [body.messages, body.input, body.instructions, body.prompt]
+  while (pending.length > 0) {
+    const value = pending.pop()
     if (typeof value === 'string') chars += value.length
-    else if (Array.isArray(value)) for (const part of value) count(part)
+    else if (Array.isArray(value)) for (const part of value) pending.push(part)
     else if (value !== null && typeof value === 'object') {
       const { text, content } = value as { text?: unknown; content?: unknown }
-      count(text ?? content)
+      pending.push(text ?? content)
     }
   }
-  for (const field of [body.messages, body.input, body.instructions, body.prompt]) count(field)
   return Math.ceil(chars / 4)
 }

@@ -2,7 +2,7 @@
 // streaming rules as chat completions. Each step either speaks it natively (passed through with the
 // model replaced) or gets a chat completion translated there and back.
 
-import { readJsonObject, writeJson } from './body.ts'
+import { readJsonObject, wantsStream, writeJson } from './body.ts'
 import { GatewayError } from './errors.ts'
 import { type HandlerDeps, routeOf } from './handlers.ts'
 import { proxyThroughRoute, type StepPlan } from './proxy.ts'
@@ -52,6 +52,7 @@ async function createResponse(exchange: Exchange, deps: ResponsesDeps): Promise<
   // provider has answered.
   writeJson(body)
   const route = routeOf(body, deps)
+  const stream = wantsStream(body)
   let history: StoredResponse | undefined
   if (body.previous_response_id !== undefined && body.previous_response_id !== null) {
     const id = String(body.previous_response_id)
@@ -81,7 +82,7 @@ async function createResponse(exchange: Exchange, deps: ResponsesDeps): Promise<
   await proxyThroughRoute(exchange, deps, {
     route,
     body,
-    stream: body.stream === true,
+    stream,
     operation: 'chat',
     plan,
   })

@@ -287,11 +287,16 @@ function acceptRequestId(value: string | string[] | undefined): string | undefin
   return typeof value === 'string' && /^[\w.:/+=@-]{1,128}$/.test(value) ? value : undefined
 }
 
-/** `/v1//chat/completions/?x` → `/v1/chat/completions`: clients build paths from base URLs carelessly. */
+/**
+ * `/v1//chat/completions/?x` → `/v1/chat/completions`: clients build paths from base URLs carelessly.
+ * A request target in absolute form (`http://host/v1/models`, which HTTP/1.1 servers must accept) is
+ * reduced to its path.
+ */
 export function normalizePath(url: string): string {
   // The usual case, a clean path, costs one scan.
   if (!/[?]|\/\/|.\/$/.test(url)) return url
-  const query = url.indexOf('?')
-  const path = (query === -1 ? url : url.slice(0, query)).replace(/\/{2,}/g, '/')
+  const target = url.startsWith('/') ? url : url.replace(/^[a-z][a-z\d+.-]*:\/\/[^/?#]*/i, '') || '/'
+  const query = target.indexOf('?')
+  const path = (query === -1 ? target : target.slice(0, query)).replace(/\/{2,}/g, '/')
   return path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path
 }

@@ -93,6 +93,8 @@ function dispatchOptions(options: SendOptions): Dispatcher.DispatchOptions {
       ...options.headers,
       'content-type': 'application/json',
       accept: options.stream ? 'text/event-stream' : 'application/json',
+      // Without it a provider may compress, and answers are judged and forwarded as they come.
+      'accept-encoding': 'identity',
     },
     body: options.body,
     // The attempt's own timers are the precise bounds; these only stop undici's defaults (300 s)

@@ -259,11 +259,12 @@ routes:
     assert.match(problemsOf(bad)[0] ?? '', /^providers\[0\]\.headers\.bad name: invalid header name$/)
     const framing = valid.replace(
       'base_url: https://api.groq.com/openai/v1',
-      'base_url: https://x.test\n    headers: { Transfer-Encoding: chunked, keep-alive: "5", Connection: close }',
+      'base_url: https://x.test\n    headers: { Transfer-Encoding: chunked, keep-alive: "5", Connection: close, Accept-Encoding: gzip }',
     )
     assert.deepEqual(problemsOf(framing), [
       'providers[0].headers.Transfer-Encoding: Transfer-Encoding is set by the gateway for each request, not by config',
       'providers[0].headers.keep-alive: keep-alive is set by the gateway for each request, not by config',
+      'providers[0].headers.Accept-Encoding: Accept-Encoding is set by the gateway for each request, not by config',
     ])
   })
 })

@@ -348,6 +348,19 @@ test('every step refusing the request is a 400 that says why', async () => {
   assert.equal(mock.requests('a').length, 1)
 })
 
+test('a redirect is the target at fault, not the request: a 502 that names the new address', async () => {
+  const gw = await gateway([{ provider: 'a' }], { max_retries: 0 })
+  const moved = 'https://api.example.com/v1/chat/completions'
+  mock.always('a', json(301, { html: '<html>Moved Permanently</html>' }, { location: moved }))
+  for (let i = 0; i < 3; i++) {
+    const { status: code, text } = await ask(gw)
+    assert.equal(code, 502)
+    assert.match(text, /"code":"upstream_failed"/)
+    assert.ok(text.includes(`redirected to ${moved}`), text)
+  }
+  assert.equal((await target(gw, 'a'))?.state, 'circuit_open', 'counted like any failure of the target')
+})
+
 test('a primary that is down for a while: served by the fallback, few probes, back when it recovers', async () => {
   const gw = await gateway([{ provider: 'a' }, { provider: 'b' }], {
     circuit_failures: 2,

@@ -236,6 +236,7 @@ test('the upstream request: model replaced, body passed through, provider auth a
   assert.equal(toB.headers.authorization, `Bearer ${keys.b}`)
   assert.equal(toB.headers['http-referer'], 'https://example.test')
   assert.equal(toB.headers['x-title'], 'gw')
+  assert.equal(toA.headers['accept-encoding'], 'identity', 'answers are forwarded as they come: uncompressed')
   for (const seen of [toA, toB]) {
     const all = JSON.stringify(seen.headers)
     assert.ok(!all.includes(gatewayKey), 'the gateway key is never forwarded')

@@ -19,6 +19,7 @@ before(async () => {
       routes: [
         { name: 'chat', steps: [{ provider: 'p', model: 'm1' }] },
         { name: 'vendor/model:free', steps: [{ provider: 'p', model: 'm2' }] },
+        { name: 'counted', steps: [{ provider: 'p', model: 'm3', limits: { tpm: 1_000_000 } }] },
       ],
     }),
   )
@@ -98,7 +99,7 @@ test('GET /v1/models lists the routes as OpenAI model objects', async () => {
   assert.equal(body.object, 'list')
   assert.deepEqual(
     body.data.map((m) => m.id),
-    ['chat', 'vendor/model:free'],
+    ['chat', 'vendor/model:free', 'counted'],
   )
   for (const model of body.data) {
     assert.equal(model.object, 'model')
@@ -160,7 +161,51 @@ test('a body nested too deeply to forward is a 400, not a crash or a 500', async
   await expectError(await gw.post('/v1/chat/completions', body), 400, 'invalid_request')
   const responses = `{"model":"chat","input":"hi","metadata":{"a":${deep}}}`
   await expectError(await gw.post('/v1/responses', responses), 400, 'invalid_request')
+  // A route with a token quota estimates the prompt before anything else looks at the body.
+  const content = `${'['.repeat(20_000)}"hi"${']'.repeat(20_000)}`
+  const counted = `{"model":"counted","messages":[{"role":"user","content":${content}}]}`
+  await expectError(await gw.post('/v1/chat/completions', counted), 400, 'invalid_request')
   assert.equal((await fetch(`${gw.url}/health`)).status, 200)
+})
+
+test('a stream flag that is not a boolean is a 400 naming it, before any provider is called', async () => {
+  const before = mock.requests('p').length
+  for (const stream of ['true', 1, 'false', {}]) {
+    const body = await expectError(
+      await gw.post('/v1/chat/completions', { model: 'chat', messages: [], stream }),
+      400,
+      'invalid_request',
+      'stream',
+    )
+    assert.match(body.error.message, /true or false/)
+    await expectError(
+      await gw.post('/v1/responses', { model: 'chat', input: 'hi', stream }),
+      400,
+      'invalid_request',
+      'stream',
+    )
+  }
+  assert.equal(mock.requests('p').length, before)
+  assert.equal(
+    (await gw.post('/v1/chat/completions', { model: 'chat', messages: [], stream: null })).status,
+    200,
+  )
+})
+
+test('a compressed request body is a 415, not a puzzling invalid_json', async () => {
+  const res = await gw.post(
+    '/v1/chat/completions',
+    { model: 'chat', messages: [] },
+    { 'content-encoding': 'gzip' },
+  )
+  const body = await expectError(res, 415, 'unsupported_encoding')
+  assert.match(body.error.message, /gzip/)
+  const plain = await gw.post(
+    '/v1/chat/completions',
+    { model: 'chat', messages: [] },
+    { 'content-encoding': 'identity' },
+  )
+  assert.equal(plain.status, 200)
 })
 
 test('an unknown route is 404 model_not_found', async () => {
@@ -195,7 +240,7 @@ test('an oversized body is 413, announced or streamed', async () => {
   assert.equal((await fetch(`${gw.url}/health`)).status, 200)
 })
 
-test('requests node:http cannot parse get 400, or 431 for headers past its limit', async () => {
+test('requests node:http cannot parse get 400, or 431 for headers past its limit; absolute targets are paths', async () => {
   const answer = (text: string) =>
     new Promise<string>((resolve) => {
       const socket = connect(Number(new URL(gw.url).port), '127.0.0.1')
@@ -208,6 +253,11 @@ test('requests node:http cannot parse get 400, or 431 for headers past its limit
       socket.write(text)
     })
   assert.equal(await answer('NOT HTTP\r\n\r\n'), 'HTTP/1.1 400 Bad Request')
+  // The absolute form of a request target (as sent to proxies) is a path like any other.
+  assert.equal(
+    await answer(`GET ${gw.url}/health HTTP/1.1\r\nhost: gw\r\nconnection: close\r\n\r\n`),
+    'HTTP/1.1 200 OK',
+  )
   assert.equal(
     await answer(`GET /health HTTP/1.1\r\nhost: gw\r\nx-big: ${'a'.repeat(20_000)}\r\n\r\n`),
     'HTTP/1.1 431 Request Header Fields Too Large',

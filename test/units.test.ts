@@ -142,6 +142,8 @@ test('normalizePath', () => {
   assert.equal(normalizePath('/v1/models/?x=1'), '/v1/models')
   assert.equal(normalizePath('/'), '/')
   assert.equal(normalizePath('//health'), '/health')
+  assert.equal(normalizePath('http://gw.example:8080/v1/models?x=1'), '/v1/models')
+  assert.equal(normalizePath('HTTPS://gw.example'), '/')
 })
 
 test('the response store is bounded by count, size and age', async () => {
@@ -276,4 +278,6 @@ test('the prompt estimate counts the text of every endpoint, four characters a t
   assert.equal(estimatePromptTokens({ input: items }), 100)
   assert.equal(estimatePromptTokens({ prompt: [text, text] }), 200)
   assert.equal(estimatePromptTokens({ input: [text] }), 100)
+  const deep = JSON.parse(`${'['.repeat(50_000)}"${text}"${']'.repeat(50_000)}`) as unknown
+  assert.equal(estimatePromptTokens({ messages: [{ role: 'user', content: deep }] }), 100)
 })
