@@ -74,6 +74,12 @@ export function decide(input: DecisionInput): Decision {
   return { action: 'retry', delayMs }
 }
 
+/** A step to take after a wait: available now (`probe` set), or when it recovers. */
+type Choice = Pick<SkipRecord, 'step' | 'forMs' | 'firm'> & {
+  readonly reason?: SkipRecord['reason']
+  readonly probe?: boolean
+}
+
 export type RouteOutcome<A> =
   | { readonly kind: 'answered'; readonly answer: A; readonly step: Step; readonly trail: Trail }
   | { readonly kind: 'failed'; readonly error: GatewayError; readonly trail: Trail }
@@ -152,17 +158,35 @@ class RouteRun<A extends { kind: string }> {
   /**
    * Every step was unavailable, so nothing was tried. Rather than fail, take the step that recovers
    * soonest: try it now when its unavailability is our own guess (an open circuit, a cooldown without
-   * a hint), or wait for it when the provider set the time and the wait fits the budget.
+   * a hint), or wait for it when the provider set the time and the wait fits `max_wait` and the budget.
+   * Others may have waited for the same moment (a quota's free slot, a probe's verdict), so after a wait
+   * the steps are looked at again, and the wait repeats while it still fits.
    */
   async #recover(): Promise<RouteOutcome<A>> {
-    const soonest = this.#trail.skipped.reduce((a, b) => (b.forMs < a.forMs ? b : a))
-    const step = this.#o.route.steps[soonest.step] as Step
-    if (soonest.firm) {
-      if (soonest.forMs > Math.min(this.#o.policy.max_wait, this.#budgetLeft())) return this.#failed()
-      if (!(await this.#wait(soonest.forMs))) return this.#aborted()
+    const waitEnd = performance.now() + this.#o.policy.max_wait
+    let choice: Choice = this.#trail.skipped.reduce((a, b) => (b.forMs < a.forMs ? b : a))
+    while (choice.firm) {
+      const step = this.#o.route.steps[choice.step] as Step
+      if (choice.forMs > Math.min(waitEnd - performance.now(), this.#budgetLeft())) return this.#failed()
+      if (!(await this.#wait(choice.forMs, this.#o.health.probeSettled(step)))) return this.#aborted()
+      choice = this.#choose()
     }
-    const result = await this.#attempt(step, soonest.reason === 'circuit_open')
+    const step = this.#o.route.steps[choice.step] as Step
+    const result = await this.#attempt(step, choice.probe ?? choice.reason === 'circuit_open')
     return result.kind === 'failed' ? this.#failed() : result
+  }
+
+  /** The first available step, else the one that recovers soonest. */
+  #choose(): Choice {
+    let soonest: Choice | undefined
+    for (const step of this.#o.route.steps) {
+      const availability = this.#availability(step)
+      if (availability.ok) return { step: step.index, forMs: 0, firm: false, probe: availability.probe }
+      const forMs = Math.max(0, availability.until - Date.now())
+      if (soonest === undefined || forMs < soonest.forMs)
+        soonest = { step: step.index, reason: availability.reason, forMs, firm: availability.firm }
+    }
+    return soonest as Choice
   }
 
   async #attempt(
@@ -170,7 +194,8 @@ class RouteRun<A extends { kind: string }> {
     probe: boolean,
   ): Promise<Exclude<RouteOutcome<A>, { kind: 'failed' }> | { kind: 'failed'; failure: Failure }> {
     const { health } = this.#o
-    health.begin(step, Date.now(), probe)
+    const tokens = this.#o.estimateTokens(step)
+    health.begin(step, Date.now(), probe, tokens)
     const started = performance.now()
     const result = await this.#o.tryStep(step)
     const durationMs = Math.round(performance.now() - started)
@@ -188,6 +213,8 @@ class RouteRun<A extends { kind: string }> {
     const record = recordOf(step, result, durationMs)
     this.#trail.attempts.push(record)
     this.#notify(step, health.recordFailure(step, result, durationMs, Date.now(), record.reason ?? '', probe))
+    // No answer, no tokens spent: the prompt's share of the quota is given back.
+    health.refund(step, tokens, Date.now())
     if (result.kind === 'aborted') return this.#aborted()
     this.#failures.push(result)
     this.#o.onAttemptFailed(record)
@@ -225,14 +252,20 @@ class RouteRun<A extends { kind: string }> {
     return this.#o.budgetEnd - performance.now()
   }
 
-  /** Sleeps unless the client leaves first; false when it did. */
-  async #wait(ms: number): Promise<boolean> {
+  /** Sleeps for `ms`, or until `sooner` settles, unless the client leaves first; false when it did. */
+  async #wait(ms: number, sooner?: Promise<void>): Promise<boolean> {
+    const { signal } = this.#o.client
+    const over = new AbortController()
+    const timer = sleep(ms, undefined, { signal: AbortSignal.any([signal, over.signal]) })
     try {
-      await sleep(ms, undefined, { signal: this.#o.client.signal })
-      return true
+      await (sooner === undefined ? timer : Promise.race([timer, sooner]))
     } catch {
-      return false
+      // the client left
+    } finally {
+      over.abort()
+      timer.catch(() => {})
     }
+    return !signal.aborted
   }
 
   #notify(step: Step, change: HealthChange): void {

@@ -50,12 +50,16 @@ interface Target {
   cooldownUntil: number
   cooldownReason: 'rate_limited' | 'auth' | 'not_found' | undefined
   cooldownFirm: boolean
+  /** When the current cooldown began. */
+  cooledAt: number
   rateLimitStreak: number
   failureStreak: number
   circuitOpen: boolean
   openUntil: number
   opens: number
   probeUntil: number
+  /** Settled when the probe in flight ends, so requests waiting on it need not wait out its timeout. */
+  probeDone: PromiseWithResolvers<void> | undefined
   lastError: string | undefined
   /** The last `recentMax` outcomes, a ring written at `recentNext`. */
   readonly recent: { at: number; ok: boolean; latencyMs: number }[]
@@ -115,12 +119,14 @@ export class HealthBoard {
         cooldownUntil: 0,
         cooldownReason: undefined,
         cooldownFirm: false,
+        cooledAt: 0,
         rateLimitStreak: 0,
         failureStreak: 0,
         circuitOpen: false,
         openUntil: 0,
         opens: 0,
         probeUntil: 0,
+        probeDone: undefined,
         lastError: undefined,
         recent: [],
         recentNext: 0,
@@ -146,10 +152,28 @@ export class HealthBoard {
     return { ok: true, probe: t.circuitOpen }
   }
 
-  /** Marks an attempt as started: claims the half-open probe, counts the request against quotas. */
-  begin(step: Step, now: number, probe: boolean): void {
-    if (probe) this.#target(step).probeUntil = now + step.timeouts.attempt
+  /**
+   * Marks an attempt as started: claims the half-open probe, and counts the request and its estimated
+   * prompt tokens against quotas at once, so concurrent requests see each other's share.
+   */
+  begin(step: Step, now: number, probe: boolean, tokens = 0): void {
+    if (probe) {
+      const t = this.#target(step)
+      t.probeUntil = now + step.timeouts.attempt
+      t.probeDone ??= Promise.withResolvers()
+    }
     this.#quotas.countRequest(step, now)
+    if (tokens > 0) this.#quotas.countTokens(step, tokens, now)
+  }
+
+  /** Gives back the prompt tokens `begin` counted, for an attempt that got no answer. */
+  refund(step: Step, tokens: number, now: number): void {
+    if (tokens > 0) this.#quotas.countTokens(step, -tokens, now)
+  }
+
+  /** Settles when the probe now in flight on this step's target ends; undefined when there is none. */
+  probeSettled(step: Step): Promise<void> | undefined {
+    return this.#target(step).probeDone?.promise
   }
 
   recordSuccess(step: Step, latencyMs: number, now: number): HealthChange {
@@ -157,7 +181,7 @@ export class HealthBoard {
     pushRecent(t, { at: now, ok: true, latencyMs })
     t.rateLimitStreak = 0
     t.failureStreak = 0
-    t.probeUntil = 0
+    endProbe(t)
     return closeCircuit(t)
   }
 
@@ -172,7 +196,7 @@ export class HealthBoard {
   ): HealthChange {
     const t = this.#target(step)
     const kind = classifyFailure(failure)
-    if (probe) t.probeUntil = 0
+    if (probe) endProbe(t)
     if (kind === 'aborted') return undefined
     pushRecent(t, { at: now, ok: false, latencyMs })
     t.lastError = reason
@@ -183,8 +207,14 @@ export class HealthBoard {
         t.failureStreak = 0
         return closeCircuit(t)
       case 'rate_limited': {
-        t.rateLimitStreak++
         const hint = failure.kind === 'http_error' ? failure.retryAfterMs : undefined
+        // Requests already in flight when the cooldown began meet the same limit: one burst of 429s is
+        // one, not a streak that doubles the cooldown once per request.
+        if (t.cooldownReason === 'rate_limited' && now < t.cooldownUntil && now - latencyMs < t.cooledAt) {
+          if (hint !== undefined) t.cooldownUntil = Math.max(t.cooldownUntil, now + hint)
+          return undefined
+        }
+        t.rateLimitStreak++
         const guess = Math.min(
           p.rate_limit_cooldown * 2 ** (t.rateLimitStreak - 1),
           p.rate_limit_cooldown_max,
@@ -220,6 +250,7 @@ export class HealthBoard {
     now: number,
   ): HealthChange {
     t.cooldownUntil = now + forMs
+    t.cooledAt = now
     t.cooldownReason = reason
     t.cooldownFirm = firm
     // An answer, even a refusal, proves the target is reachable.
@@ -261,6 +292,12 @@ function stateOf(t: Target, now: number): [TargetState, number | undefined, stri
       : ['half_open', undefined, 'failures']
   }
   return ['healthy', undefined, undefined]
+}
+
+function endProbe(t: Target): void {
+  t.probeUntil = 0
+  t.probeDone?.resolve()
+  t.probeDone = undefined
 }
 
 function closeCircuit(t: Target): HealthChange {

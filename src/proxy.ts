@@ -77,6 +77,11 @@ export async function proxyThroughRoute(
   })
   const budgetEnd = exchange.startedAt + route.totalMs
   let promptTokens: number | undefined
+  const estimateTokens = (step: Step) => {
+    if (!deps.quotas.countsTokens(step)) return 0
+    promptTokens ??= estimatePromptTokens(request.body)
+    return promptTokens
+  }
 
   const outcome = await runRoute<Answer>({
     route,
@@ -85,11 +90,7 @@ export async function proxyThroughRoute(
     redact: deps.redact,
     client,
     budgetEnd,
-    estimateTokens: (step) => {
-      if (!deps.quotas.countsTokens(step)) return 0
-      promptTokens ??= estimatePromptTokens(request.body)
-      return promptTokens
-    },
+    estimateTokens,
     tryStep: async (step) => {
       const input = deps.telemetry.captureContent ? request.body.messages : undefined
       const span = exchange.trace.attempt(step, request.operation, input)
@@ -116,7 +117,7 @@ export async function proxyThroughRoute(
   if (outcome.kind === 'aborted') return
   if (outcome.kind === 'failed') throw outcome.error
 
-  await deliver(exchange, deps, route, outcome)
+  await deliver(exchange, deps, route, outcome, estimateTokens(outcome.step))
 }
 
 /** Sends the first success: a JSON body as it is (or as the plan rewrites it), or a committed stream. */
@@ -125,6 +126,8 @@ async function deliver(
   deps: ProxyDeps,
   route: Route,
   outcome: Extract<RouteOutcome<Answer>, { kind: 'answered' }>,
+  /** Prompt tokens already counted against the step's quota when the attempt began. */
+  estimated: number,
 ): Promise<void> {
   const { res, facts, requestId } = exchange
   const { answer, step } = outcome
@@ -147,7 +150,7 @@ async function deliver(
       res.end(body)
       answer.plan.delivered?.()
       facts.ttfbMs = elapsedMs(exchange)
-      recordUsage(deps, exchange, step, answer.usage)
+      recordUsage(deps, exchange, step, answer.usage, estimated)
       return
     }
     writeHead(exchange, answer.status, {
@@ -162,7 +165,7 @@ async function deliver(
     if (end === 'completed') answer.plan.delivered?.()
     facts.streamEnd = typeof end === 'string' ? end : end.kind
     answer.span.end(() => streamAttemptEnd(answer, end, facts.ttfbMs))
-    recordUsage(deps, exchange, step, answer.stats.usage)
+    recordUsage(deps, exchange, step, answer.stats.usage, estimated)
     if (answer.stats.malformed > 0) facts.malformedEvents = answer.stats.malformed
     if (typeof end !== 'string') {
       // Nothing can be retried once the client has bytes, but the provider's health still learns.
@@ -231,11 +234,18 @@ function streamAttemptEnd(answer: CommittedStream, end: StreamEnd, ttftMs: numbe
   }
 }
 
-function recordUsage(deps: ProxyDeps, exchange: Exchange, step: Step, usage: Usage | undefined): void {
+/** Counts what the provider reported against quotas, in place of the estimate counted at the start. */
+function recordUsage(
+  deps: ProxyDeps,
+  exchange: Exchange,
+  step: Step,
+  usage: Usage | undefined,
+  estimated: number,
+): void {
   if (usage === undefined) return
   exchange.facts.usage = usage
   const tokens = usage.total_tokens ?? (usage.prompt_tokens ?? 0) + (usage.completion_tokens ?? 0)
-  if (tokens > 0) deps.quotas.countTokens(step, tokens, Date.now())
+  if (tokens > 0) deps.quotas.countTokens(step, tokens - estimated, Date.now())
 }
 
 /** State changes are rare and operators want them: a refused key especially, which never heals alone. */

@@ -484,6 +484,71 @@ test('declared quotas skip a step before the provider has to say 429', async () 
   assert.equal(snapshot.routes[0]?.steps[0]?.reason, 'quota')
 })
 
+test('concurrent prompts count against tpm as they start, not only once answered', async () => {
+  // Each prompt is estimated at 75 tokens (300 characters), so only one fits in 100 at a time.
+  const gw = await gateway([{ provider: 'a', limits: { tpm: 100 } }, { provider: 'b' }])
+  const slow: Behaviour = async (req, res) => {
+    await sleep(200)
+    await json(200, { choices: [], usage: { total_tokens: 80 } })(req, res)
+  }
+  mock.always('a', slow).always('b', ok())
+  const prompt = [{ role: 'user', content: 'x'.repeat(300) }]
+  const answers = await Promise.all(Array.from({ length: 5 }, () => ask(gw, { messages: prompt })))
+  assert.equal(mock.requests('a').length, 1, 'one prompt fits the quota; the others go to b')
+  assert.equal(answers.filter((a) => a.provider === 'b').length, 4)
+})
+
+test('a refused attempt gives its estimated tokens back to the quota', async () => {
+  const gw = await gateway([{ provider: 'a', limits: { tpm: 100 } }, { provider: 'b' }])
+  mock.script('a', status(400, 'bad request')).always('b', ok())
+  const prompt = [{ role: 'user', content: 'x'.repeat(300) }]
+  assert.equal((await ask(gw, { messages: prompt })).provider, 'b')
+  mock.always('a', ok())
+  assert.equal(
+    (await ask(gw, { messages: prompt })).provider,
+    'a',
+    'the refused prompt used none of the quota',
+  )
+})
+
+test('a burst of 429s from requests already in flight is one cooldown, not one doubling each', async () => {
+  const gw = await gateway([{ provider: 'a' }, { provider: 'b' }], {
+    rate_limit_cooldown: '1s',
+    rate_limit_cooldown_max: '10m',
+  })
+  const slow429: Behaviour = async (req, res) => {
+    await sleep(300)
+    await status(429, 'slow down')(req, res)
+  }
+  mock.always('a', slow429).always('b', ok())
+  const answers = await Promise.all(Array.from({ length: 8 }, () => ask(gw)))
+  assert.ok(answers.every((a) => a.provider === 'b'))
+  const a = await target(gw, 'a')
+  assert.equal(a?.state, 'cooling_down')
+  const left = Date.parse(a?.until ?? '') - Date.now()
+  assert.ok(left > 0 && left <= 1_000, `cooling down for ${left} ms, not 2^7 s`)
+})
+
+test('requests waiting on a half-open probe go on when it succeeds, not when its time would be up', async () => {
+  const gw = await gateway([{ provider: 'a', timeout: '6s' }], { circuit_failures: 1, max_wait: '10s' })
+  mock.script('a', status(503)).always('a', ok())
+  assert.equal((await ask(gw)).status, 502)
+  await sleep(450) // the circuit (400 ms) is half-open now
+  const slowOk: Behaviour = async (req, res) => {
+    await sleep(500)
+    await ok()(req, res)
+  }
+  mock.script('a', slowOk).always('a', ok())
+  const started = performance.now()
+  const probe = ask(gw)
+  await sleep(50)
+  const waiting = await Promise.all([ask(gw), ask(gw), ask(gw)])
+  assert.equal((await probe).status, 200)
+  assert.ok(waiting.every((w) => w.status === 200))
+  const took = performance.now() - started
+  assert.ok(took < 3_000, `took ${Math.round(took)} ms; the probe's own limit is 6 s`)
+})
+
 test('provider limits are shared by every route on that provider', async () => {
   const gw = await startGateway(
     baseConfig({

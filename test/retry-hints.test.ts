@@ -2,11 +2,12 @@
 
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import type { Failure } from '../src/attempt.ts'
+import { ClientLink, type Failure } from '../src/attempt.ts'
 import { configSchema } from '../src/config-schema.ts'
-import { decide } from '../src/fallback.ts'
-import { classifyFailure } from '../src/health.ts'
+import { decide, runRoute } from '../src/fallback.ts'
+import { type Availability, classifyFailure, type HealthBoard } from '../src/health.ts'
 import { bodyRetryHint, headerRetryHint, retryHint } from '../src/retry-hints.ts'
+import type { Route, Step } from '../src/router.ts'
 
 const now = Date.parse('2026-01-01T00:00:00Z')
 
@@ -89,6 +90,7 @@ describe('classifyFailure', () => {
     assert.equal(classifyFailure(http(400)), 'request')
     assert.equal(classifyFailure(http(413)), 'request')
     assert.equal(classifyFailure(http(408)), 'server')
+    assert.equal(classifyFailure(http(301)), 'server', 'a moved base_url is the target at fault')
     assert.equal(classifyFailure(http(500)), 'server')
     assert.equal(classifyFailure(http(529)), 'server')
     assert.equal(classifyFailure({ kind: 'network', code: 'ECONNRESET', reason: '' }), 'server')
@@ -145,5 +147,49 @@ describe('decide', () => {
   })
   test('the client leaving stops the route', () => {
     assert.deepEqual(decide({ ...base, failure: { kind: 'aborted' } }), { action: 'stop' })
+  })
+})
+
+describe('runRoute, when every step must be waited for', () => {
+  const step = { index: 0, provider: 'a', model: 'm' } as Step
+  const route = { name: 'r', steps: [step], totalMs: 60_000 } as unknown as Route
+
+  test('after the wait the step is looked at again: one free slot is taken once, not by every waiter', async () => {
+    // A quota with one slot, freed 100 ms from now; a slot taken stays taken.
+    const freeAt = Date.now() + 100
+    let slots = 1
+    const health = {
+      availability: (): Availability =>
+        Date.now() >= freeAt && slots > 0
+          ? { ok: true, probe: false }
+          : { ok: false, reason: 'quota', until: Math.max(freeAt, Date.now() + 100), firm: true },
+      begin: () => {
+        slots--
+      },
+      refund: () => {},
+      probeSettled: () => undefined,
+      recordSuccess: () => undefined,
+      recordFailure: () => undefined,
+    } as unknown as HealthBoard
+    let calls = 0
+    const run = () =>
+      runRoute({
+        route,
+        health,
+        policy: { ...configSchema.shape.failover.parse({}), max_wait: 250 },
+        redact: (text) => text,
+        client: new ClientLink(),
+        budgetEnd: performance.now() + 60_000,
+        estimateTokens: () => 0,
+        tryStep: async () => {
+          calls++
+          return { kind: 'json' as const }
+        },
+        onAttemptFailed: () => {},
+        onHealthChange: () => {},
+      })
+    const outcomes = await Promise.all([run(), run(), run()])
+    assert.equal(calls, 1)
+    assert.deepEqual(outcomes.map((o) => o.kind).sort(), ['answered', 'failed', 'failed'])
   })
 })
