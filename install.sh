@@ -234,7 +234,11 @@ cmd_deploy_docker() {
   cp "$SOURCE_DIR/config.yaml" "$stage/"
   stage_env "$stage/.env"
   upload "$stage"
-  remote "cd '$REMOTE_DIR' && docker compose up -d --build"
+  # The container's unprivileged user reads the mounted config as "other": at mode 600 (as
+  # install-service and the gateway's warning have it) it is locked out and the container restarts
+  # forever. So the config is 644 (its keys are ${VAR} references filled from .env) in a directory
+  # only the SSH user enters. Set on the server, since scp keeps the mode of a file already there.
+  remote "cd '$REMOTE_DIR' && chmod 700 . && chmod 644 config.yaml && docker compose up -d --build"
   log "waiting for the container to report healthy"
   container_healthy() {
     [[ "$(remote "cd '$REMOTE_DIR' && docker inspect --format '{{.State.Health.Status}}' \"\$(docker compose ps -q ai-gateway)\"" || true)" == healthy ]]

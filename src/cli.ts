@@ -1,7 +1,7 @@
 // The command line: arguments, commands, signals and exit codes.
 
 import { once } from 'node:events'
-import { statSync } from 'node:fs'
+import { readFileSync, statSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { type Config, ConfigError, findConfigPath, loadConfig } from './config.ts'
 import { startDemo } from './demo.ts'
@@ -56,18 +56,37 @@ export async function run(argv: string[], env: Env): Promise<number> {
       `${config.source}: OK (${config.providers.length} providers, ${config.routes.length} routes)\n`,
     )
   const gateway = await createGateway(config)
-  warnIfWorldReadable(gateway, config.source)
+  warnIfWorldReadable(gateway, config)
   return serve({ gateway })
 }
 
-/** The config holds (or points at) keys; other users on the machine should not be able to read it. */
-function warnIfWorldReadable(gateway: Gateway, path: string): void {
-  const mode = statSync(path, { throwIfNoEntry: false })?.mode
-  if (mode !== undefined && (mode & 0o004) !== 0) {
+/**
+ * The config holds (or points at) keys; other users on the machine should not be able to read it. The
+ * chmod 600 advice is for a file the gateway could still read then: its own, or any when it runs as
+ * root. A file it reads as another user (config.yaml mounted into the container, owned on the host)
+ * must stay readable by it, so there only keys written into the file itself are worth a warning.
+ */
+function warnIfWorldReadable(gateway: Gateway, config: Config): void {
+  const stat = statSync(config.source, { throwIfNoEntry: false })
+  if (stat === undefined || (stat.mode & 0o004) === 0) return
+  const fields = { config: config.source, mode: (stat.mode & 0o777).toString(8) }
+  const uid = process.getuid?.()
+  if (uid === undefined || uid === 0 || uid === stat.uid) {
+    gateway.logger.warn(fields, 'config file is readable by other users (chmod 600 it)')
+  } else if (holdsSecret(config.source, config.secrets)) {
     gateway.logger.warn(
-      { config: path, mode: (mode & 0o777).toString(8) },
-      'config file is readable by other users (chmod 600 it)',
+      fields,
+      'config file with keys in it is readable by other users (reference them as ${VAR} instead)',
     )
+  }
+}
+
+function holdsSecret(path: string, secrets: readonly string[]): boolean {
+  try {
+    const text = readFileSync(path, 'utf8')
+    return secrets.some((secret) => text.includes(secret))
+  } catch {
+    return false // gone or unreadable since it was loaded: nothing to warn about
   }
 }
 

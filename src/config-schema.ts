@@ -63,6 +63,12 @@ const count = z
   .union([z.number(), z.string().regex(/^\d+$/, 'must be a whole number').transform(Number)])
   .pipe(z.number().int().min(0))
 
+// Switches from the environment arrive as text: exactly "true" or "false", nothing looser ("yes",
+// "1"), so a typo is an error rather than a guess.
+const flag = z.union([z.boolean(), z.enum(['true', 'false']).transform((value) => value === 'true')], {
+  error: 'expected true or false',
+})
+
 /** Proactive limits, from a provider's published quotas: requests and tokens per minute and per day. */
 const limits = z.strictObject({
   rpm: count.optional(),
@@ -96,12 +102,27 @@ const failover = z.strictObject({
 })
 
 const metrics = z.strictObject({
-  enabled: z.boolean().default(true),
+  enabled: flag.default(true),
   /** Require the gateway key on /metrics; default: yes on the main port, no on a metrics port of its own. */
-  require_key: z.boolean().optional(),
+  require_key: flag.optional(),
   /** Serve /metrics on this port instead of the main one. */
   port: port.optional(),
   host: z.string().trim().min(1).optional(),
+})
+
+/** `*`, or a browser origin exactly as a browser sends it: `scheme://host[:port]`, no path. */
+const origin = z
+  .string()
+  .trim()
+  .refine(
+    (value) => value === '*' || (URL.canParse(value) && new URL(value).origin === value.toLowerCase()),
+    {
+      error: 'an origin is scheme://host[:port] (no path), or *',
+    },
+  )
+
+const cors = z.strictObject({
+  origins: z.array(origin).min(1, 'list the origins allowed, or leave cors out'),
 })
 
 // Framing headers belong to each request the gateway sends: undici refuses these, or (content-length)
@@ -168,6 +189,7 @@ export const configSchema = z.strictObject({
   // Every key has a default, so an absent section is an empty one.
   failover: failover.prefault({} as never),
   metrics: metrics.prefault({} as never),
+  cors: cors.optional(),
   max_body_size: size('32mb'),
   max_answer_size: size('128mb'),
   shutdown_timeout: duration('30s'),

@@ -3,7 +3,7 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { parseDocument } from 'yaml'
 import { type ConfigFile, configSchema, formatIssue } from './config-schema.ts'
-import { resolveEnvRefs } from './env-refs.ts'
+import { type Resolution, resolveEnvRefs } from './env-refs.ts'
 import { parseHeaderList, type TelemetrySettings, telemetrySettings } from './otlp-config.ts'
 
 type Env = Readonly<Record<string, string | undefined>>
@@ -69,13 +69,8 @@ export function parseConfig(text: string, env: Env, source = '(inline)'): Config
     throw new ConfigError(source, doc.errors.map(describe))
   }
   const resolved = resolveEnvRefs(doc.toJS(), env)
-  if (resolved.nested.length > 0) {
-    const names = resolved.nested.map((name) => `\${${name}:-…}`).join(', ')
-    throw new ConfigError(source, [`a default cannot hold another \${…} reference: ${names}`])
-  }
-  if (resolved.missing.length > 0) {
-    throw new ConfigError(source, [`missing environment variables: ${resolved.missing.join(', ')}`])
-  }
+  const unresolved = referenceProblems(resolved)
+  if (unresolved.length > 0) throw new ConfigError(source, unresolved)
 
   const parsed = configSchema.safeParse(resolved.value)
   const problems = [
@@ -86,9 +81,9 @@ export function parseConfig(text: string, env: Env, source = '(inline)'): Config
   if (parsed.success && clashes(parsed.data, port)) {
     problems.push(`metrics.port: ${port} is the gateway's own port (leave it out to serve /metrics there)`)
   }
+  const telemetry = telemetrySettings(env, problems)
   if (!parsed.success || problems.length > 0) throw new ConfigError(source, problems)
 
-  const telemetry = telemetrySettings(env)
   return deepFreeze({
     ...parsed.data,
     port,
@@ -96,6 +91,22 @@ export function parseConfig(text: string, env: Env, source = '(inline)'): Config
     secrets: collectSecrets(parsed.data, env, telemetry.otlp?.headers),
     telemetry,
   })
+}
+
+/** References that could not be resolved, each kind in one problem that lists them all. */
+function referenceProblems({ nested, unsupported, missing }: Resolution): string[] {
+  const problems: string[] = []
+  if (nested.length > 0) {
+    const names = nested.map((name) => `\${${name}:-…}`).join(', ')
+    problems.push(`a default cannot hold another \${…} reference: ${names}`)
+  }
+  if (unsupported.length > 0) {
+    problems.push(
+      `unsupported references (only \${VAR} and \${VAR:-default} work; write $\${ for a literal \${): ${unsupported.join(', ')}`,
+    )
+  }
+  if (missing.length > 0) problems.push(`missing environment variables: ${missing.join(', ')}`)
+  return problems
 }
 
 /** The metrics server would listen where the gateway does. */
@@ -149,7 +160,7 @@ function crossCheck(raw: unknown): string[] {
   return problems
 }
 
-const sensitiveHeader = /authorization|key|token|secret|cookie|password/i
+const sensitiveName = /authorization|key|token|secret|cookie|password/i
 
 function collectSecrets(
   config: ConfigFile,
@@ -163,7 +174,11 @@ function collectSecrets(
     ...headerSecrets({ ...parseHeaderList(env.OTEL_EXPORTER_OTLP_HEADERS), ...otlpHeaders }),
   ]
   for (const provider of config.providers)
-    values.push(provider.api_key, ...headerSecrets(provider.headers ?? {}))
+    values.push(
+      provider.api_key,
+      ...headerSecrets(provider.headers ?? {}),
+      ...querySecrets(provider.base_url),
+    )
   return [...new Set(values.filter((v): v is string => typeof v === 'string' && v.length >= 4))]
 }
 
@@ -173,10 +188,25 @@ function collectSecrets(
  */
 function headerSecrets(headers: Readonly<Record<string, string>>): string[] {
   return Object.entries(headers)
-    .filter(([name]) => sensitiveHeader.test(name))
+    .filter(([name]) => sensitiveName.test(name))
     .flatMap(([, value]) => {
       const token = /^[A-Za-z][\w.-]*\s+(\S.*)$/.exec(value)?.[1]
       return token === undefined ? [value] : [value, token]
+    })
+}
+
+/**
+ * Values of sensitive-looking query parameters in a base_url (a key given Google's way, `?key=…`): as
+ * sent, percent-encoded, and decoded, since a provider may echo either.
+ */
+function querySecrets(baseUrl: string): string[] {
+  return new URL(baseUrl).search
+    .slice(1)
+    .split('&')
+    .flatMap((pair) => {
+      const [entry] = new URLSearchParams(pair)
+      if (!pair.includes('=') || entry === undefined || !sensitiveName.test(entry[0])) return []
+      return [pair.slice(pair.indexOf('=') + 1), entry[1]]
     })
 }
 

@@ -1,9 +1,13 @@
 // `${VAR}` references in config string values, resolved after YAML parsing so a value cannot
 // change the document's structure.
 
-// `$${` is an escaped literal `${`; `${NAME}` and `${NAME:-default}` are references. Anything else
-// (`pa$$word`, `$HOME`, `${not valid}`) is plain text.
-const reference = /\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g
+// Every `${…}` is a reference, and `$${…}` its escape (the literal text `${…}`). Only `${NAME}` and
+// `${NAME:-default}` are supported; the shell's other forms (`${NAME:?message}`, `${NAME-}`,
+// `${NAME:=x}`, `${NAME:+x}` …) are refused rather than kept as text, because a value kept as text
+// would, say, make `${GATEWAY_API_KEY:?set it}` the gateway key itself. A `$` anywhere else
+// (`pa$$word`, `$HOME`) is plain text.
+const reference = /\$(\$)?\{([^}]*)\}/g
+const supported = /^([A-Za-z_][A-Za-z0-9_]*)(?::-([\s\S]*))?$/
 
 export interface Resolution {
   value: unknown
@@ -11,28 +15,34 @@ export interface Resolution {
   missing: string[]
   /** References whose default holds another reference, which is not supported. */
   nested: string[]
+  /** References in a form other than `${NAME}` and `${NAME:-default}`, as written. */
+  unsupported: string[]
 }
 
 export function resolveEnvRefs(tree: unknown, env: Readonly<Record<string, string | undefined>>): Resolution {
   const missing = new Set<string>()
   const nested = new Set<string>()
+  const unsupported = new Set<string>()
   const resolveString = (text: string): string =>
-    text.replace(
-      reference,
-      (whole, escaped: string | undefined, name: string, fallback: string | undefined) => {
-        if (escaped !== undefined) return whole.slice(1)
-        // `${A:-${B}}` would end at the first `}` and leave a stray one behind: refused instead.
-        if (fallback?.includes('${')) {
-          nested.add(name)
-          return ''
-        }
-        const value = env[name]
-        if (value !== undefined && (value !== '' || fallback === undefined)) return value
-        if (fallback !== undefined) return fallback
-        missing.add(name)
+    text.replace(reference, (whole, escaped: string | undefined, body: string) => {
+      if (escaped !== undefined) return whole.slice(1)
+      const form = supported.exec(body)
+      if (form === null) {
+        unsupported.add(whole)
         return ''
-      },
-    )
+      }
+      const [, name = '', fallback] = form
+      // `${A:-${B}}` would end at the first `}` and leave a stray one behind: refused instead.
+      if (fallback?.includes('${')) {
+        nested.add(name)
+        return ''
+      }
+      const value = env[name]
+      if (value !== undefined && (value !== '' || fallback === undefined)) return value
+      if (fallback !== undefined) return fallback
+      missing.add(name)
+      return ''
+    })
   const walk = (node: unknown): unknown => {
     if (typeof node === 'string') return resolveString(node)
     if (Array.isArray(node)) return node.map(walk)
@@ -42,5 +52,5 @@ export function resolveEnvRefs(tree: unknown, env: Readonly<Record<string, strin
     return node
   }
   const value = walk(tree)
-  return { value, missing: [...missing], nested: [...nested] }
+  return { value, missing: [...missing], nested: [...nested], unsupported: [...unsupported] }
 }

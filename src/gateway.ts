@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net'
 import pkg from '../package.json' with { type: 'json' }
 import { createKeyCheck } from './auth.ts'
 import type { Config } from './config.ts'
+import { createCors } from './cors.ts'
 import { createEndpoints } from './handlers.ts'
 import { HealthBoard } from './health.ts'
 import { createLogging, type Logger } from './logger.ts'
@@ -79,6 +80,7 @@ export async function createGateway(config: Config): Promise<Gateway> {
     redact,
     telemetry,
     metrics,
+    ...(config.cors === undefined ? {} : { cors: createCors(config.cors.origins) }),
   })
   const metricsServer = separateMetrics
     ? createHttpServer({

@@ -22,24 +22,48 @@ export interface TelemetrySettings {
 
 const set = (value: string | undefined): value is string => value !== undefined && value.trim() !== ''
 
-export function telemetrySettings(env: Env): TelemetrySettings {
-  const captureContent = /^(true|1)$/i.test(env.OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT ?? '')
-  const base = [env.OTLP_ENDPOINT, env.OTEL_EXPORTER_OTLP_ENDPOINT].find(set)
-  const tracesOnly = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
-  const logsOnly = env.OTEL_EXPORTER_OTLP_LOGS_ENDPOINT
-  const disabled = /^true$/i.test(env.OTEL_SDK_DISABLED ?? '')
-  if (disabled || (base === undefined && !set(tracesOnly) && !set(logsOnly)))
-    return { otlp: undefined, captureContent }
+/** An endpoint variable that is set, and its value. */
+interface Endpoint {
+  readonly variable: string
+  readonly value: string
+}
 
-  const fallbackBase = base ?? (tracesOnly as string | undefined) ?? (logsOnly as string)
+function endpoint(env: Env, ...variables: string[]): Endpoint | undefined {
+  for (const variable of variables) {
+    const value = env[variable]
+    if (set(value)) return { variable, value }
+  }
+  return undefined
+}
+
+/**
+ * Settings from `env`. An endpoint the exporter could not send to is added to `problems`, naming its
+ * variable, so start-up (and `validate`) refuse it as they refuse a bad config.
+ */
+export function telemetrySettings(env: Env, problems: string[]): TelemetrySettings {
+  const captureContent = /^(true|1)$/i.test(env.OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT ?? '')
+  const base = endpoint(env, 'OTLP_ENDPOINT', 'OTEL_EXPORTER_OTLP_ENDPOINT')
+  const tracesOnly = endpoint(env, 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT')
+  const logsOnly = endpoint(env, 'OTEL_EXPORTER_OTLP_LOGS_ENDPOINT')
+  const fallback = base ?? tracesOnly ?? logsOnly
+  const disabled = /^true$/i.test(env.OTEL_SDK_DISABLED ?? '')
+  if (disabled || fallback === undefined) return { otlp: undefined, captureContent }
+
+  const urlFor = (signal: 'traces' | 'logs', own: Endpoint | undefined): string => {
+    const url = own === undefined ? signalUrl(fallback.value, signal) : normalizeUrl(own.value)
+    const { variable, value } = own ?? fallback
+    const problem = `${variable}: ${JSON.stringify(value)} is not an http(s) URL with a port from 1 to 65535`
+    if (!isExportUrl(url) && !problems.includes(problem)) problems.push(problem)
+    return url
+  }
   const resourceAttributes = parseHeaderList(
     [env.OTEL_RESOURCE_ATTRIBUTES, env.OTLP_RESOURCE_ATTRIBUTES].find(set),
   )
   return {
     captureContent,
     otlp: {
-      tracesUrl: set(tracesOnly) ? normalizeUrl(tracesOnly) : signalUrl(fallbackBase, 'traces'),
-      logsUrl: set(logsOnly) ? normalizeUrl(logsOnly) : signalUrl(fallbackBase, 'logs'),
+      tracesUrl: urlFor('traces', tracesOnly),
+      logsUrl: urlFor('logs', logsOnly),
       headers: {
         ...parseHeaderList(env.OTEL_EXPORTER_OTLP_HEADERS),
         ...authorization(env),
@@ -53,6 +77,16 @@ export function telemetrySettings(env: Env): TelemetrySettings {
       resourceAttributes,
     },
   }
+}
+
+/**
+ * The exporter throws on a URL it cannot parse, from deep inside the SDK at start-up. Port 0 parses
+ * but reaches nothing; a port past 65535 does not parse.
+ */
+function isExportUrl(text: string): boolean {
+  if (!URL.canParse(text)) return false
+  const url = new URL(text)
+  return /^https?:$/.test(url.protocol) && url.port !== '0'
 }
 
 /** `host:port` gets https; a trailing slash is dropped so joining never makes `//`. */

@@ -6,6 +6,8 @@ import { once } from 'node:events'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Usage } from './answer.ts'
+import type { Cors } from './cors.ts'
+import { type EndpointTable, matchEndpoint, methodsAt, tableOf } from './endpoint-table.ts'
 import { GatewayError, toGatewayError } from './errors.ts'
 import type { AttemptRecord, SkipRecord } from './fallback.ts'
 import type { Logging } from './logger.ts'
@@ -37,6 +39,8 @@ export interface Exchange {
   readonly trace: RequestTrace
   /** The server's drain state, shared by its exchanges: one flag read when an answer starts. */
   readonly drain: Drain
+  /** CORS headers every answer to this request carries, when its origin is allowed. */
+  readonly cors: Readonly<Record<string, string>> | undefined
 }
 
 interface Drain {
@@ -61,6 +65,8 @@ export interface ServerOptions {
   readonly telemetry: Telemetry
   /** Absent on a server that only serves /metrics, so scrapes do not count themselves. */
   readonly metrics?: Metrics
+  /** Absent unless the config allows browser origins. */
+  readonly cors?: Cors
 }
 
 export interface HttpServer {
@@ -142,6 +148,7 @@ async function handle(
     facts: {},
     trace: options.telemetry.startRequest(req.method ?? 'GET', path, req.headers),
     drain,
+    cors: options.cors?.headersFor(req.headers.origin),
   }
   // The request is over when both the handler has returned and the response has closed, in either
   // order (a stream's handler still drains the upstream after the client has its last byte).
@@ -155,17 +162,10 @@ async function handle(
   // 'close' is emitted once per response; `on` spares the wrapper and removal `once` costs per request.
   res.on('close', settle)
   try {
-    const endpoint = matchEndpoint(table, req.method ?? 'GET', exchange.path)
-    exchange.trace.named(
-      typeof endpoint.path === 'string' ? endpoint.path : (endpoint.template ?? exchange.path),
-    )
-    if (endpoint.public !== true && !options.isAuthorized(req)) {
-      throw new GatewayError(
-        'invalid_api_key',
-        'Invalid or missing API key. Send it as X-Api-Key or Authorization: Bearer.',
-      )
-    }
-    await endpoint.handle(exchange)
+    // A browser's preflight carries no key: it asks whether the real request may be sent.
+    if (exchange.cors !== undefined && req.method === 'OPTIONS' && options.cors !== undefined)
+      preflight(exchange, options.cors, methodsAt(table, exchange.path))
+    else await dispatch(exchange, options, table)
   } catch (err) {
     // A client that hung up while sending its body is gone, not a failure of ours: logged as a 499.
     if (req.destroyed && (err as { code?: unknown })?.code === 'ECONNRESET') res.destroy()
@@ -177,32 +177,27 @@ async function handle(
   settle()
 }
 
-/** Exact paths by map lookup (the hot ones); patterns (`/v1/models/{id}`) tried in order. */
-interface EndpointTable {
-  readonly exact: ReadonlyMap<string, readonly Endpoint[]>
-  readonly patterns: readonly Endpoint[]
+/** The endpoint's handler, once the request may reach it; not async, so it adds no promise of its own. */
+function dispatch(exchange: Exchange, options: ServerOptions, table: EndpointTable): Promise<void> | void {
+  const endpoint = matchEndpoint(table, exchange.req.method ?? 'GET', exchange.path)
+  exchange.trace.named(
+    typeof endpoint.path === 'string' ? endpoint.path : (endpoint.template ?? exchange.path),
+  )
+  if (endpoint.public !== true && !options.isAuthorized(exchange.req)) {
+    throw new GatewayError(
+      'invalid_api_key',
+      'Invalid or missing API key. Send it as X-Api-Key or Authorization: Bearer.',
+    )
+  }
+  return endpoint.handle(exchange)
 }
 
-function tableOf(endpoints: readonly Endpoint[]): EndpointTable {
-  const exact = new Map<string, Endpoint[]>()
-  for (const e of endpoints)
-    if (typeof e.path === 'string') exact.set(e.path, [...(exact.get(e.path) ?? []), e])
-  return { exact, patterns: endpoints.filter((e) => typeof e.path !== 'string') }
-}
-
-function matchEndpoint(endpoints: EndpointTable, method: string, path: string): Endpoint {
-  const exact = endpoints.exact.get(path)
-  const wanted = method === 'HEAD' ? 'GET' : method
-  const hit = exact?.find((e) => e.method === wanted)
-  if (hit !== undefined) return hit
-  const atPath = exact ?? endpoints.patterns.filter((e) => (e.path as RegExp).test(path))
-  if (atPath.length === 0) throw new GatewayError('not_found', `Unknown path ${path}.`)
-  const endpoint = atPath.find((e) => e.method === wanted)
-  if (endpoint !== undefined) return endpoint
-  const allow = [...new Set(atPath.map((e) => e.method))].join(', ')
-  throw new GatewayError('method_not_allowed', `Method ${method} is not allowed on ${path}.`, {
-    headers: { allow },
-  })
+function preflight(exchange: Exchange, cors: Cors, methods: readonly string[]): void {
+  if (methods.length === 0) throw new GatewayError('not_found', `Unknown path ${exchange.path}.`)
+  const requested = exchange.req.headers['access-control-request-headers']
+  const headers = cors.preflight(exchange.cors ?? {}, [...methods, 'OPTIONS'], requested)
+  exchange.res.writeHead(204, { 'x-request-id': exchange.requestId, ...headers })
+  exchange.res.end()
 }
 
 /**
@@ -216,6 +211,7 @@ export function writeHead(
   headers: Readonly<Record<string, string | number>>,
 ): void {
   const all: Record<string, string | number> = { 'x-request-id': exchange.requestId, ...headers }
+  if (exchange.cors !== undefined) Object.assign(all, exchange.cors)
   // While draining, a request on a kept-alive connection is still answered, and the answer ends the
   // connection, so the client takes its next request elsewhere instead of having it cut.
   if (exchange.drain.draining) all.connection = 'close'

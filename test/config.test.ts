@@ -98,6 +98,19 @@ routes:
     ])
   })
 
+  test('a ${…} in a shell form the gateway does not resolve is refused, each listed; $${ keeps it as text', () => {
+    const text = valid
+      .replace('api_key: gw-key-123456', 'api_key: "${GATEWAY_API_KEY:?set it}"')
+      .replace('api_key: gsk-abcdef', 'api_key: "${PK-}${X:=y}${X:+y}${X?}"')
+      .replace('model: llama', 'model: ${MODEL}')
+    assert.deepEqual(problemsOf(text, { GATEWAY_API_KEY: 'gw-key-123456', PK: 'gsk-abcdef', X: 'x' }), [
+      'unsupported references (only ${VAR} and ${VAR:-default} work; write $${ for a literal ${): ${GATEWAY_API_KEY:?set it}, ${PK-}, ${X:=y}, ${X:+y}, ${X?}',
+      'missing environment variables: MODEL',
+    ])
+    const literal = valid.replace('api_key: gsk-abcdef', () => 'api_key: "$${X:?y}-$${PK}"')
+    assert.equal(parseConfig(literal, {}).providers[0]?.api_key, '${X:?y}-${PK}')
+  })
+
   test('a value cannot change the document structure', () => {
     const text = valid.replace('api_key: gw-key-123456', 'api_key: ${KEY}')
     const config = parseConfig(text, { KEY: 'abc\nport: 1\nroutes: []' })
@@ -231,6 +244,20 @@ routes:
     }
   })
 
+  test('metrics switches can come from ${VAR}: exactly "true" or "false"', () => {
+    const text = `${valid}\nmetrics:\n  enabled: \${METRICS_ON:-true}\n  require_key: \${METRICS_KEY}\n`
+    const on = parseConfig(text, { METRICS_KEY: 'false' }).metrics
+    assert.equal(on.enabled, true)
+    assert.equal(on.require_key, false)
+    const off = parseConfig(text, { METRICS_ON: 'false', METRICS_KEY: 'true' }).metrics
+    assert.equal(off.enabled, false)
+    assert.equal(off.require_key, true)
+    assert.deepEqual(problemsOf(text, { METRICS_ON: 'yes', METRICS_KEY: 'True' }), [
+      'metrics.enabled: expected true or false',
+      'metrics.require_key: expected true or false',
+    ])
+  })
+
   test('a metrics port that is the gateway port is refused', () => {
     assert.deepEqual(problemsOf(`${valid}\nport: 9100\nmetrics: { port: 9100 }\n`), [
       "metrics.port: 9100 is the gateway's own port (leave it out to serve /metrics there)",
@@ -249,6 +276,21 @@ routes:
     for (const secret of ['r8_secret1', 'Token r8_secret1', 'plain-key-1'])
       assert.ok(secrets.includes(secret), secret)
     assert.ok(!secrets.includes('app'), 'a header that does not look secret is not one')
+  })
+
+  test('cors origins are browser origins or *', () => {
+    const config = parseConfig(
+      `${valid}cors:\n  origins: ["https://chat.example", "http://localhost:3000", "*"]\n`,
+      {},
+    )
+    assert.deepEqual(config.cors?.origins, ['https://chat.example', 'http://localhost:3000', '*'])
+    assert.deepEqual(problemsOf(`${valid}cors:\n  origins: ["https://chat.example/app", "chat.example"]\n`), [
+      'cors.origins[0]: an origin is scheme://host[:port] (no path), or *',
+      'cors.origins[1]: an origin is scheme://host[:port] (no path), or *',
+    ])
+    assert.deepEqual(problemsOf(`${valid}cors:\n  origins: []\n`), [
+      'cors.origins: list the origins allowed, or leave cors out',
+    ])
   })
 
   test('header names and values are checked', () => {

@@ -15,6 +15,7 @@ before(async () => {
   gw = await startGateway(
     baseConfig({
       max_body_size: '64kb',
+      cors: { origins: ['https://chat.example'] },
       providers: [{ name: 'p', api_key: 'sk-http-secret-xyz', base_url: mock.url('p') }],
       routes: [
         { name: 'chat', steps: [{ provider: 'p', model: 'm1' }] },
@@ -277,6 +278,47 @@ test('a client that hangs up while sending its body is logged as a 499, not as o
   assert.equal(line.level, 'info')
   assert.equal(line.error, undefined)
   assert.equal((await fetch(`${gw.url}/health`)).status, 200)
+})
+
+test('CORS: a preflight from an allowed origin is answered without the key', async () => {
+  const res = await fetch(`${gw.url}/v1/chat/completions`, {
+    method: 'OPTIONS',
+    headers: {
+      origin: 'https://chat.example',
+      'access-control-request-method': 'POST',
+      'access-control-request-headers': 'authorization, content-type, x-stainless-os',
+    },
+  })
+  assert.equal(res.status, 204)
+  assert.equal(res.headers.get('access-control-allow-origin'), 'https://chat.example')
+  assert.equal(res.headers.get('access-control-allow-methods'), 'POST, OPTIONS')
+  assert.equal(res.headers.get('access-control-allow-headers'), 'authorization, content-type, x-stainless-os')
+  assert.equal(res.headers.get('vary'), 'origin')
+  assert.ok(Number(res.headers.get('access-control-max-age')) > 0)
+  const unknown = await fetch(`${gw.url}/v1/nothing`, {
+    method: 'OPTIONS',
+    headers: { origin: 'https://chat.example', 'access-control-request-method': 'POST' },
+  })
+  assert.equal(unknown.status, 404)
+})
+
+test('CORS: answers to an allowed origin carry the headers, errors included; others get none', async () => {
+  const origin = { origin: 'https://chat.example' }
+  const ok = await gw.post('/v1/chat/completions', { model: 'chat', messages: [] }, origin)
+  assert.equal(ok.status, 200)
+  assert.equal(ok.headers.get('access-control-allow-origin'), 'https://chat.example')
+  assert.match(ok.headers.get('access-control-expose-headers') ?? '', /x-request-id.*x-gateway-provider/)
+  const denied = await fetch(`${gw.url}/v1/models`, { headers: origin })
+  assert.equal(denied.status, 401)
+  assert.equal(denied.headers.get('access-control-allow-origin'), 'https://chat.example')
+  const other = await gw.get('/v1/models', { origin: 'https://elsewhere.example' })
+  assert.equal(other.headers.get('access-control-allow-origin'), null)
+  const preflight = await fetch(`${gw.url}/v1/models`, {
+    method: 'OPTIONS',
+    headers: { origin: 'https://elsewhere.example', 'access-control-request-method': 'GET' },
+  })
+  assert.equal(preflight.status, 405, 'no preflight answer for an origin not listed')
+  assert.equal((await gw.get('/v1/models')).headers.get('access-control-allow-origin'), null)
 })
 
 test('a request id is generated, or accepted from the client when sane', async () => {

@@ -6,7 +6,9 @@ import { type Behaviour, chunk, MockUpstream, sse } from './mock-upstream.ts'
 const providerKey = 'sk-live-provider-key-ABCDEF123456'
 const headerToken = 'hdr-token-9876543210'
 const otlpKey = 'glc_otlp-key-for-redaction-test'
-const secrets = [gatewayKey, providerKey, headerToken, otlpKey]
+// Google's way: the key in base_url's query string, where a provider's error may quote it back.
+const queryKey = 'AIzaSy-query-key-0123456789'
+const secrets = [gatewayKey, providerKey, headerToken, otlpKey, queryKey]
 
 let mock: MockUpstream
 let gw: RunningGateway
@@ -38,6 +40,7 @@ before(async () => {
           headers: { 'X-Api-Token': headerToken },
         },
         { name: 'echo2', api_key: providerKey, base_url: mock.url('echo2') },
+        { name: 'query', base_url: `${mock.url('query')}?api-version=2024-06&key=${queryKey}` },
       ],
       routes: [
         {
@@ -47,6 +50,7 @@ before(async () => {
             { provider: 'echo2', model: 'm' },
           ],
         },
+        { name: 'q', steps: [{ provider: 'query', model: 'm' }] },
       ],
     }),
     { env: { OTLP_API_KEY: otlpKey } },
@@ -78,6 +82,23 @@ test('an echo inside a stream error event is scrubbed too', async () => {
   const text = await res.text()
   assert.match(text, /stream_interrupted/)
   for (const secret of secrets) assert.ok(!text.includes(secret), `stream contains ${secret}`)
+})
+
+test("a key in base_url's query string is redacted from the error body and the status page", async () => {
+  mock.script('query', (req, res) => {
+    res.writeHead(400, { 'content-type': 'application/json' })
+    res.end(JSON.stringify({ error: { message: `API key not valid for ${req.path}` } }))
+  })
+  const res = await gw.post('/v1/chat/completions', { model: 'q', messages: [] })
+  const text = await res.text()
+  assert.equal(res.status, 400)
+  assert.match(text, /api-version=2024-06&key=\[REDACTED\]/, 'the reason itself is kept')
+  const status = await (await gw.get('/v1/gateway/status')).text()
+  assert.match(status, /\[REDACTED\]/, 'the last error is there')
+  for (const secret of secrets) {
+    assert.ok(!text.includes(secret), `error body contains ${secret}`)
+    assert.ok(!status.includes(secret), `status contains ${secret}`)
+  }
 })
 
 test('a client presenting a provider key as its gateway key is refused and not logged', async () => {

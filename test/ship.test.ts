@@ -458,6 +458,8 @@ describe('deploy over SSH (stand-ins)', () => {
   test('deploy-docker uploads the compose project and waits for a healthy container', () => {
     const sandbox = sandboxRoot()
     const source = sourceDir('GATEWAY_API_KEY=abc\nSSH_HOST=gateway.test\nDOMAIN=llm.example.com\n')
+    // As the gateway's own warning advises on a server: the container's user could not read it as is.
+    chmodSync(join(source, 'config.yaml'), 0o600)
     const { dir, log } = shims(sandbox)
     const remoteDir = join(sandbox, 'srv/ai-gateway')
     const result = sh(['deploy-docker'], {
@@ -481,6 +483,9 @@ describe('deploy over SSH (stand-ins)', () => {
       assert.ok(existsSync(join(remoteDir, file)), file)
     }
     assert.ok(!readFileSync(join(remoteDir, '.env'), 'utf8').includes('SSH_'))
+    assert.equal(mode(join(remoteDir, 'config.yaml')), '644', "readable by the container's node user")
+    assert.equal(mode(remoteDir), '700', 'and by no one else on the server')
+    assert.equal(mode(join(remoteDir, '.env')), '600')
     assert.match(result.stderr, /https:\/\/llm\.example\.com/)
   })
 })
@@ -517,14 +522,12 @@ describe('container files', () => {
   })
 })
 
-test('the gateway warns when its config file is readable by other users', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'ai-gateway-perm-'))
-  const file = join(dir, 'config.yaml')
-  writeFileSync(file, configYaml())
-  chmodSync(file, 0o644)
+/** The gateway's output up to its `listening` line, run on `file` (as another user when `uid` is given). */
+async function startUpLines(file: string, uid?: number): Promise<string> {
   const child = spawn(process.execPath, [join(root, 'bin', 'ai-gateway.js'), '--config', file], {
     env: { PATH: process.env.PATH ?? '', GATEWAY_API_KEY: gatewayKey, PROVIDER_KEY: 'k' },
     stdio: ['ignore', 'pipe', 'pipe'],
+    ...(uid === undefined ? {} : { uid, gid: uid }),
   })
   let out = ''
   for await (const chunk of child.stdout as AsyncIterable<Buffer>) {
@@ -533,10 +536,39 @@ test('the gateway warns when its config file is readable by other users', async 
   }
   child.kill('SIGTERM')
   await once(child, 'exit')
+  return out
+}
+
+test('the gateway warns when its config file is readable by other users', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ai-gateway-perm-'))
+  const file = join(dir, 'config.yaml')
+  writeFileSync(file, configYaml())
+  chmodSync(file, 0o644)
+  const out = await startUpLines(file)
   assert.match(out, /config file is readable by other users/)
   chmodSync(file, 0o600)
   const quiet = await runCli(['validate', '--config', file], {
     env: { GATEWAY_API_KEY: gatewayKey, PROVIDER_KEY: 'k' },
   })
   assert.equal(quiet.code, 0)
+})
+
+// As in the container: the config belongs to someone else (root, on the host), and the gateway reads it
+// through its "other" bits, so chmod 600 would lock the gateway out.
+test('a config the gateway reads as another user gets no chmod 600 advice, only a warning if keys are in it', {
+  skip: process.getuid?.() !== 0 && 'needs root, to run the gateway as another user',
+}, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ai-gateway-perm-'))
+  chmodSync(dir, 0o755)
+  const file = join(dir, 'config.yaml')
+  writeFileSync(file, configYaml())
+  chmodSync(file, 0o644)
+  const nobody = 65_534
+  const references = await startUpLines(file, nobody)
+  assert.match(references, /"msg":"listening"/)
+  assert.ok(!/chmod 600|readable by other users/.test(references), references)
+  writeFileSync(file, configYaml().replace('${PROVIDER_KEY}', 'sk-written-into-the-file'))
+  const literal = await startUpLines(file, nobody)
+  assert.match(literal, /config file with keys in it is readable by other users/)
+  assert.ok(!literal.includes('chmod 600'), literal)
 })

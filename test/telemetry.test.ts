@@ -172,12 +172,12 @@ describe('settings from the environment', () => {
     assert.equal(grafanaInstanceId(token), '123456')
     assert.equal(grafanaInstanceId('glc_not-base64-json'), undefined)
     assert.equal(grafanaInstanceId('plain-key'), undefined)
-    const settings = telemetrySettings({ OTLP_ENDPOINT: 'h:1', OTLP_API_KEY: token })
+    const settings = settingsFrom({ OTLP_ENDPOINT: 'h:1', OTLP_API_KEY: token })
     assert.equal(
       settings.otlp?.headers.Authorization,
       `Basic ${Buffer.from(`123456:${token}`).toString('base64')}`,
     )
-    const overridden = telemetrySettings({
+    const overridden = settingsFrom({
       OTLP_ENDPOINT: 'h:1',
       OTLP_API_KEY: token,
       OTLP_INSTANCE_ID: '42',
@@ -192,7 +192,7 @@ describe('settings from the environment', () => {
       a: '1',
       'X-Scope-OrgID': 'team one',
     })
-    const settings = telemetrySettings({
+    const settings = settingsFrom({
       OTLP_ENDPOINT: 'h:1',
       OTLP_API_KEY: 'k',
       OTEL_EXPORTER_OTLP_HEADERS: 'x-a=env',
@@ -201,9 +201,9 @@ describe('settings from the environment', () => {
     assert.deepEqual(settings.otlp?.headers, { 'x-a': 'env', Authorization: 'Bearer t', 'x-b': 'mine' })
   })
   test('standard variables, service name precedence, and off by default', () => {
-    assert.equal(telemetrySettings({}).otlp, undefined)
-    assert.equal(telemetrySettings({ OTLP_ENDPOINT: 'h:1', OTEL_SDK_DISABLED: 'true' }).otlp, undefined)
-    const std = telemetrySettings({
+    assert.equal(settingsFrom({}).otlp, undefined)
+    assert.equal(settingsFrom({ OTLP_ENDPOINT: 'h:1', OTEL_SDK_DISABLED: 'true' }).otlp, undefined)
+    const std = settingsFrom({
       OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://t:4318/v1/traces',
       OTEL_EXPORTER_OTLP_LOGS_ENDPOINT: 'http://l:4318/custom/logs',
       OTEL_SERVICE_NAME: 'gw-a',
@@ -213,11 +213,40 @@ describe('settings from the environment', () => {
     assert.equal(std.otlp?.tracesUrl, 'http://t:4318/v1/traces')
     assert.equal(std.otlp?.logsUrl, 'http://l:4318/custom/logs')
     assert.equal(std.otlp?.serviceName, 'gw-a')
-    assert.equal(telemetrySettings({ OTLP_ENDPOINT: 'h:1' }).otlp?.serviceName, 'ai-gateway')
+    assert.equal(settingsFrom({ OTLP_ENDPOINT: 'h:1' }).otlp?.serviceName, 'ai-gateway')
     const fromAttributes = { OTLP_ENDPOINT: 'h:1', OTEL_RESOURCE_ATTRIBUTES: 'service.name=checkout' }
-    assert.equal(telemetrySettings(fromAttributes).otlp?.serviceName, 'checkout')
+    assert.equal(settingsFrom(fromAttributes).otlp?.serviceName, 'checkout')
+  })
+  test('an endpoint the exporter could not send to is a problem that names its variable', () => {
+    const variablesIn = (env: Record<string, string>) => {
+      const problems: string[] = []
+      telemetrySettings(env, problems)
+      return problems.map((problem) => problem.slice(0, problem.indexOf(':')))
+    }
+    // One problem, though both signals' URLs come from it.
+    assert.deepEqual(variablesIn({ OTLP_ENDPOINT: 'localhost:99999' }), ['OTLP_ENDPOINT'])
+    assert.deepEqual(variablesIn({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://[bad' }), [
+      'OTEL_EXPORTER_OTLP_ENDPOINT',
+    ])
+    assert.deepEqual(
+      variablesIn({
+        OTLP_ENDPOINT: 'collector:4318',
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'ftp://collector/v1/traces',
+        OTEL_EXPORTER_OTLP_LOGS_ENDPOINT: 'http://collector:0/v1/logs',
+      }),
+      ['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', 'OTEL_EXPORTER_OTLP_LOGS_ENDPOINT'],
+    )
+    assert.deepEqual(variablesIn({ OTLP_ENDPOINT: 'http://[bad', OTEL_SDK_DISABLED: 'true' }), [], 'unused')
   })
 })
+
+/** Settings from an environment that must leave no problem behind. */
+function settingsFrom(env: Record<string, string>) {
+  const problems: string[] = []
+  const settings = telemetrySettings(env, problems)
+  assert.deepEqual(problems, [])
+  return settings
+}
 
 test('a request that falls back once: a SERVER span with two CLIENT children, the first failed', async () => {
   const gw = await gateway({ OTLP_ENDPOINT: `${collector.url}/otlp/` })
@@ -370,6 +399,27 @@ test('a failed start still exports its fatal line, then exits 1', async () => {
     assert.ok(collector.logs().some((l) => l.body?.stringValue === 'failed to start'))
   } finally {
     taken.close()
+  }
+})
+
+test('an invalid OTLP endpoint is a config error: validate fails, and start-up exits 1 without a trace', async () => {
+  const config = writeConfig(
+    baseConfig({
+      providers: [{ name: 'a', base_url: mock.url('a') }],
+      routes: [{ name: 'r', steps: [{ provider: 'a', model: 'm' }] }],
+    }),
+  )
+  for (const endpoint of ['localhost:99999', 'http://[bad']) {
+    for (const args of [
+      ['validate', '--config', config],
+      ['--config', config],
+    ]) {
+      const { code, stdout, stderr } = await runCli(args, { env: { OTLP_ENDPOINT: endpoint } })
+      assert.equal(code, 1, `${args[0]} with ${endpoint}: ${stdout}${stderr}`)
+      assert.match(stderr, /^ai-gateway: invalid config .*\n {2}OTLP_ENDPOINT: /)
+      assert.ok(!stderr.includes('node_modules'), stderr)
+      assert.equal(stdout, '', 'nothing half-starts')
+    }
   }
 })
 
