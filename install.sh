@@ -33,14 +33,15 @@ Commands:
   install-service   create the ai-gateway system user, /etc/ai-gateway (config.yaml and .env, mode 600),
                     install and reload the systemd unit; an existing config is kept unless --force
   deploy            on SSH_HOST: upload executable, unit, config.yaml and .env (without SSH_* lines),
-                    install, enable, restart, then check /health there
+                    install, enable, restart, then check /health there, on the gateway's port
+                    (config.yaml's port:, else PORT in .env, else 8080)
   deploy-docker     on SSH_HOST: upload the compose project, `docker compose up -d --build`, wait until
                     the container reports healthy
   help              show this help
 
 Settings, from the environment or ./.env:
   SSH_HOST (required for deploy), SSH_USER (default root), SSH_PORT (default 22), SSH_KEY (identity file),
-  DOMAIN (printed URL), PORT (default 8080), DESTDIR (root prefix for every local path written),
+  DOMAIN (printed URL), DESTDIR (root prefix for every local path written),
   SOURCE_DIR (where config.yaml and .env are read, default: next to install.sh),
   REMOTE_DIR (default /opt/ai-gateway).
 EOF
@@ -53,18 +54,66 @@ die() {
 }
 need() { command -v "$1" >/dev/null 2>&1 || die "$1 is required but not installed${2:+ ($2)}"; }
 
+# A line of a .env file: KEY=VALUE or export KEY=VALUE, the value perhaps in quotes (see unquote).
+readonly ENV_LINE='^[[:space:]]*(export[[:space:]]+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$'
+unquote() {
+  local value="$1"
+  value="${value%\"}" && value="${value#\"}"
+  value="${value%\'}" && value="${value#\'}"
+  printf '%s' "$value"
+}
+
 # KEY=VALUE lines of ./.env, for settings not already in the environment. Parsed, never sourced.
 load_env_file() {
   local file="$SOURCE_DIR/.env" line key value
   [[ -f "$file" ]] || return 0
   while IFS= read -r line || [[ -n "$line" ]]; do
-    [[ "$line" =~ ^[[:space:]]*(export[[:space:]]+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$ ]] || continue
+    [[ "$line" =~ $ENV_LINE ]] || continue
     key="${BASH_REMATCH[2]}"
-    value="${BASH_REMATCH[3]}"
-    value="${value%\"}" && value="${value#\"}"
-    value="${value%\'}" && value="${value#\'}"
+    value="$(unquote "${BASH_REMATCH[3]}")"
     [[ -n "${!key:-}" ]] || export "$key=$value"
   done <"$file"
+}
+
+# env_value FILE KEY: the value FILE gives KEY (its last line for KEY wins, as with systemd's
+# EnvironmentFile); nothing when FILE does not set it.
+env_value() {
+  local line value=''
+  [[ -f "$1" ]] || return 0
+  while IFS= read -r line || [[ -n "$line" ]]; do
+    if [[ "$line" =~ $ENV_LINE && "${BASH_REMATCH[2]}" == "$2" ]]; then
+      value="$(unquote "${BASH_REMATCH[3]}")"
+    fi
+  done <"$1"
+  printf '%s' "$value"
+}
+
+# gateway_port CONFIG ENV_FILE: the port the gateway will listen on, decided as it decides: the config's
+# port (a number, ${VAR} or ${VAR:-number}), else PORT, else 8080 (src/config.ts), with variables from
+# ENV_FILE, the service's whole environment (this shell's never reaches the server). The config is
+# read with patterns, not a YAML parser: only a top-level `port:` line counts, and a value in any other
+# form is taken as 8080, with a warning.
+gateway_port() {
+  local line value port
+  line="$(grep -E '^port:([[:space:]]|$)' "$1" || true)"
+  # The value, without a comment, surrounding blanks (a CR too) or quotes.
+  value="${line#port:}"
+  value="${value%%[[:space:]]#*}"
+  [[ "$value" =~ ^[[:space:]]*(.*[^[:space:]])?[[:space:]]*$ ]]
+  value="$(unquote "${BASH_REMATCH[1]}")"
+  # With no port in the config, the gateway does what ${PORT:-8080} says.
+  [[ -n "$line" ]] || value="\${PORT:-8080}"
+  if [[ "$value" =~ ^[0-9]+$ ]]; then
+    port="$value"
+  elif [[ "$value" =~ ^\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([0-9]+))?\}$ ]]; then
+    port="$(env_value "$2" "${BASH_REMATCH[1]}")"
+    [[ -n "$port" ]] || port="${BASH_REMATCH[3]}"
+  fi
+  if [[ ! "${port:-}" =~ ^[0-9]+$ ]]; then
+    log "cannot tell the gateway's port from config.yaml (${line:-no port: line}) and .env; checking 8080"
+    port=8080
+  fi
+  printf '%s\n' "$port"
 }
 
 cmd_build() {
@@ -188,11 +237,12 @@ upload() {
   scp "${SCP_OPTS[@]}" -r "$1/." "$TARGET:$REMOTE_DIR/"
 }
 
+# print_url PORT
 print_url() {
   if [[ -n "${DOMAIN:-}" ]]; then
     log "ai-gateway is up: https://$DOMAIN/v1 (health: https://$DOMAIN/health)"
   else
-    log "ai-gateway is up on $SSH_HOST port ${PORT:-8080} (set DOMAIN to print its public URL)"
+    log "ai-gateway is up on $SSH_HOST port $1 (set DOMAIN to print its public URL)"
   fi
 }
 
@@ -209,16 +259,19 @@ cmd_deploy() {
   cp "$UNIT_FILE" "$stage/deploy/"
   cp "$SELF_DIR/install.sh" "$SOURCE_DIR/config.yaml" "$stage/"
   stage_env "$stage/.env"
+  # What the service will run with: install-service --force puts these two in place over there.
+  local port
+  port="$(gateway_port "$stage/config.yaml" "$stage/.env")"
   upload "$stage"
   log "installing on $SSH_HOST"
   remote "cd '$REMOTE_DIR' && ${SUDO}./install.sh install && ${SUDO}./install.sh install-service --force \
     && ${SUDO}systemctl enable ai-gateway && ${SUDO}systemctl restart ai-gateway"
   log "checking health on $SSH_HOST"
-  remote_healthy() { remote "curl -fsS --max-time 3 http://127.0.0.1:${PORT:-8080}/health" >/dev/null 2>&1; }
+  remote_healthy() { remote "curl -fsS --max-time 3 http://127.0.0.1:$port/health" >/dev/null 2>&1; }
   service_log() { remote "journalctl -u ai-gateway -n 30 --no-pager"; }
   wait_for "${HEALTH_TRIES:-30}" 1 remote_healthy service_log \
-    "ai-gateway did not answer /health on $SSH_HOST:${PORT:-8080}"
-  print_url
+    "ai-gateway did not answer /health on $SSH_HOST:$port"
+  print_url "$port"
 }
 
 cmd_deploy_docker() {
@@ -245,7 +298,8 @@ cmd_deploy_docker() {
   }
   container_log() { remote "cd '$REMOTE_DIR' && docker compose logs --tail 30 ai-gateway"; }
   wait_for "${HEALTH_TRIES:-60}" 2 container_healthy container_log "the container did not become healthy"
-  print_url
+  # docker-compose.yml has the container listen on 8080.
+  print_url 8080
 }
 
 main() {

@@ -6,39 +6,46 @@ import { parseDuration, parseSize } from './units.ts'
 // Node's timers take at most 2^31 - 1 ms; a longer delay fires after 1 ms instead.
 const maxDurationMs = 2 ** 31 - 1
 
+// Every schema below that accepts more than one kind of value (a union) names what it expects: zod's
+// own message for a union that matched nothing is a bare "Invalid input".
+
+const invalidDuration = (value: unknown) =>
+  `invalid duration ${JSON.stringify(value)} (use e.g. 500ms, 30s, 5m, 1h30m)`
+
 const durationProblem = (value: string | number, ms: number | undefined, positive: boolean) => {
-  if (ms === undefined) return `invalid duration ${JSON.stringify(value)} (use e.g. 500ms, 30s, 5m, 1h30m)`
+  if (ms === undefined) return invalidDuration(value)
   if (ms > maxDurationMs) return `duration ${JSON.stringify(value)} is too long (at most 24 days)`
   if (positive && ms === 0) return 'a timeout must be longer than 0'
   return undefined
 }
 
 const duration = (fallback?: string, positive = false) => {
-  const parsed = z.union([z.string(), z.number()]).transform((value, ctx) => {
-    const ms = parseDuration(value)
-    const problem = durationProblem(value, ms, positive)
-    if (problem !== undefined) {
-      ctx.addIssue({ code: 'custom', message: problem })
-      return z.NEVER
-    }
-    return ms as number
-  })
+  const parsed = z
+    .union([z.string(), z.number()], { error: (issue) => invalidDuration(issue.input) })
+    .transform((value, ctx) => {
+      const ms = parseDuration(value)
+      const problem = durationProblem(value, ms, positive)
+      if (problem !== undefined) {
+        ctx.addIssue({ code: 'custom', message: problem })
+        return z.NEVER
+      }
+      return ms as number
+    })
   return fallback === undefined ? parsed : parsed.prefault(fallback)
 }
 
 /** A duration something waits for before giving up: zero would give up before starting. */
 const timeout = (fallback?: string) => duration(fallback, true)
 
+const invalidSize = (value: unknown) => `invalid size ${JSON.stringify(value)} (use e.g. 512kb, 32mb)`
+
 const size = (fallback: string) =>
   z
-    .union([z.string(), z.number()])
+    .union([z.string(), z.number()], { error: (issue) => invalidSize(issue.input) })
     .transform((value, ctx) => {
       const bytes = parseSize(value)
       if (bytes === undefined) {
-        ctx.addIssue({
-          code: 'custom',
-          message: `invalid size ${JSON.stringify(value)} (use e.g. 512kb, 32mb)`,
-        })
+        ctx.addIssue({ code: 'custom', message: invalidSize(value) })
         return z.NEVER
       }
       return bytes
@@ -53,15 +60,18 @@ const httpUrl = z
     error: (issue) => `invalid URL ${JSON.stringify(issue.input)} (expected http:// or https://)`,
   })
 
-// `port: \${PORT}` resolves to text, so digits-only strings count as the number they spell.
-const port = z
-  .union([z.number(), z.string().regex(/^\d+$/, 'must be a number').transform(Number)])
-  .pipe(z.number().int().min(0).max(65535))
+/** A number, or its digits as text (a `\${VAR}` resolves to text); `expected` names what fits. */
+const digits = (expected: string) =>
+  z.union([z.number(), z.string().regex(/^\d+$/, expected).transform(Number)], { error: expected })
 
-// Counts from the environment arrive as text too.
-const count = z
-  .union([z.number(), z.string().regex(/^\d+$/, 'must be a whole number').transform(Number)])
-  .pipe(z.number().int().min(0))
+const portExpected = 'expected a port number 0–65535'
+const port = digits(portExpected).pipe(
+  z.number().int(portExpected).min(0, portExpected).max(65535, portExpected),
+)
+
+const countExpected = 'expected a whole number'
+const count = digits(countExpected).pipe(z.number().int(countExpected).min(0, countExpected))
+const positiveCount = count.pipe(z.number().min(1, 'must be at least 1'))
 
 // Switches from the environment arrive as text: exactly "true" or "false", nothing looser ("yes",
 // "1"), so a typo is an error rather than a guess.
@@ -69,13 +79,16 @@ const flag = z.union([z.boolean(), z.enum(['true', 'false']).transform((value) =
   error: 'expected true or false',
 })
 
-/** Proactive limits, from a provider's published quotas: requests and tokens per minute and per day. */
-const limits = z.strictObject({
-  rpm: count.optional(),
-  rpd: count.optional(),
-  tpm: count.optional(),
-  tpd: count.optional(),
-})
+/**
+ * Proactive limits, from a provider's published quotas: requests and tokens per minute and per day.
+ * A limit of 0 is refused: it would let nothing through, and the quota book reads it as no limit.
+ */
+const limitsOf = (remedy: string) => {
+  const limit = count.pipe(z.number().min(1, `a limit of 0 lets nothing through: ${remedy}`)).optional()
+  return z.strictObject({ rpm: limit, rpd: limit, tpm: limit, tpd: limit })
+}
+const stepLimits = limitsOf('remove the step, or the limit')
+const providerLimits = limitsOf("remove the provider's steps, or the limit")
 
 const phaseTimeouts = {
   connect: timeout().optional(),
@@ -91,13 +104,13 @@ const failover = z.strictObject({
   rate_limit_cooldown_max: duration('10m'),
   auth_cooldown: duration('15m'),
   not_found_cooldown: duration('15m'),
-  circuit_failures: count.pipe(z.number().min(1)).default(3),
+  circuit_failures: positiveCount.default(3),
   circuit_open: duration('30s'),
   circuit_open_max: duration('5m'),
   max_retries: count.default(1),
   max_retry_delay: duration('5s'),
   retry_backoff: duration('250ms'),
-  max_attempts: count.pipe(z.number().min(1)).default(6),
+  max_attempts: positiveCount.default(6),
   max_wait: duration('15s'),
 })
 
@@ -114,12 +127,10 @@ const metrics = z.strictObject({
 const origin = z
   .string()
   .trim()
-  .refine(
-    (value) => value === '*' || (URL.canParse(value) && new URL(value).origin === value.toLowerCase()),
-    {
-      error: 'an origin is scheme://host[:port] (no path), or *',
-    },
-  )
+  // Apps' own schemes count (tauri://localhost, chrome-extension://…), though URL gives them no origin.
+  .refine((value) => value === '*' || /^[a-z][a-z\d+.-]*:\/\/[^/?#\s]+$/i.test(value), {
+    error: 'an origin is scheme://host[:port] (no path), or *',
+  })
 
 const cors = z.strictObject({
   origins: z.array(origin).min(1, 'list the origins allowed, or leave cors out'),
@@ -160,7 +171,7 @@ const provider = z.strictObject({
     error: 'credentials in base_url are not sent; give the key as api_key, or in headers',
   }),
   headers: z.record(headerName, headerValue).optional(),
-  limits: limits.optional(),
+  limits: providerLimits.optional(),
   /** How /v1/responses reaches this provider: translated to chat completions, or passed through. */
   responses: z.enum(['translate', 'native']).default('translate'),
 })
@@ -170,7 +181,7 @@ const step = z.strictObject({
   model: nonEmpty,
   timeout: timeout().optional(),
   timeouts: stepTimeouts.optional(),
-  limits: limits.optional(),
+  limits: stepLimits.optional(),
   conflict_resolution: z.enum(['tools', 'format']).optional(),
 })
 
@@ -199,7 +210,7 @@ export const configSchema = z.strictObject({
 })
 
 export type ConfigFile = z.output<typeof configSchema>
-export type Limits = z.output<typeof limits>
+export type Limits = z.output<typeof stepLimits>
 export type FailoverConfig = z.output<typeof failover>
 
 /** `routes[0].steps[1].provider` from zod's path array. */

@@ -20,7 +20,10 @@ const defaultAllowedHeaders = 'authorization, content-type, x-api-key, x-request
 const preflightMaxAge = '600'
 
 export interface Cors {
-  /** Headers for an answer to a request from `origin`; undefined when it is not allowed. */
+  /**
+   * Headers for an answer to a request from `origin` (or from no origin): the allowing ones when it is
+   * listed; else only `Vary: Origin` when answers differ by origin, so a shared cache keeps them apart.
+   */
   headersFor(origin: string | undefined): Headers | undefined
   /** Headers for a preflight from an allowed origin that asks for `requested` headers. */
   preflight(allowed: Headers, methods: readonly string[], requested: string | undefined): Headers
@@ -40,14 +43,19 @@ export function createCors(origins: readonly string[]): Cors {
       vary: 'origin',
     })
   }
+  const notAllowed: Headers | undefined = byOrigin.size > 0 ? { vary: 'origin' } : undefined
   return {
     headersFor(origin) {
-      if (origin === undefined) return undefined
-      return byOrigin.get(origin.toLowerCase()) ?? (any ? wildcard : undefined)
+      const allowed = origin === undefined ? undefined : byOrigin.get(origin.toLowerCase())
+      return allowed ?? (any && origin !== undefined ? wildcard : notAllowed)
     },
     preflight(allowed, methods, requested) {
       return {
         ...allowed,
+        vary:
+          allowed.vary === undefined
+            ? 'access-control-request-headers'
+            : 'origin, access-control-request-headers',
         'access-control-allow-methods': methods.join(', '),
         // A header list is tokens and commas; anything else is not echoed back.
         'access-control-allow-headers':
@@ -60,3 +68,7 @@ export function createCors(origins: readonly string[]): Cors {
     },
   }
 }
+
+/** Whether `headers` (from `headersFor`) let the origin in. */
+export const allowsOrigin = (headers: Headers | undefined): boolean =>
+  headers?.['access-control-allow-origin'] !== undefined

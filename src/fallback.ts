@@ -65,6 +65,8 @@ export function decide(input: DecisionInput): Decision {
   if (input.laterStepAvailable || input.retries >= policy.max_retries) return { action: 'next' }
   if (kind !== 'rate_limited' && kind !== 'server') return { action: 'next' }
   if (failure.kind === 'timeout') return { action: 'next' }
+  // A redirect is a moved base_url: asking again will not move it back.
+  if (failure.kind === 'http_error' && failure.status < 400) return { action: 'next' }
   const hint = failure.kind === 'http_error' ? failure.retryAfterMs : undefined
   if (kind === 'rate_limited' && hint === undefined) return { action: 'next' }
   // "Full jitter" exponential backoff: spreads retries from many clients over the whole interval.
@@ -160,7 +162,8 @@ class RouteRun<A extends { kind: string }> {
    * soonest: try it now when its unavailability is our own guess (an open circuit, a cooldown without
    * a hint), or wait for it when the provider set the time and the wait fits `max_wait` and the budget.
    * Others may have waited for the same moment (a quota's free slot, a probe's verdict), so after a wait
-   * the steps are looked at again, and the wait repeats while it still fits.
+   * the steps are looked at again, and the wait repeats while it still fits. A target that failed during
+   * the wait (a probe that failed, a circuit that opened) is not tried: every waiter would hit it at once.
    */
   async #recover(): Promise<RouteOutcome<A>> {
     const waitEnd = performance.now() + this.#o.policy.max_wait
@@ -170,9 +173,10 @@ class RouteRun<A extends { kind: string }> {
       if (choice.forMs > Math.min(waitEnd - performance.now(), this.#budgetLeft())) return this.#failed()
       if (!(await this.#wait(choice.forMs, this.#o.health.probeSettled(step)))) return this.#aborted()
       choice = this.#choose()
+      if (!choice.firm && choice.probe === undefined) return this.#failed()
     }
-    const step = this.#o.route.steps[choice.step] as Step
-    const result = await this.#attempt(step, choice.probe ?? choice.reason === 'circuit_open')
+    // Tried anyway, not as the half-open probe: a failure of this try must not double the open time.
+    const result = await this.#attempt(this.#o.route.steps[choice.step] as Step, choice.probe ?? false)
     return result.kind === 'failed' ? this.#failed() : result
   }
 
@@ -195,7 +199,8 @@ class RouteRun<A extends { kind: string }> {
   ): Promise<Exclude<RouteOutcome<A>, { kind: 'failed' }> | { kind: 'failed'; failure: Failure }> {
     const { health } = this.#o
     const tokens = this.#o.estimateTokens(step)
-    health.begin(step, Date.now(), probe, tokens)
+    const began = Date.now()
+    health.begin(step, began, probe, tokens)
     const started = performance.now()
     const result = await this.#o.tryStep(step)
     const durationMs = Math.round(performance.now() - started)
@@ -214,7 +219,7 @@ class RouteRun<A extends { kind: string }> {
     this.#trail.attempts.push(record)
     this.#notify(step, health.recordFailure(step, result, durationMs, Date.now(), record.reason ?? '', probe))
     // No answer, no tokens spent: the prompt's share of the quota is given back.
-    health.refund(step, tokens, Date.now())
+    health.refund(step, tokens, Date.now(), began)
     if (result.kind === 'aborted') return this.#aborted()
     this.#failures.push(result)
     this.#o.onAttemptFailed(record)

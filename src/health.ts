@@ -166,9 +166,9 @@ export class HealthBoard {
     if (tokens > 0) this.#quotas.countTokens(step, tokens, now)
   }
 
-  /** Gives back the prompt tokens `begin` counted, for an attempt that got no answer. */
-  refund(step: Step, tokens: number, now: number): void {
-    if (tokens > 0) this.#quotas.countTokens(step, -tokens, now)
+  /** Gives back the prompt tokens `begin` counted at `began`, for an attempt that got no answer. */
+  refund(step: Step, tokens: number, now: number, began: number): void {
+    if (tokens > 0) this.#quotas.countTokens(step, -tokens, now, began)
   }
 
   /** Settles when the probe now in flight on this step's target ends; undefined when there is none. */
@@ -211,8 +211,11 @@ export class HealthBoard {
         // Requests already in flight when the cooldown began meet the same limit: one burst of 429s is
         // one, not a streak that doubles the cooldown once per request.
         if (t.cooldownReason === 'rate_limited' && now < t.cooldownUntil && now - latencyMs < t.cooledAt) {
-          if (hint !== undefined) t.cooldownUntil = Math.max(t.cooldownUntil, now + hint)
-          return undefined
+          // Unless it says how long: a provider's word lengthens our guess, and makes it firm.
+          if (hint === undefined || now + hint <= t.cooldownUntil) return undefined
+          t.cooldownUntil = now + hint
+          t.cooldownFirm = true
+          return { kind: 'cooldown', reason: 'rate_limited', forMs: hint, firm: true }
         }
         t.rateLimitStreak++
         const guess = Math.min(

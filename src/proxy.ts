@@ -150,7 +150,7 @@ async function deliver(
       res.end(body)
       answer.plan.delivered?.()
       facts.ttfbMs = elapsedMs(exchange)
-      recordUsage(deps, exchange, step, answer.usage, estimated)
+      recordUsage(deps, exchange, step, answer.usage, estimated, answer.attempt)
       return
     }
     writeHead(exchange, answer.status, {
@@ -165,7 +165,7 @@ async function deliver(
     if (end === 'completed') answer.plan.delivered?.()
     facts.streamEnd = typeof end === 'string' ? end : end.kind
     answer.span.end(() => streamAttemptEnd(answer, end, facts.ttfbMs))
-    recordUsage(deps, exchange, step, answer.stats.usage, estimated)
+    recordUsage(deps, exchange, step, answer.stats.usage, estimated, answer.attempt)
     if (answer.stats.malformed > 0) facts.malformedEvents = answer.stats.malformed
     if (typeof end !== 'string') {
       // Nothing can be retried once the client has bytes, but the provider's health still learns.
@@ -241,11 +241,16 @@ function recordUsage(
   step: Step,
   usage: Usage | undefined,
   estimated: number,
+  attempt: Attempt,
 ): void {
   if (usage === undefined) return
   exchange.facts.usage = usage
   const tokens = usage.total_tokens ?? (usage.prompt_tokens ?? 0) + (usage.completion_tokens ?? 0)
-  if (tokens > 0) deps.quotas.countTokens(step, tokens - estimated, Date.now())
+  if (tokens <= 0) return
+  const now = Date.now()
+  deps.quotas.countTokens(step, tokens, now)
+  // The estimate went into the window when the request was sent; it comes out of the same place.
+  if (estimated > 0) deps.quotas.countTokens(step, -estimated, now, now - attempt.elapsedMs())
 }
 
 /** State changes are rare and operators want them: a refused key especially, which never heals alone. */

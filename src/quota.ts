@@ -34,9 +34,13 @@ class WindowCounter {
     this.#headStart = start
   }
 
-  add(amount: number, now: number): void {
+  /** Adds `amount` to the slot holding `at` (default: now); nothing when that slot has left the window. */
+  add(amount: number, now: number, at = now): void {
     this.#advance(now)
-    this.#slots[this.#head] = (this.#slots[this.#head] as number) + amount
+    const age = Math.round((this.#headStart - Math.floor(at / this.#slotMs) * this.#slotMs) / this.#slotMs)
+    if (age >= this.#slots.length) return
+    const index = (this.#head - Math.max(0, age) + this.#slots.length) % this.#slots.length
+    this.#slots[index] = (this.#slots[index] as number) + amount
     this.#total += amount
   }
 
@@ -131,10 +135,14 @@ export class QuotaBook {
     }
   }
 
-  countTokens(step: Step, tokens: number, now: number): void {
+  /**
+   * `at`: when the tokens were spent, if earlier (a correction to an estimate counted when the request
+   * was sent belongs where the estimate went, or it would outlive it in the window).
+   */
+  countTokens(step: Step, tokens: number, now: number, at = now): void {
     for (const c of this.#byStep.get(step) ?? none) {
-      c.tokensMinute.add(tokens, now)
-      c.tokensDay.add(tokens, now)
+      c.tokensMinute.add(tokens, now, at)
+      c.tokensDay.add(tokens, now, at)
     }
   }
 }

@@ -6,7 +6,7 @@ import { once } from 'node:events'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Usage } from './answer.ts'
-import type { Cors } from './cors.ts'
+import { allowsOrigin, type Cors } from './cors.ts'
 import { type EndpointTable, matchEndpoint, methodsAt, tableOf } from './endpoint-table.ts'
 import { GatewayError, toGatewayError } from './errors.ts'
 import type { AttemptRecord, SkipRecord } from './fallback.ts'
@@ -163,7 +163,7 @@ async function handle(
   res.on('close', settle)
   try {
     // A browser's preflight carries no key: it asks whether the real request may be sent.
-    if (exchange.cors !== undefined && req.method === 'OPTIONS' && options.cors !== undefined)
+    if (req.method === 'OPTIONS' && options.cors !== undefined && allowsOrigin(exchange.cors))
       preflight(exchange, options.cors, methodsAt(table, exchange.path))
     else await dispatch(exchange, options, table)
   } catch (err) {
@@ -195,8 +195,7 @@ function dispatch(exchange: Exchange, options: ServerOptions, table: EndpointTab
 function preflight(exchange: Exchange, cors: Cors, methods: readonly string[]): void {
   if (methods.length === 0) throw new GatewayError('not_found', `Unknown path ${exchange.path}.`)
   const requested = exchange.req.headers['access-control-request-headers']
-  const headers = cors.preflight(exchange.cors ?? {}, [...methods, 'OPTIONS'], requested)
-  exchange.res.writeHead(204, { 'x-request-id': exchange.requestId, ...headers })
+  writeHead(exchange, 204, cors.preflight(exchange.cors ?? {}, [...methods, 'OPTIONS'], requested))
   exchange.res.end()
 }
 
@@ -210,8 +209,11 @@ export function writeHead(
   status: number,
   headers: Readonly<Record<string, string | number>>,
 ): void {
-  const all: Record<string, string | number> = { 'x-request-id': exchange.requestId, ...headers }
-  if (exchange.cors !== undefined) Object.assign(all, exchange.cors)
+  const { cors } = exchange
+  const all: Record<string, string | number> =
+    cors === undefined
+      ? { 'x-request-id': exchange.requestId, ...headers }
+      : { 'x-request-id': exchange.requestId, ...cors, ...headers }
   // While draining, a request on a kept-alive connection is still answered, and the answer ends the
   // connection, so the client takes its next request elsewhere instead of having it cut.
   if (exchange.drain.draining) all.connection = 'close'
@@ -291,7 +293,7 @@ function acceptRequestId(value: string | string[] | undefined): string | undefin
 export function normalizePath(url: string): string {
   // The usual case, a clean path, costs one scan.
   if (!/[?]|\/\/|.\/$/.test(url)) return url
-  const target = url.startsWith('/') ? url : url.replace(/^[a-z][a-z\d+.-]*:\/\/[^/?#]*/i, '') || '/'
+  const target = url.startsWith('/') ? url : `/${url.replace(/^[a-z][a-z\d+.-]*:\/\/[^/?#]*\/?/i, '')}`
   const query = target.indexOf('?')
   const path = (query === -1 ? target : target.slice(0, query)).replace(/\/{2,}/g, '/')
   return path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path

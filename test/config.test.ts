@@ -231,6 +231,55 @@ routes:
     assert.equal(parseConfig(`${valid}\ntimeouts: { total: 24h }\n`, {}).timeouts.total, 86_400_000)
   })
 
+  test('a value of the wrong kind says what is expected, never a bare "Invalid input"', () => {
+    const table: [string, string][] = [
+      ['port: "80x"', 'port: expected a port number 0–65535'],
+      ['port: true', 'port: expected a port number 0–65535'],
+      ['port: 80.5', 'port: expected a port number 0–65535'],
+      ['port: 70000', 'port: expected a port number 0–65535'],
+      ['port: -1', 'port: expected a port number 0–65535'],
+      ['metrics: { port: "x" }', 'metrics.port: expected a port number 0–65535'],
+      ['failover: { circuit_failures: "3x" }', 'failover.circuit_failures: expected a whole number'],
+      ['failover: { circuit_failures: 0 }', 'failover.circuit_failures: must be at least 1'],
+      ['failover: { max_attempts: true }', 'failover.max_attempts: expected a whole number'],
+      ['failover: { max_retries: 1.5 }', 'failover.max_retries: expected a whole number'],
+      ['failover: { max_retries: -1 }', 'failover.max_retries: expected a whole number'],
+      ['default_timeout: 5x', 'default_timeout: invalid duration "5x" (use e.g. 500ms, 30s, 5m, 1h30m)'],
+      ['default_timeout: true', 'default_timeout: invalid duration true (use e.g. 500ms, 30s, 5m, 1h30m)'],
+      ['shutdown_timeout: [1]', 'shutdown_timeout: invalid duration [1] (use e.g. 500ms, 30s, 5m, 1h30m)'],
+      ['timeouts: { idle: null }', 'timeouts.idle: invalid duration null (use e.g. 500ms, 30s, 5m, 1h30m)'],
+      [
+        'failover: { max_wait: { s: 1 } }',
+        'failover.max_wait: invalid duration {"s":1} (use e.g. 500ms, 30s, 5m, 1h30m)',
+      ],
+      ['max_body_size: 12 parsecs', 'max_body_size: invalid size "12 parsecs" (use e.g. 512kb, 32mb)'],
+      ['max_answer_size: true', 'max_answer_size: invalid size true (use e.g. 512kb, 32mb)'],
+    ]
+    for (const [line, problem] of table) assert.deepEqual(problemsOf(`${valid}\n${line}\n`), [problem], line)
+    const limit = valid.replace('model: llama', 'model: llama\n        limits: { rpm: "10/min", tpd: 1.5 }')
+    assert.deepEqual(problemsOf(limit), [
+      'routes[0].steps[0].limits.rpm: expected a whole number',
+      'routes[0].steps[0].limits.tpd: expected a whole number',
+    ])
+  })
+
+  // The quota book treats a limit of 0 as none at all: refused, rather than silently unlimited.
+  test('a limit of 0, on a step or a provider, is refused', () => {
+    const onStep = valid.replace('model: llama', 'model: llama\n        limits: { rpm: 0, tpm: "0" }')
+    assert.deepEqual(problemsOf(onStep), [
+      'routes[0].steps[0].limits.rpm: a limit of 0 lets nothing through: remove the step, or the limit',
+      'routes[0].steps[0].limits.tpm: a limit of 0 lets nothing through: remove the step, or the limit',
+    ])
+    const onProvider = valid.replace(
+      'api_key: gsk-abcdef',
+      'api_key: gsk-abcdef\n    limits: { rpd: "${RPD}" }',
+    )
+    assert.deepEqual(problemsOf(onProvider, { RPD: '0' }), [
+      "providers[0].limits.rpd: a limit of 0 lets nothing through: remove the provider's steps, or the limit",
+    ])
+    assert.equal(parseConfig(onProvider, { RPD: '1' }).providers[0]?.limits?.rpd, 1)
+  })
+
   test('a provider key is trimmed; a line break inside it, or credentials in base_url, are refused', () => {
     const config = parseConfig(valid.replace('api_key: gsk-abcdef', 'api_key: "gsk-abcdef\\r\\n"'), {})
     assert.equal(config.providers[0]?.api_key, 'gsk-abcdef')
@@ -280,10 +329,15 @@ routes:
 
   test('cors origins are browser origins or *', () => {
     const config = parseConfig(
-      `${valid}cors:\n  origins: ["https://chat.example", "http://localhost:3000", "*"]\n`,
+      `${valid}cors:\n  origins: ["https://chat.example", "http://localhost:3000", "tauri://localhost", "*"]\n`,
       {},
     )
-    assert.deepEqual(config.cors?.origins, ['https://chat.example', 'http://localhost:3000', '*'])
+    assert.deepEqual(config.cors?.origins, [
+      'https://chat.example',
+      'http://localhost:3000',
+      'tauri://localhost',
+      '*',
+    ])
     assert.deepEqual(problemsOf(`${valid}cors:\n  origins: ["https://chat.example/app", "chat.example"]\n`), [
       'cors.origins[0]: an origin is scheme://host[:port] (no path), or *',
       'cors.origins[1]: an origin is scheme://host[:port] (no path), or *',

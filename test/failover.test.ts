@@ -348,8 +348,47 @@ test('every step refusing the request is a 400 that says why', async () => {
   assert.equal(mock.requests('a').length, 1)
 })
 
+test('a 429 in flight that says how long lengthens the cooldown and makes it firm', async () => {
+  const gw = await gateway([{ provider: 'a' }, { provider: 'b' }])
+  const late429: Behaviour = async (req, res) => {
+    await sleep(200)
+    await status(429, 'slow down', { 'retry-after': '30' })(req, res)
+  }
+  mock.script('a', status(429, 'slow down'), late429).always('b', ok())
+  await Promise.all([ask(gw), ask(gw)])
+  const line = await gw.waitForLog((l) => l.msg === 'cooling down' && l.firm === true)
+  assert.equal(line.forMs, 30_000)
+  const left = Date.parse((await target(gw, 'a'))?.until ?? '') - Date.now()
+  assert.ok(left > 29_000, `cooling down for ${left} ms`)
+})
+
+test('requests waiting on a half-open probe that fails do not all call the target', async () => {
+  const gw = await gateway([{ provider: 'a', timeout: '6s' }], {
+    circuit_failures: 1,
+    circuit_open: '400ms',
+    circuit_open_max: '1m',
+    max_wait: '10s',
+  })
+  mock.always('a', status(503))
+  assert.equal((await ask(gw)).status, 502)
+  await sleep(450) // half-open now
+  const slow503: Behaviour = async (req, res) => {
+    await sleep(300)
+    await status(503)(req, res)
+  }
+  mock.script('a', slow503)
+  const probe = ask(gw)
+  await sleep(50)
+  const waiting = await Promise.all([ask(gw), ask(gw), ask(gw)])
+  assert.equal((await probe).status, 502)
+  assert.ok(waiting.every((w) => w.status !== 200))
+  assert.equal(mock.requests('a').length, 2, 'the first failure and the probe; the waiters call nothing')
+  const left = Date.parse((await target(gw, 'a'))?.until ?? '') - Date.now()
+  assert.ok(left <= 800, `re-opened once for twice as long, not once per waiter (${left} ms)`)
+})
+
 test('a redirect is the target at fault, not the request: a 502 that names the new address', async () => {
-  const gw = await gateway([{ provider: 'a' }], { max_retries: 0 })
+  const gw = await gateway([{ provider: 'a' }])
   const moved = 'https://api.example.com/v1/chat/completions'
   mock.always('a', json(301, { html: '<html>Moved Permanently</html>' }, { location: moved }))
   for (let i = 0; i < 3; i++) {
@@ -357,6 +396,7 @@ test('a redirect is the target at fault, not the request: a 502 that names the n
     assert.equal(code, 502)
     assert.match(text, /"code":"upstream_failed"/)
     assert.ok(text.includes(`redirected to ${moved}`), text)
+    assert.equal(mock.requests('a').length, i + 1, 'not retried: a moved base_url stays moved')
   }
   assert.equal((await target(gw, 'a'))?.state, 'circuit_open', 'counted like any failure of the target')
 })

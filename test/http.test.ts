@@ -293,7 +293,7 @@ test('CORS: a preflight from an allowed origin is answered without the key', asy
   assert.equal(res.headers.get('access-control-allow-origin'), 'https://chat.example')
   assert.equal(res.headers.get('access-control-allow-methods'), 'POST, OPTIONS')
   assert.equal(res.headers.get('access-control-allow-headers'), 'authorization, content-type, x-stainless-os')
-  assert.equal(res.headers.get('vary'), 'origin')
+  assert.equal(res.headers.get('vary'), 'origin, access-control-request-headers')
   assert.ok(Number(res.headers.get('access-control-max-age')) > 0)
   const unknown = await fetch(`${gw.url}/v1/nothing`, {
     method: 'OPTIONS',
@@ -318,7 +318,10 @@ test('CORS: answers to an allowed origin carry the headers, errors included; oth
     headers: { origin: 'https://elsewhere.example', 'access-control-request-method': 'GET' },
   })
   assert.equal(preflight.status, 405, 'no preflight answer for an origin not listed')
-  assert.equal((await gw.get('/v1/models')).headers.get('access-control-allow-origin'), null)
+  const plain = await gw.get('/v1/models')
+  assert.equal(plain.headers.get('access-control-allow-origin'), null)
+  assert.equal(plain.headers.get('vary'), 'origin', 'answers differ by origin: a shared cache must know')
+  assert.equal(other.headers.get('vary'), 'origin')
 })
 
 test('a request id is generated, or accepted from the client when sane', async () => {

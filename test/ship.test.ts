@@ -383,13 +383,19 @@ fi`,
   return { dir, log }
 }
 
+/** A sandbox for the remote side, with its own copies of the account files under root/etc. */
+function remoteSandbox(): string {
+  const sandbox = sandboxRoot()
+  mkdirSync(join(sandbox, 'root/etc'), { recursive: true })
+  for (const file of ['passwd', 'group', 'shadow', 'gshadow'])
+    copyFileSync(join(sandbox, 'etc', file), join(sandbox, 'root/etc', file))
+  return sandbox
+}
+
 describe('deploy over SSH (stand-ins)', () => {
   test('deploy uploads, installs, enables, restarts, and checks /health on the remote', async () => {
     assert.ok(existsSync(binary), 'the single executable is built by the test above')
-    const sandbox = sandboxRoot()
-    mkdirSync(join(sandbox, 'root/etc'), { recursive: true })
-    for (const file of ['passwd', 'group', 'shadow', 'gshadow'])
-      copyFileSync(join(sandbox, 'etc', file), join(sandbox, 'root/etc', file))
+    const sandbox = remoteSandbox()
     const port = await unusedPort()
     const source = mkdtempSync(join(tmpdir(), 'ai-gateway-src-'))
     const remoteDir = join(sandbox, 'opt/ai-gateway')
@@ -436,11 +442,83 @@ describe('deploy over SSH (stand-ins)', () => {
     }
   })
 
+  test('deploy checks /health on the port in config.yaml, whatever PORT says here', async () => {
+    assert.ok(existsSync(binary), 'the single executable is built by the test above')
+    const sandbox = remoteSandbox()
+    const port = await unusedPort()
+    const source = mkdtempSync(join(tmpdir(), 'ai-gateway-src-'))
+    writeFileSync(join(source, 'config.yaml'), configYaml(port))
+    writeFileSync(
+      join(source, '.env'),
+      `GATEWAY_API_KEY=${gatewayKey}\nPROVIDER_KEY=sk-deployed\nSSH_HOST=gateway.test\nBINARY=${binary}\n`,
+    )
+    const { dir, log } = shims(sandbox)
+    try {
+      // PORT in this shell (a dev server's, say) never reaches the server: the config's port is used.
+      const result = sh(['deploy'], {
+        PATH: `${dir}:${process.env.PATH}`,
+        SOURCE_DIR: source,
+        REMOTE_DIR: join(sandbox, 'opt/ai-gateway'),
+        HEALTH_TRIES: '20',
+        PORT: '9',
+      })
+      assert.equal(result.code, 0, result.stderr)
+      assert.match(
+        readFileSync(log, 'utf8'),
+        new RegExp(`^curl -fsS --max-time 3 http://127\\.0\\.0\\.1:${port}/health$`, 'm'),
+      )
+      assert.match(result.stderr, new RegExp(`is up on gateway\\.test port ${port} `))
+    } finally {
+      const pid = join(sandbox, 'root/run.pid')
+      if (existsSync(pid)) spawnSync('kill', [readFileSync(pid, 'utf8').trim()])
+    }
+  })
+
+  test('the port deploy checks is decided as the gateway decides it, from config.yaml and the uploaded .env', () => {
+    const fakeBinary = join(mkdtempSync(join(tmpdir(), 'bin-')), 'ai-gateway')
+    writeFileSync(fakeBinary, '#!/bin/sh\nexit 0\n')
+    chmodSync(fakeBinary, 0o755)
+    // [config.yaml's lines about the port, .env lines, this side's environment, the port checked]
+    const cases: [string, string, Record<string, string>, string][] = [
+      ['port: 20001', 'PORT=20002', {}, '20001'],
+      ['port: "20003"   # the main port', '', {}, '20003'],
+      ['port: ${PORT}', 'PORT=20004', {}, '20004'],
+      ['port: ${PORT:-20005}', '', {}, '20005'],
+      ['port: ${PORT:-20005}', 'PORT=', {}, '20005'],
+      ["port: '${GW_PORT:-20005}'", 'export GW_PORT="20006"', { GW_PORT: '20000' }, '20006'],
+      ['', 'PORT=20007', {}, '20007'],
+      ['metrics:\n  port: 20008', '', {}, '8080'],
+      ['', '', { PORT: '20009' }, '8080'],
+      // The gateway will not start (the variable is missing); the check fails at 8080, showing its log.
+      ['port: ${GW_PORT}', '', { GW_PORT: '20010' }, '8080'],
+    ]
+    for (const [lines, envLines, env, expected] of cases) {
+      const sandbox = remoteSandbox()
+      const source = mkdtempSync(join(tmpdir(), 'ai-gateway-src-'))
+      writeFileSync(join(source, 'config.yaml'), `api_key: k\n${lines}\n`)
+      writeFileSync(join(source, '.env'), `SSH_HOST=gateway.test\n${envLines}\n`)
+      const { dir, log } = shims(sandbox)
+      const result = sh(['deploy'], {
+        ...env,
+        PATH: `${dir}:${process.env.PATH}`,
+        SOURCE_DIR: source,
+        REMOTE_DIR: join(sandbox, 'opt/ai-gateway'),
+        BINARY: fakeBinary,
+        HEALTH_TRIES: '1',
+      })
+      const checked = /^curl -fsS --max-time 3 http:\/\/127\.0\.0\.1:(\d+)\/health$/m.exec(
+        readFileSync(log, 'utf8'),
+      )
+      assert.equal(
+        checked?.[1],
+        expected,
+        `${lines} | ${envLines} | ${JSON.stringify(env)}\n${result.stderr}`,
+      )
+    }
+  })
+
   test('deploy fails loudly when the remote never becomes healthy', () => {
-    const sandbox = sandboxRoot()
-    mkdirSync(join(sandbox, 'root/etc'), { recursive: true })
-    for (const file of ['passwd', 'group', 'shadow', 'gshadow'])
-      copyFileSync(join(sandbox, 'etc', file), join(sandbox, 'root/etc', file))
+    const sandbox = remoteSandbox()
     const source = mkdtempSync(join(tmpdir(), 'ai-gateway-src-'))
     writeFileSync(join(source, 'config.yaml'), 'api_key: [broken')
     writeFileSync(join(source, '.env'), 'SSH_HOST=gateway.test\nPORT=9\n')

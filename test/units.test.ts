@@ -10,11 +10,11 @@ import { errorMessageOf, sanitizeReason } from '../src/answer.ts'
 import { resolveEnvRefs } from '../src/env-refs.ts'
 import type { Trail } from '../src/fallback.ts'
 import { createLogging } from '../src/logger.ts'
-import { estimatePromptTokens } from '../src/quota.ts'
+import { estimatePromptTokens, QuotaBook } from '../src/quota.ts'
 import { createRedactor } from '../src/redact.ts'
 import { parseRetryAfter } from '../src/retry-hints.ts'
 import { describeFailure, routeFailed } from '../src/route-error.ts'
-import type { Route } from '../src/router.ts'
+import type { Route, Step } from '../src/router.ts'
 import { normalizePath } from '../src/server.ts'
 import { formatEvent, isCommitPoint } from '../src/sse.ts'
 import { parseDuration, parseSize } from '../src/units.ts'
@@ -144,6 +144,7 @@ test('normalizePath', () => {
   assert.equal(normalizePath('//health'), '/health')
   assert.equal(normalizePath('http://gw.example:8080/v1/models?x=1'), '/v1/models')
   assert.equal(normalizePath('HTTPS://gw.example'), '/')
+  assert.equal(normalizePath('http://gw.example?x=1'), '/')
 })
 
 test('the response store is bounded by count, size and age', async () => {
@@ -280,4 +281,14 @@ test('the prompt estimate counts the text of every endpoint, four characters a t
   assert.equal(estimatePromptTokens({ input: [text] }), 100)
   const deep = JSON.parse(`${'['.repeat(50_000)}"${text}"${']'.repeat(50_000)}`) as unknown
   assert.equal(estimatePromptTokens({ messages: [{ role: 'user', content: deep }] }), 100)
+})
+
+test('a token correction goes where its estimate went, so it leaves the window with it', () => {
+  const step = { provider: 'p', model: 'm', limits: { tpm: 1_000 }, providerLimits: undefined } as Step
+  const book = new QuotaBook([step])
+  const sent = 1_000_000
+  book.countTokens(step, 900, sent) // the estimate, counted when the request is sent
+  book.countTokens(step, -900, sent + 20_000, sent) // refunded 20 s later: it got no answer
+  book.countTokens(step, 1_000, sent + 60_500) // a minute on, the whole limit is spent
+  assert.notEqual(book.blockedUntil(step, sent + 60_600, 900), undefined, '1,000 used: 900 more must wait')
 })
