@@ -8,6 +8,12 @@ export type Json = Record<string, unknown>
 
 export const newId = (prefix: string): string => `${prefix}_${randomBytes(12).toString('hex')}`
 
+/**
+ * A chat tool call's id as a Response's `call_id`. Some providers send none; the SDKs require one, and
+ * the client's `function_call_output` must be able to name the call.
+ */
+export const callIdOf = (id: unknown): string => (typeof id === 'string' && id !== '' ? id : newId('call'))
+
 /** The request settings a Response echoes back. */
 export function echoedSettings(body: Readonly<Json>): Json {
   const echo: Json = {
@@ -115,7 +121,7 @@ export function chatToResponse(chat: Json, shell: ResponseShell): Json {
     output.push({
       type: 'function_call',
       id: newId('fc'),
-      call_id: call.id,
+      call_id: callIdOf(call.id),
       name: fn?.name,
       arguments: fn?.arguments ?? '',
       status: 'completed',

@@ -40,6 +40,9 @@ function chatContent(content: unknown): unknown {
       case 'input_text':
       case 'output_text':
         return { type: 'text', text: part.text }
+      // A refusal this gateway stored as a Response is replayed as what the assistant said.
+      case 'refusal':
+        return { type: 'text', text: part.refusal }
       case 'input_image': {
         const url = typeof part.image_url === 'string' ? part.image_url : undefined
         if (url === undefined) throw refused('input_image.file_id', 'images must be given as image_url')
@@ -51,7 +54,7 @@ function chatContent(content: unknown): unknown {
       default:
         throw refused(
           `content.${String(part.type)}`,
-          'only input_text, output_text and input_image parts are translated',
+          'only input_text, output_text, refusal and input_image parts are translated',
         )
     }
   })
@@ -79,8 +82,11 @@ function itemsToMessages(items: readonly Item[]): Json[] {
         type: 'function',
         function: { name: item.name, arguments: item.arguments ?? '{}' },
       }
+      // One assistant turn: its text and its calls in one message (stricter chat templates refuse two
+      // assistant messages in a row).
       const last = messages.at(-1)
-      if (last?.role === 'assistant' && Array.isArray(last.tool_calls)) (last.tool_calls as Json[]).push(call)
+      if (last?.role === 'assistant')
+        last.tool_calls = [...((last.tool_calls as Json[] | undefined) ?? []), call]
       else messages.push({ role: 'assistant', content: null, tool_calls: [call] })
     } else if (type === 'function_call_output') {
       const output = typeof item.output === 'string' ? item.output : JSON.stringify(item.output)

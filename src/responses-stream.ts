@@ -2,6 +2,7 @@
 // numbers. Pure apart from the ids it makes.
 
 import {
+  callIdOf,
   type Json,
   messageItem,
   newId,
@@ -40,6 +41,8 @@ export class ResponsesStreamWriter implements StreamWriter {
   #text: OpenText | undefined
   #refusal: OpenText | undefined
   readonly #calls = new Map<number, OpenCall>()
+  /** Calls seen without an `index`. */
+  #unindexed = 0
   readonly #items: (OpenText | OpenCall)[] = []
   #finish: string | null = null
   #usage: Json | null = null
@@ -114,8 +117,26 @@ export class ResponsesStreamWriter implements StreamWriter {
       : `${out}${this.#emit('response.output_text.delta', { ...at, delta, logprobs: [] })}`
   }
 
+  /**
+   * The call a delta belongs to. Some providers (Gemini's OpenAI endpoint) leave `index` out: there a
+   * delta carrying another id, or a name when the open call has one, starts the next call (keys below
+   * 0, apart from the providers' own indexes).
+   */
+  #callKey(call: Json): number {
+    if (typeof call.index === 'number') return call.index
+    const open = this.#calls.get(-this.#unindexed)
+    const id = typeof call.id === 'string' && call.id !== '' ? call.id : undefined
+    const name = (call.function as { name?: unknown } | undefined)?.name
+    const next =
+      open === undefined ||
+      (id !== undefined && id !== open.item.call_id) ||
+      (typeof name === 'string' && name !== '' && open.item.name !== '')
+    if (next) this.#unindexed++
+    return -this.#unindexed
+  }
+
   #callDelta(call: Json): string {
-    const index = typeof call.index === 'number' ? call.index : 0
+    const index = this.#callKey(call)
     const fn = (call.function ?? {}) as { name?: string; arguments?: string }
     let out = ''
     let open = this.#calls.get(index)
@@ -123,7 +144,7 @@ export class ResponsesStreamWriter implements StreamWriter {
       const item: Item = {
         type: 'function_call',
         id: newId('fc'),
-        call_id: call.id,
+        call_id: callIdOf(call.id),
         name: fn.name ?? '',
         arguments: '',
         status: 'in_progress',

@@ -256,7 +256,9 @@ async function drain(rest: AsyncGenerator<Item>): Promise<void> {
 function failureMessage(failure: Exclude<Failure, { kind: 'aborted' }>): string {
   const why =
     failure.kind === 'timeout'
-      ? `no data from the provider for ${failure.afterMs} ms`
+      ? failure.phase === 'total'
+        ? `the request's time limit (timeouts.total) ran out after ${failure.afterMs} ms`
+        : `no data from the provider for ${failure.afterMs} ms`
       : failure.kind === 'http_error'
         ? `status ${failure.status}`
         : failure.reason

@@ -330,6 +330,17 @@ test('the request budget (timeouts.total) bounds the whole route', async () => {
   assert.equal(mock.requests('c').length, 0)
 })
 
+test('a stream cut by the request budget says so, and the provider is not blamed', async () => {
+  const gw = await gateway([{ provider: 'a' }, { provider: 'b' }], {}, { timeouts: { total: '1s' } })
+  const words = Array.from({ length: 60 }, (_, i) => `w${i}`).join(' ')
+  mock.script('a', sse(textChunks(words), { delayMs: 30 }))
+  const { text } = await ask(gw, { stream: true })
+  assert.match(text, /stream_interrupted/)
+  assert.match(text, /time limit \(timeouts\.total\)/)
+  assert.doesNotMatch(text, /no data from the provider/)
+  assert.equal((await target(gw, 'a'))?.state, 'healthy', 'a steady provider stays in use')
+})
+
 test('a context-length 400 goes to the next step without retrying the same model', async () => {
   const gw = await gateway([{ provider: 'a' }, { provider: 'b' }])
   mock.always('a', status(400, "This model's maximum context length is 8192 tokens")).always('b', ok())

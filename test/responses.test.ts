@@ -303,6 +303,12 @@ describe('translated for chat-only providers', () => {
     const final = await stream.finalResponse()
     assert.deepEqual(deltas, ["I can't", ' help with that.'])
     assert.deepEqual(refusalsOf(final), [refusal])
+    // The conversation goes on after it: the stored refusal is replayed as what the assistant said.
+    mock.script('chat1', ok('then something else'))
+    const next = await client.responses.create({ model: 'r', input: 'ok', previous_response_id: final.id })
+    assert.equal(next.output_text, 'then something else')
+    const messages = mock.requests('chat1').at(-1)?.body.messages as { role: string; content: unknown }[]
+    assert.deepEqual(messages.at(-2), { role: 'assistant', content: refusal })
   })
 
   test('fields that cannot be honoured are refused by name', async () => {
@@ -383,6 +389,80 @@ describe('translated for chat-only providers', () => {
     assert.ok(call?.type === 'function_call')
     assert.equal(call.call_id, 'call_9')
     assert.equal(call.arguments, '{"q":"x"}')
+  })
+
+  test('streamed calls without index or id (as Gemini sends them) stay apart, each with a call_id', async () => {
+    mock.script(
+      'chat1',
+      sse([
+        chunk({
+          role: 'assistant',
+          tool_calls: [{ id: 'call_a', type: 'function', function: { name: 'f1', arguments: '{"x":1}' } }],
+        }),
+        chunk({
+          tool_calls: [{ id: 'call_b', type: 'function', function: { name: 'f2', arguments: '{"y":' } }],
+        }),
+        chunk({ tool_calls: [{ function: { arguments: '2}' } }] }),
+        chunk({ tool_calls: [{ type: 'function', function: { name: 'f3', arguments: '{}' } }] }),
+        chunk({}, 'tool_calls'),
+      ]),
+    )
+    const final = await client.responses.stream({ model: 'r', input: 'go' }).finalResponse()
+    const calls = final.output.filter((item) => item.type === 'function_call')
+    assert.deepEqual(
+      calls.map((c) => [c.name, c.arguments]),
+      [
+        ['f1', '{"x":1}'],
+        ['f2', '{"y":2}'],
+        ['f3', '{}'],
+      ],
+    )
+    assert.deepEqual(
+      calls.slice(0, 2).map((c) => c.call_id),
+      ['call_a', 'call_b'],
+    )
+    assert.match(calls[2]?.call_id ?? '', /^call_[0-9a-f]+$/, 'made up when the provider sent none')
+    mock.script('chat1', toolCall('', 'f4', '{}'))
+    const whole = await client.responses.create({ model: 'r', input: 'go' })
+    const call = whole.output[0]
+    assert.ok(call?.type === 'function_call')
+    assert.match(call.call_id, /^call_[0-9a-f]+$/)
+  })
+
+  test('text and calls of one assistant turn are replayed as one message', async () => {
+    mock.script(
+      'chat1',
+      json(200, {
+        id: 'c',
+        object: 'chat.completion',
+        model: 'chat-model-1',
+        choices: [
+          {
+            index: 0,
+            message: {
+              role: 'assistant',
+              content: 'Let me check.',
+              tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'f', arguments: '{}' } }],
+            },
+            finish_reason: 'tool_calls',
+          },
+        ],
+      }),
+    )
+    const first = await client.responses.create({ model: 'r', input: 'check' })
+    mock.script('chat1', ok('done'))
+    await client.responses.create({
+      model: 'r',
+      previous_response_id: first.id,
+      input: [{ type: 'function_call_output', call_id: 'call_1', output: '42' }],
+    })
+    const messages = mock.requests('chat1').at(-1)?.body.messages as Record<string, unknown>[]
+    assert.deepEqual(
+      messages.map((m) => m.role),
+      ['user', 'assistant', 'tool'],
+    )
+    assert.equal(messages[1]?.content, 'Let me check.')
+    assert.equal((messages[1]?.tool_calls as unknown[] | undefined)?.length, 1)
   })
 
   test('streaming falls back from a rate-limited first step', async () => {
