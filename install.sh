@@ -232,8 +232,11 @@ wait_for() {
 # upload DIR: copies the contents of DIR to REMOTE_DIR on the server.
 upload() {
   log "uploading to $TARGET:$REMOTE_DIR"
-  # Made by root when need be, and handed to the SSH user, whose scp writes into it.
-  remote "${SUDO}mkdir -p '$REMOTE_DIR' && ${SUDO}chown '${SSH_USER:-root}' '$REMOTE_DIR'"
+  # Made by root when need be, and handed to the SSH user, whose scp writes into it. Mode 700 before
+  # anything lands: config.yaml and .env stay there (the copies install-service took, or the files
+  # the container mounts), for no one else on the server to read; a REMOTE_DIR an older deploy left
+  # at 755 is closed too.
+  remote "${SUDO}mkdir -p '$REMOTE_DIR' && ${SUDO}chown '${SSH_USER:-root}' '$REMOTE_DIR' && chmod 700 '$REMOTE_DIR'"
   scp "${SCP_OPTS[@]}" -r "$1/." "$TARGET:$REMOTE_DIR/"
 }
 
@@ -290,8 +293,9 @@ cmd_deploy_docker() {
   # The container's unprivileged user reads the mounted config as "other": at mode 600 (as
   # install-service and the gateway's warning have it) it is locked out and the container restarts
   # forever. So the config is 644 (its keys are ${VAR} references filled from .env) in a directory
-  # only the SSH user enters. Set on the server, since scp keeps the mode of a file already there.
-  remote "cd '$REMOTE_DIR' && chmod 700 . && chmod 644 config.yaml && docker compose up -d --build"
+  # only the SSH user enters (see upload). Set on the server, since scp keeps the mode of a file
+  # already there.
+  remote "cd '$REMOTE_DIR' && chmod 644 config.yaml && docker compose up -d --build"
   log "waiting for the container to report healthy"
   container_healthy() {
     [[ "$(remote "cd '$REMOTE_DIR' && docker inspect --format '{{.State.Health.Status}}' \"\$(docker compose ps -q ai-gateway)\"" || true)" == healthy ]]

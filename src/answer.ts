@@ -62,6 +62,8 @@ export interface JsonAnswer {
    * with the response head, where a Buffer body costs a gathered write (2 µs more per request).
    */
   readonly text: string
+  /** The body as received: sent as it is when large, sparing a copy of it made to write the text. */
+  readonly bytes: Buffer
   readonly usage: Usage | undefined
   /** The model the provider says answered. */
   readonly model: string | undefined
@@ -105,6 +107,7 @@ export function jsonAnswerOf(
     status,
     contentType: typeof contentType === 'string' ? contentType : 'application/json',
     text,
+    bytes: body,
     usage: usageOf(answer.usage),
     model: typeof answer.model === 'string' ? answer.model : undefined,
     value: answer,

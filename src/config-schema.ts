@@ -1,6 +1,7 @@
 // The config file's shape: one strict schema (unknown keys are errors) from which the Config type is inferred.
 
 import * as z from 'zod'
+import { maskUrl } from './redact.ts'
 import { parseDuration, parseSize } from './units.ts'
 
 // Node's timers take at most 2^31 - 1 ms; a longer delay fires after 1 ms instead.
@@ -54,11 +55,52 @@ const size = (fallback: string) =>
 
 const nonEmpty = z.string().trim().min(1, 'must not be empty')
 
+// Quoted masked: a base_url may hold a key (`?key=${GEMINI_API_KEY}`), and a config problem reaches the
+// terminal (or the journal) before the secrets are known, so nothing could redact it there.
 const httpUrl = z
   .string()
   .refine((value) => URL.canParse(value) && /^https?:$/.test(new URL(value).protocol), {
-    error: (issue) => `invalid URL ${JSON.stringify(issue.input)} (expected http:// or https://)`,
+    error: (issue) =>
+      `invalid URL ${JSON.stringify(maskUrl(String(issue.input)))} (expected http:// or https://)`,
   })
+
+/** One character, for a message that must not quote the value it is in: `’ (U+2019)`, or `U+000A` if unseen. */
+function describeCharacter(char: string): string {
+  const code = `U+${(char.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')}`
+  return /^[\p{L}\p{N}\p{P}\p{S}]$/u.test(char) ? `${char} (${code})` : code
+}
+
+/** The first character `allowed` does not match, and its position (counted in characters, from 1). */
+function firstOutside(value: string, allowed: RegExp): string | undefined {
+  let position = 0
+  for (const char of value) {
+    position++
+    if (!allowed.test(char)) return `${describeCharacter(char)} at position ${position}`
+  }
+  return undefined
+}
+
+/**
+ * A value sent in a header: what undici accepts (tab, visible ASCII and space, and latin1 bytes). Any
+ * other character (a curly quote pasted with a key, a line break) would make every request to the
+ * provider fail as a connection error. The message points at the character, never quotes the value.
+ */
+const headerCharacter = /^[\t\x20-\x7e\x80-\xff]$/
+const headerSafe = <T extends z.ZodType<string>>(schema: T) =>
+  schema.refine((value) => firstOutside(value, headerCharacter) === undefined, {
+    error: (issue) =>
+      `contains a character HTTP headers cannot carry: ${firstOutside(String(issue.input), headerCharacter)}`,
+  })
+
+/**
+ * The gateway's own key: printable ASCII only. Clients send a header's text as UTF-8 and Node reads
+ * its bytes as latin1, so a key with any other character could never be matched.
+ */
+const printableAscii = /^[\x20-\x7e]$/
+const gatewayKey = nonEmpty.refine((value) => firstOutside(value, printableAscii) === undefined, {
+  error: (issue) =>
+    `must be printable ASCII, or no client could present it: ${firstOutside(String(issue.input), printableAscii)}`,
+})
 
 /** A number, or its digits as text (a `\${VAR}` resolves to text); `expected` names what fits. */
 const digits = (expected: string) =>
@@ -155,18 +197,14 @@ const headerName = z
   .refine((name) => !perRequestHeaders.has(name.toLowerCase()), {
     error: (issue) => `${String(issue.input)} is set by the gateway for each request, not by config`,
   })
-const headerValue = z.string().regex(/^[^\r\n\0]*$/, 'header values must not contain line breaks')
+const headerValue = headerSafe(z.string())
 
 const hasCredentials = (url: URL) => url.username !== '' || url.password !== ''
 
 const provider = z.strictObject({
   name: nonEmpty,
   // Trimmed: a key read from a file often ends in a line break, which no header may carry.
-  api_key: z
-    .string()
-    .trim()
-    .regex(/^[^\r\n\0]*$/, 'must not contain line breaks')
-    .optional(),
+  api_key: headerSafe(z.string().trim()).optional(),
   base_url: httpUrl.refine((value) => !URL.canParse(value) || !hasCredentials(new URL(value)), {
     error: 'credentials in base_url are not sent; give the key as api_key, or in headers',
   }),
@@ -192,7 +230,7 @@ const route = z.strictObject({
 })
 
 export const configSchema = z.strictObject({
-  api_key: nonEmpty,
+  api_key: gatewayKey,
   port: port.optional(),
   host: nonEmpty.optional(),
   default_timeout: timeout('60s'),
@@ -202,7 +240,9 @@ export const configSchema = z.strictObject({
   metrics: metrics.prefault({} as never),
   cors: cors.optional(),
   max_body_size: size('32mb'),
-  max_answer_size: size('128mb'),
+  // A whole answer is held about four times over while it is judged and sent on (bytes, text, parsed):
+  // 32 MiB keeps a 256 MiB container clear of the heap limit.
+  max_answer_size: size('32mb'),
   shutdown_timeout: duration('30s'),
   log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   providers: z.array(provider).min(1, 'at least one provider is required'),

@@ -1,6 +1,7 @@
 // OTLP export settings from the environment: `OTLP_*` (the gateway's own, Grafana-friendly) and the
 // standard `OTEL_*` variables. Pure: the caller passes the environment in.
 
+import { maskUrl } from './redact.ts'
 import { safeDecode } from './units.ts'
 
 type Env = Readonly<Record<string, string | undefined>>
@@ -52,7 +53,8 @@ export function telemetrySettings(env: Env, problems: string[]): TelemetrySettin
   const urlFor = (signal: 'traces' | 'logs', own: Endpoint | undefined): string => {
     const url = own === undefined ? signalUrl(fallback.value, signal) : normalizeUrl(own.value)
     const { variable, value } = own ?? fallback
-    const problem = `${variable}: ${JSON.stringify(value)} is not an http(s) URL with a port from 1 to 65535`
+    // Masked: an endpoint may carry credentials (`https://id:token@host`), and no secret is known yet.
+    const problem = `${variable}: ${JSON.stringify(maskUrl(value))} is not an http(s) URL with a port from 1 to 65535`
     if (!isExportUrl(url) && !problems.includes(problem)) problems.push(problem)
     return url
   }

@@ -141,7 +141,8 @@ async function deliver(
   }
   try {
     if (answer.kind === 'json') {
-      const body = answer.plan.answer?.(answer) ?? answer.text
+      const body =
+        answer.plan.answer?.(answer) ?? (answer.bytes.length > largeAnswerBytes ? answer.bytes : answer.text)
       writeHead(exchange, answer.status, {
         ...headers,
         'content-type': answer.plan.answer === undefined ? answer.contentType : 'application/json',
@@ -181,6 +182,12 @@ async function deliver(
     answer.attempt.end()
   }
 }
+
+/**
+ * Past this size a JSON answer is written as the bytes it came in: written as text, node:http would
+ * encode another copy of it. Below it, text is written in one piece with the head (faster).
+ */
+const largeAnswerBytes = 1024 * 1024
 
 async function attemptStep(
   deps: ProxyDeps,

@@ -1,4 +1,5 @@
-// Redaction by value: every configured secret is replaced wherever it appears in text we emit.
+// Redaction: every configured secret, by value, wherever it appears in text we emit; and the parts of a
+// URL that can hold one, where a message quotes it before the secrets are known.
 
 const redactedMark = '[REDACTED]'
 
@@ -42,4 +43,20 @@ export function createRedactor(secrets: readonly string[]): Redactor {
     'g',
   )
   return (text) => text.replace(pattern, redactedMark)
+}
+
+/**
+ * A URL as a message may quote it, parsed or not: what can hold a key is masked, the user info (up to
+ * the last `@`, where a URL that does not parse may still have meant it to end) and everything from
+ * the query or fragment on, as in `https://…@host/v1?…`. The scheme, host, port and path stay, to
+ * show what is wrong.
+ */
+export function maskUrl(text: string): string {
+  const scheme = /^[a-z][a-z\d+.-]*:\/\//i.exec(text)?.[0] ?? ''
+  let rest = text.slice(scheme.length)
+  const at = rest.lastIndexOf('@')
+  if (at !== -1) rest = `…@${rest.slice(at + 1)}`
+  const tail = rest.search(/[?#]/)
+  if (tail !== -1) rest = `${rest.slice(0, tail + 1)}…`
+  return scheme + rest
 }

@@ -246,7 +246,10 @@ function sendError(exchange: Exchange, error: GatewayError, redact: Redactor): v
     return
   }
   const text = redact(JSON.stringify(error.toEnvelope()))
-  sendText(exchange, error.status, 'application/json', text, error.headers)
+  // A body not read yet (refused before it was: no key, no such path) would be read to its end for the
+  // connection to serve again, however long or slow it is. The connection ends with the answer.
+  const headers = exchange.req.complete ? error.headers : { ...error.headers, connection: 'close' }
+  sendText(exchange, error.status, 'application/json', text, headers)
 }
 
 /** The end of a request: its access log line, its metrics, and the end of its span. */

@@ -100,9 +100,12 @@ const headerGetter = {
   get: (carrier: IncomingHttpHeaders, key: string) => carrier[key],
   keys: (carrier: IncomingHttpHeaders) => Object.keys(carrier),
 }
-const headerSetter = {
+// Only the gateway's own context goes upstream: `traceparent`, naming the attempt's span. The propagator
+// would add the client's `tracestate` too (a span inherits it), and provider headers are built from
+// scratch: nothing the client sent is forwarded.
+const traceparentSetter = {
   set(carrier: Record<string, string>, key: string, value: string) {
-    carrier[key] = value
+    if (key === 'traceparent') carrier[key] = value
   },
 }
 
@@ -166,7 +169,7 @@ class ServerSpan implements RequestTrace {
       this.#context,
     )
     const headers: Record<string, string> = {}
-    this.#sdk.propagator.inject(api.trace.setSpan(this.#context, span), headers, headerSetter)
+    this.#sdk.propagator.inject(api.trace.setSpan(this.#context, span), headers, traceparentSetter)
     return {
       headers,
       end: (describe) => {

@@ -174,12 +174,11 @@ function dispatchWhole(
           finish(error.failure(options.redact))
           return
         }
-        finish({
-          kind: 'whole',
-          status,
-          headers,
-          body: chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks),
-        })
+        const body = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks)
+        // Copied into one buffer: the parts go now, not when the attempt ends (a large answer is held
+        // several times over on its way through).
+        chunks.length = 0
+        finish({ kind: 'whole', status, headers, body })
       },
       onResponseError(_controller, err) {
         finish(attempt.failureOf(err))

@@ -36,6 +36,7 @@ describe('parseConfig', () => {
     assert.equal(config.host, undefined)
     assert.equal(config.default_timeout, 60_000)
     assert.equal(config.max_body_size, 32 * 1024 * 1024)
+    assert.equal(config.max_answer_size, 32 * 1024 * 1024, 'held about four times over: fits 256 MiB')
     assert.equal(config.shutdown_timeout, 30_000)
     assert.equal(config.log_level, 'info')
     assert.deepEqual([...config.secrets].sort(), ['gsk-abcdef', 'gw-key-123456'])
@@ -112,9 +113,9 @@ routes:
   })
 
   test('a value cannot change the document structure', () => {
-    const text = valid.replace('api_key: gw-key-123456', 'api_key: ${KEY}')
-    const config = parseConfig(text, { KEY: 'abc\nport: 1\nroutes: []' })
-    assert.equal(config.api_key, 'abc\nport: 1\nroutes: []')
+    const text = valid.replace('model: llama', 'model: ${MODEL}')
+    const config = parseConfig(text, { MODEL: 'abc\nport: 1\nroutes: []' })
+    assert.equal(config.routes[0]?.steps[0]?.model, 'abc\nport: 1\nroutes: []')
     assert.equal(config.port, 8080)
     assert.equal(config.routes.length, 1)
   })
@@ -284,13 +285,54 @@ routes:
     const config = parseConfig(valid.replace('api_key: gsk-abcdef', 'api_key: "gsk-abcdef\\r\\n"'), {})
     assert.equal(config.providers[0]?.api_key, 'gsk-abcdef')
     assert.deepEqual(problemsOf(valid.replace('api_key: gsk-abcdef', 'api_key: "gsk\\nabc"')), [
-      'providers[0].api_key: must not contain line breaks',
+      'providers[0].api_key: contains a character HTTP headers cannot carry: U+000A at position 4',
     ])
     for (const credentials of ['user:pass@', ':pass@', 'user@']) {
       assert.deepEqual(problemsOf(valid.replace('https://', `https://${credentials}`)), [
         'providers[0].base_url: credentials in base_url are not sent; give the key as api_key, or in headers',
       ])
     }
+  })
+
+  // undici refuses such a value on every request, as a connection error that opens the circuit; and a
+  // client's key arrives as UTF-8 bytes read as latin1, so a gateway key outside ASCII never matches.
+  test('a key or header value HTTP cannot carry is refused, naming the character, never quoting the value', () => {
+    const text = `
+api_key: \${GW_KEY}
+providers:
+  - name: p
+    api_key: \${P_KEY}
+    base_url: https://x.test/v1
+    headers: { X-Api-Token: "\${HEADER}", X-Title: "\${TITLE}" }
+routes:
+  - name: r
+    steps: [{ provider: p, model: m }]
+`
+    const fine = { GW_KEY: 'gw key ~!', P_KEY: 'sk-abc', HEADER: 'tok\tén', TITLE: 'Café app' }
+    assert.equal(
+      parseConfig(text, fine).providers[0]?.headers?.['X-Api-Token'],
+      'tok\tén',
+      'latin1 and tabs pass',
+    )
+    const env = {
+      GW_KEY: 'gw-kéy-1',
+      P_KEY: 'sk-it’s-copied',
+      HEADER: 'tok-\u0007-bell',
+      TITLE: 'two\nlines 😀',
+    }
+    const problems = problemsOf(text, env)
+    assert.deepEqual(problems, [
+      'api_key: must be printable ASCII, or no client could present it: é (U+00E9) at position 5',
+      'providers[0].api_key: contains a character HTTP headers cannot carry: ’ (U+2019) at position 6',
+      'providers[0].headers.X-Api-Token: contains a character HTTP headers cannot carry: U+0007 at position 5',
+      'providers[0].headers.X-Title: contains a character HTTP headers cannot carry: U+000A at position 4',
+    ])
+    assert.deepEqual(problemsOf(text, { ...fine, GW_KEY: 'tab\tkey' }), [
+      'api_key: must be printable ASCII, or no client could present it: U+0009 at position 4',
+    ])
+    assert.deepEqual(problemsOf(text, { ...fine, TITLE: 'app 😀' }), [
+      'providers[0].headers.X-Title: contains a character HTTP headers cannot carry: 😀 (U+1F600) at position 5',
+    ])
   })
 
   test('metrics switches can come from ${VAR}: exactly "true" or "false"', () => {
@@ -390,6 +432,35 @@ describe('ai-gateway validate', () => {
     assert.equal(code, 1)
     assert.match(stderr, /missing environment variables: GW_KEY, GROQ_KEY/)
     assert.equal(stdout, '', 'nothing half-starts')
+  })
+
+  // A config problem is printed (into the journal, under systemd) before the secrets are known, so
+  // nothing could redact a key quoted there: a URL is quoted with its user info and query masked.
+  test('a bad URL holding a key is quoted masked, by validate and by a failed start', async () => {
+    const geminiKey = 'AIzaSy-never-printed-0123456789'
+    const otlpToken = 'glc_never-printed-token'
+    const file = writeConfig(
+      valid.replace(
+        'https://api.groq.com/openai/v1',
+        'htps://generativelanguage.googleapis.com/v1beta/openai?key=${GEMINI_API_KEY}',
+      ),
+    )
+    const env = { GEMINI_API_KEY: geminiKey, OTLP_ENDPOINT: `https://12345:${otlpToken}@host:99999/otlp` }
+    for (const args of [
+      ['validate', '--config', file],
+      ['--config', file],
+    ]) {
+      const { code, stdout, stderr } = await runCli(args, { env })
+      assert.equal(code, 1, args.join(' '))
+      for (const secret of [geminiKey, otlpToken]) assert.ok(!(stdout + stderr).includes(secret), stderr)
+      assert.ok(
+        stderr.includes(
+          'providers[0].base_url: invalid URL "htps://generativelanguage.googleapis.com/v1beta/openai?…"',
+        ),
+        stderr,
+      )
+      assert.ok(stderr.includes('OTLP_ENDPOINT: "https://…@host:99999/otlp" is not an http(s) URL'), stderr)
+    }
   })
 
   test('config from AI_GATEWAY_CONFIG, else ./config.yaml', async () => {

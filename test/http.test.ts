@@ -324,6 +324,25 @@ test('CORS: answers to an allowed origin carry the headers, errors included; oth
   assert.equal(other.headers.get('vary'), 'origin')
 })
 
+test('a request refused before its body was read ends its connection, not reading the rest', async () => {
+  const socket = connect(Number(new URL(gw.url).port), '127.0.0.1')
+  let answer = ''
+  socket.on('data', (bytes: Buffer) => {
+    answer += bytes.toString('latin1')
+  })
+  const closed = new Promise<number>((resolve) => socket.on('close', () => resolve(performance.now())))
+  socket.on('error', () => {})
+  const started = performance.now()
+  // No key, and a body announced far larger than will ever come: trickled a byte at a time.
+  socket.write('POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\ncontent-length: 100000000000\r\n\r\n{')
+  const trickle = setInterval(() => socket.writable && socket.write('x'), 50)
+  const at = await closed
+  clearInterval(trickle)
+  assert.match(answer, /^HTTP\/1\.1 401 /)
+  assert.match(answer, /\r\nconnection: close\r\n/i)
+  assert.ok(at - started < 3_000, `closed after ${Math.round(at - started)} ms`)
+})
+
 test('a request id is generated, or accepted from the client when sane', async () => {
   const generated = (await fetch(`${gw.url}/health`)).headers.get('x-request-id')
   assert.match(generated ?? '', /^[0-9a-f-]{36}$/)
@@ -356,6 +375,16 @@ test('an answer in any script arrives byte for byte, its length counted in bytes
   assert.equal(res.status, 200)
   assert.equal(res.headers.get('content-length'), String(Buffer.byteLength(text)))
   assert.deepEqual(Buffer.from(await res.arrayBuffer()), Buffer.from(text))
+  // Past 1 MiB the answer goes out as the bytes it came in (no second copy); the same bytes arrive.
+  const large = JSON.stringify({
+    id: 'c',
+    object: 'chat.completion',
+    choices: [{ index: 0, message: { role: 'assistant', content: '✓ Grüße '.repeat(200_000) } }],
+  })
+  mock.script('p', raw(200, large, 'application/json'))
+  const big = await gw.post('/v1/chat/completions', { model: 'chat', messages: [] })
+  assert.equal(big.headers.get('content-length'), String(Buffer.byteLength(large)))
+  assert.deepEqual(Buffer.from(await big.arrayBuffer()), Buffer.from(large))
 })
 
 test('every request gets one access log line', async () => {

@@ -357,9 +357,10 @@ function shims(sandbox: string): { dir: string; log: string } {
     `while [[ "$1" == -* ]]; do shift 2; done; shift; exec env -i PATH="$PATH" HOME=/tmp DESTDIR='${sandbox}/root' bash -c "$*"`,
   )
   // scp [-P N] [-o X]... [-i KEY] -r SRC user@host:DEST
+  // Like scp without -p, an existing directory keeps its mode (cp -a would give it the stage's 700).
   write(
     'scp',
-    'args=(); while [[ $# -gt 0 ]]; do case "$1" in -r) shift ;; -*) shift 2 ;; *) args+=("$1"); shift ;; esac; done\ncp -a "${args[0]}" "${args[1]#*:}"',
+    'args=(); while [[ $# -gt 0 ]]; do case "$1" in -r) shift ;; -*) shift 2 ;; *) args+=("$1"); shift ;; esac; done\ncp -R "${args[0]}" "${args[1]#*:}"',
   )
   write(
     'systemctl',
@@ -429,6 +430,8 @@ describe('deploy over SSH (stand-ins)', () => {
       const uploadedEnv = readFileSync(join(remoteDir, '.env'), 'utf8')
       assert.ok(!/SSH_|REMOTE_DIR|BINARY/.test(uploadedEnv), 'deploy settings stay local')
       assert.match(uploadedEnv, /GATEWAY_API_KEY=/)
+      // The uploaded config.yaml and .env stay there after install-service copied them.
+      assert.equal(mode(remoteDir), '700', 'no other user on the server can read what was uploaded')
       const installed = join(sandbox, 'root')
       assert.equal(mode(join(installed, 'etc/ai-gateway/.env')), '600')
       assert.ok(!/SSH_/.test(readFileSync(join(installed, 'etc/ai-gateway/.env'), 'utf8')))

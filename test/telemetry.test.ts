@@ -305,6 +305,21 @@ test('a request that falls back once: a SERVER span with two CLIENT children, th
   assert.ok(!JSON.stringify(spans).includes('secret prompt text'), 'prompts are not recorded by default')
 })
 
+test("only the gateway's traceparent reaches the provider, never the client's tracestate", async () => {
+  const gw = await gateway({ OTLP_ENDPOINT: collector.url })
+  mock.script('a', ok())
+  const traceId = '0af7651916cd43dd8448eb211c80319c'
+  const res = await gw.post(
+    '/v1/chat/completions',
+    { model: 'r', messages: [] },
+    { traceparent: `00-${traceId}-b7ad6b7169203331-01`, tracestate: 'client=meant-for-the-gateway' },
+  )
+  assert.equal(res.status, 200)
+  const { headers } = mock.requests('a')[0] ?? assert.fail('the provider was asked')
+  assert.match(String(headers.traceparent), new RegExp(`^00-${traceId}-[0-9a-f]{16}-01$`))
+  assert.equal(headers.tracestate, undefined)
+})
+
 test('log records go out over OTLP, correlated with the request trace', async () => {
   const gw = await gateway({ OTLP_ENDPOINT: collector.url })
   mock.script('a', status(500)).script('b', ok())

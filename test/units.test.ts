@@ -11,7 +11,7 @@ import { resolveEnvRefs } from '../src/env-refs.ts'
 import type { Trail } from '../src/fallback.ts'
 import { createLogging } from '../src/logger.ts'
 import { estimatePromptTokens, QuotaBook } from '../src/quota.ts'
-import { createRedactor } from '../src/redact.ts'
+import { createRedactor, maskUrl } from '../src/redact.ts'
 import { parseRetryAfter } from '../src/retry-hints.ts'
 import { describeFailure, routeFailed } from '../src/route-error.ts'
 import type { Route, Step } from '../src/router.ts'
@@ -79,6 +79,25 @@ describe('createRedactor', () => {
 
   test('no secrets: identity', () => {
     assert.equal(createRedactor([])('anything'), 'anything')
+  })
+})
+
+describe('maskUrl', () => {
+  test('masks user info and everything from the query or fragment on, whether the URL parses or not', () => {
+    const table: [string, string][] = [
+      [
+        'htps://generativelanguage.googleapis.com/v1beta/openai?key=AIzaSy1',
+        'htps://generativelanguage.googleapis.com/v1beta/openai?…',
+      ],
+      ['https://12345:glc_token@host:99999/otlp', 'https://…@host:99999/otlp'],
+      ['12345:glc_token@host:99999/otlp', '…@host:99999/otlp'],
+      // Cut where the URL would cut the user info, the password's tail would show: cut at the last @.
+      ['https://user:pa/ss?w@host/v1', 'https://…@host/v1'],
+      ['https://host/v1#token=t', 'https://host/v1#…'],
+      ['ftp://example.com/a', 'ftp://example.com/a'],
+      ['localhost:99999', 'localhost:99999'],
+    ]
+    for (const [url, masked] of table) assert.equal(maskUrl(url), masked, url)
   })
 })
 
