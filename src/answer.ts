@@ -26,21 +26,28 @@ export function httpError(
   }
 }
 
-/** The human part of an upstream error body: OpenAI-style `error.message`, else the text itself. */
+/**
+ * The human part of an upstream error body or error event: OpenAI-style `error` (a string, or its
+ * `message`), a Responses API `response.failed` event's `response.error.message`, or a top-level
+ * `message` (a Responses `error` event); failing those, the error's `code` or the event's `type`
+ * rather than the raw JSON. Anything else: the text itself.
+ */
 export function errorMessageOf(text: string): string {
+  let json: unknown
   try {
-    const json: unknown = JSON.parse(text)
-    if (json !== null && typeof json === 'object') {
-      const error = (json as { error?: unknown }).error
-      if (typeof error === 'string') return error
-      const message =
-        (error as { message?: unknown } | undefined)?.message ?? (json as { message?: unknown }).message
-      if (typeof message === 'string') return message
-    }
+    json = JSON.parse(text)
   } catch {
-    // not JSON: the text is the message
+    return text // not JSON: the text is the message
   }
-  return text
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) return text
+  const { error, response, message, type } = json as Record<string, unknown>
+  if (typeof error === 'string') return error
+  const errors = [error, (response as { error?: unknown } | null | undefined)?.error]
+  const said = [...errors.map((e) => (e as { message?: unknown } | null | undefined)?.message), message]
+  const words = said.find((w): w is string => typeof w === 'string')
+  if (words !== undefined) return words
+  const labels = [...errors.map((e) => (e as { code?: unknown } | null | undefined)?.code), type]
+  return labels.find((w): w is string => typeof w === 'string' && w !== '') ?? text
 }
 
 /** One line, bounded, printable, and free of configured secrets: fit for logs and error bodies. */

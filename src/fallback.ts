@@ -169,15 +169,20 @@ class RouteRun<A extends { kind: string }> {
     const waitEnd = performance.now() + this.#o.policy.max_wait
     let choice: Choice = this.#trail.skipped.reduce((a, b) => (b.forMs < a.forMs ? b : a))
     while (choice.firm) {
-      const step = this.#o.route.steps[choice.step] as Step
+      const step = this.#stepNumbered(choice.step)
       if (choice.forMs > Math.min(waitEnd - performance.now(), this.#budgetLeft())) return this.#failed()
       if (!(await this.#wait(choice.forMs, this.#o.health.probeSettled(step)))) return this.#aborted()
       choice = this.#choose()
       if (!choice.firm && choice.probe === undefined) return this.#failed()
     }
     // Tried anyway, not as the half-open probe: a failure of this try must not double the open time.
-    const result = await this.#attempt(this.#o.route.steps[choice.step] as Step, choice.probe ?? false)
+    const result = await this.#attempt(this.#stepNumbered(choice.step), choice.probe ?? false)
     return result.kind === 'failed' ? this.#failed() : result
+  }
+
+  /** A step by its number in the configured route (a route may be given only some of its steps). */
+  #stepNumbered(index: number): Step {
+    return this.#o.route.steps.find((step) => step.index === index) as Step
   }
 
   /** The first available step, else the one that recovers soonest. */

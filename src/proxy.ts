@@ -162,8 +162,14 @@ async function deliver(
     })
     facts.ttfbMs = elapsedMs(exchange)
     answer.attempt.committed(step)
-    const end = await pipeStream(res, answer, answer.attempt, deps.redact, answer.plan.writer)
-    if (end === 'completed') answer.plan.delivered?.()
+    const end = await pipeStream(
+      res,
+      answer,
+      answer.attempt,
+      deps.redact,
+      answer.plan.writer,
+      answer.plan.delivered,
+    )
     facts.streamEnd = typeof end === 'string' ? end : end.kind
     answer.span.end(() => streamAttemptEnd(answer, end, facts.ttfbMs))
     recordUsage(deps, exchange, step, answer.stats.usage, estimated, answer.attempt)

@@ -59,6 +59,13 @@ const incompleteReasons: Record<string, string> = {
   content_filter: 'content_filter',
 }
 
+/**
+ * The status of each output item: `incomplete` when the provider stopped early (as the Response's own
+ * status), since the item's text or arguments may be cut short; else `completed`.
+ */
+export const itemStatusOf = (finish: string | null): 'completed' | 'incomplete' =>
+  finish !== null && incompleteReasons[finish] !== undefined ? 'incomplete' : 'completed'
+
 export interface ResponseShell {
   readonly id: string
   readonly createdAt: number
@@ -111,11 +118,14 @@ export function chatToResponse(chat: Json, shell: ResponseShell): Json {
       }
     | undefined
   const output: Item[] = []
+  const finish = choice?.finish_reason ?? null
+  const status = itemStatusOf(finish)
   const content = choice?.message?.content
   if (typeof content === 'string' && content !== '')
-    output.push(messageItem([partOf('output_text', content)]))
+    output.push(messageItem([partOf('output_text', content)], status))
   const refusal = choice?.message?.refusal
-  if (typeof refusal === 'string' && refusal !== '') output.push(messageItem([partOf('refusal', refusal)]))
+  if (typeof refusal === 'string' && refusal !== '')
+    output.push(messageItem([partOf('refusal', refusal)], status))
   for (const call of choice?.message?.tool_calls ?? []) {
     const fn = call.function as { name?: string; arguments?: string } | undefined
     output.push({
@@ -124,15 +134,9 @@ export function chatToResponse(chat: Json, shell: ResponseShell): Json {
       call_id: callIdOf(call.id),
       name: fn?.name,
       arguments: fn?.arguments ?? '',
-      status: 'completed',
+      status,
     })
   }
   const model = typeof chat.model === 'string' ? chat.model : shell.model
-  return response(
-    { ...shell, model },
-    'completed',
-    output,
-    choice?.finish_reason ?? null,
-    usageOf(chat.usage),
-  )
+  return response({ ...shell, model }, 'completed', output, finish, usageOf(chat.usage))
 }

@@ -3,6 +3,7 @@
 
 import {
   callIdOf,
+  itemStatusOf,
   type Json,
   messageItem,
   newId,
@@ -169,10 +170,11 @@ export class ResponsesStreamWriter implements StreamWriter {
   done(): string {
     let out = this.#start()
     const output: Item[] = []
+    const status = itemStatusOf(this.#finish)
     for (const open of this.#items) {
       if (open.kind === 'text') {
         const part = partOf(open.part, open.text)
-        const item: Item = { ...open.item, status: 'completed', content: [part] }
+        const item: Item = { ...open.item, status, content: [part] }
         const at = { item_id: item.id, output_index: open.outputIndex, content_index: 0 }
         out +=
           open.part === 'refusal'
@@ -182,7 +184,7 @@ export class ResponsesStreamWriter implements StreamWriter {
         out += this.#emit('response.output_item.done', { output_index: open.outputIndex, item })
         output.push(item)
       } else {
-        const item: Item = { ...open.item, arguments: open.arguments, status: 'completed' }
+        const item: Item = { ...open.item, arguments: open.arguments, status }
         out += this.#emit('response.function_call_arguments.done', {
           item_id: item.id,
           output_index: open.outputIndex,

@@ -10,7 +10,7 @@ import type { ResponseStore, StoredResponse } from './response-store.ts'
 import { chatToResponse, echoedSettings, newId, type ResponseShell } from './responses-output.ts'
 import { type Item, inputItems, toChatRequest } from './responses-request.ts'
 import { ResponsesStreamWriter } from './responses-stream.ts'
-import { rewriteBody, type Step } from './router.ts'
+import { type Route, rewriteBody, type Step } from './router.ts'
 import { type Endpoint, type Exchange, sendJson } from './server.ts'
 import { formatEvent, type StreamWriter } from './sse.ts'
 
@@ -61,10 +61,7 @@ async function createResponse(exchange: Exchange, deps: ResponsesDeps): Promise<
   }
   const input = inputItems(body.input)
   const conversation = [...(history?.items ?? []), ...input]
-  // Translated once, up front: a field that cannot be honoured is a 400 before any provider is called.
-  const chat = route.steps.some((step) => step.responses === 'translate')
-    ? toChatRequest(body, conversation)
-    : undefined
+  const usable = usableRoute(route, body, conversation)
   const shell: Omit<ResponseShell, 'model'> = {
     id: newId('resp'),
     createdAt: Math.floor(Date.now() / 1000),
@@ -78,14 +75,36 @@ async function createResponse(exchange: Exchange, deps: ResponsesDeps): Promise<
   const plan = (step: Step): StepPlan =>
     step.responses === 'native'
       ? nativePlan(step, body, conversation, remember)
-      : translatedPlan(step, chat as Json, { ...shell, model: step.model }, remember)
+      : translatedPlan(step, usable.chat as Json, { ...shell, model: step.model }, remember)
   await proxyThroughRoute(exchange, deps, {
-    route,
+    route: usable.route,
     body,
     stream,
     operation: 'chat',
     plan,
   })
+}
+
+/**
+ * The route as this request walks it, and the chat request its translating steps send. Each step is
+ * judged on its own: a native step takes any request, a translating one only a request with a chat
+ * equivalent. A step that cannot take it is left out (never tried, so its health is untouched); when
+ * no step is left, the translation's 400 naming the field is the answer, before any provider is called.
+ */
+function usableRoute(
+  route: Route,
+  body: Json,
+  conversation: readonly Item[],
+): { route: Route; chat: Json | undefined } {
+  if (route.steps.every((step) => step.responses === 'native')) return { route, chat: undefined }
+  try {
+    return { route, chat: toChatRequest(body, conversation) }
+  } catch (err) {
+    const native = route.steps.filter((step) => step.responses === 'native')
+    if (native.length === 0 || !(err instanceof GatewayError)) throw err
+    // The same name and budget; the steps themselves are kept, as health and quotas know them.
+    return { route: { ...route, steps: native }, chat: undefined }
+  }
 }
 
 /** A provider that speaks the Responses API: the whole conversation is sent, our stored ids stay here. */
@@ -147,5 +166,9 @@ class NativeResponsesStream implements StreamWriter {
 
   failed(message: string): string {
     return `event: error\ndata: ${JSON.stringify({ type: 'error', code: 'stream_interrupted', message, param: null })}\n\n`
+  }
+
+  unfinished(): string | undefined {
+    return this.final === undefined ? 'the stream ended before its response.completed event' : undefined
   }
 }

@@ -87,8 +87,14 @@ export function isCommitPoint(chunk: Record<string, unknown>): boolean {
 }
 
 /** An error reported inside a stream: a chat `error` payload, or a Responses `error` / `response.failed` event. */
-function isErrorChunk(chunk: Record<string, unknown>): boolean {
-  return chunk.error != null || chunk.type === 'error' || chunk.type === 'response.failed'
+/** An event that reports a failure: in its data, or by its SSE event name alone. */
+function isErrorEvent(event: EventSourceMessage, chunk: Record<string, unknown>): boolean {
+  return (
+    chunk.error != null ||
+    chunk.type === 'error' ||
+    chunk.type === 'response.failed' ||
+    event.event === 'error'
+  )
 }
 
 /** Reads a 2xx stream until its first content; any failure before that lets the route fall back. */
@@ -124,7 +130,7 @@ export async function awaitCommit(
       }
       if (parsed.kind === 'done') return empty()
       head.push({ event: next.value.event, parsed })
-      if (isErrorChunk(parsed.value)) {
+      if (isErrorEvent(next.value.event, parsed.value)) {
         const reason = sanitizeReason(errorMessageOf(next.value.event.data), redact)
         return attempt.fail({ kind: 'invalid_response', reason: `error event before content: ${reason}` })
       }
@@ -156,6 +162,11 @@ export interface StreamWriter {
   done(sawDone: boolean): string
   /** SSE text that ends a stream that broke after it started. */
   failed(message: string): string
+  /**
+   * Why a stream the upstream ended cleanly is still not whole (its closing event never came), or
+   * undefined when it is. Absent: a clean end is a whole stream.
+   */
+  unfinished?(sawDone: boolean): string | undefined
 }
 
 /** Chat and completion streams, forwarded as they are; an honest end added when missing. */
@@ -179,6 +190,7 @@ export async function pipeStream(
   attempt: Attempt,
   redact: Redactor,
   writer: StreamWriter = passthroughWriter,
+  onComplete?: () => void,
 ): Promise<StreamEnd> {
   // Set while the client holds the stream back. The provider is not silent then, so the idle watch
   // waits too; a budget that runs out meanwhile is the client's doing, not the provider's failure.
@@ -209,7 +221,7 @@ export async function pipeStream(
         continue
       }
       if (parsed.kind === 'done') sawDone = true
-      else if (isErrorChunk(parsed.value)) {
+      else if (isErrorEvent(event, parsed.value)) {
         const reason = sanitizeReason(errorMessageOf(event.data), redact)
         const failure = { kind: 'invalid_response', reason: `error event: ${reason}` } as const
         await write(writer.failed(failureMessage(failure)))
@@ -219,8 +231,17 @@ export async function pipeStream(
       } else observeChunk(stream.stats, parsed.value)
       await write(writer.event(event, parsed))
     }
+    const missing = writer.unfinished?.(sawDone)
+    if (missing !== undefined) {
+      const failure = { kind: 'invalid_response', reason: missing } as const
+      res.end(writer.failed(failureMessage(failure)))
+      return failure
+    }
     await write(writer.done(sawDone))
     res.end()
+    // The client has it all: whatever waits on the answer (the Response store) need not wait for the
+    // upstream connection to wind down too.
+    onComplete?.()
     await drain(stream.rest)
     return 'completed'
   } catch (err) {

@@ -51,6 +51,20 @@ before(async () => {
           ],
         },
         {
+          name: 'nc',
+          steps: [
+            { provider: 'native', model: 'native-model' },
+            { provider: 'chat1', model: 'chat-model-1' },
+          ],
+        },
+        {
+          name: 'cn',
+          steps: [
+            { provider: 'chat1', model: 'chat-model-1' },
+            { provider: 'native', model: 'native-model' },
+          ],
+        },
+        {
           name: 'emb',
           steps: [
             { provider: 'chat1', model: 'embed-1' },
@@ -481,6 +495,35 @@ describe('translated for chat-only providers', () => {
       }
     }, OpenAI.APIError)
   })
+
+  test('in an incomplete response the message item is incomplete too, whole and streamed', async () => {
+    mock.script(
+      'chat1',
+      json(200, {
+        id: 'x',
+        object: 'chat.completion',
+        model: 'm',
+        choices: [{ index: 0, message: { role: 'assistant', content: 'cut' }, finish_reason: 'length' }],
+      }),
+    )
+    const whole = await client.responses.create({ model: 'r', input: 'long', max_output_tokens: 1 })
+    assert.equal(whole.status, 'incomplete')
+    assert.deepEqual(
+      whole.output.map((item) => [item.type, (item as { status?: string }).status]),
+      [['message', 'incomplete']],
+    )
+    mock.script('chat1', sse([chunk({ role: 'assistant', content: 'cut' }), chunk({}, 'length')]))
+    const done: unknown[] = []
+    const stream = client.responses.stream({ model: 'r', input: 'long', max_output_tokens: 1 })
+    stream.on('response.output_item.done', (event) => done.push((event.item as { status?: string }).status))
+    const final = await stream.finalResponse()
+    assert.equal(final.status, 'incomplete')
+    assert.deepEqual(done, ['incomplete'])
+    assert.deepEqual(
+      final.output.map((item) => [item.type, (item as { status?: string }).status]),
+      [['message', 'incomplete']],
+    )
+  })
 })
 
 describe('native Responses providers', () => {
@@ -630,9 +673,100 @@ describe('native Responses providers', () => {
     assert.equal(line.streamEnd, 'completed')
     assert.equal((await client.responses.retrieve('resp_n')).id, 'resp_n', 'the final response was stored')
   })
+
+  test('a native response.failed or error body reaches the client as its message, not as raw JSON', async () => {
+    const failedEvent = {
+      type: 'response.failed',
+      sequence_number: 4,
+      response: {
+        id: 'resp_f',
+        object: 'response',
+        status: 'failed',
+        model: 'native-model',
+        output: [],
+        error: { code: 'server_error', message: 'The model is overloaded.' },
+      },
+    }
+    const created = { type: 'response.created', sequence_number: 0, response: { ...failedEvent.response } }
+    const item = { type: 'message', id: 'msg_f', status: 'in_progress', role: 'assistant', content: [] }
+    const added = { type: 'response.output_item.added', sequence_number: 1, output_index: 0, item }
+    const part = {
+      type: 'response.content_part.added',
+      sequence_number: 2,
+      item_id: 'msg_f',
+      output_index: 0,
+      content_index: 0,
+      part: { type: 'output_text', text: '', annotations: [] },
+    }
+    const delta = {
+      type: 'response.output_text.delta',
+      sequence_number: 3,
+      item_id: 'msg_f',
+      output_index: 0,
+      content_index: 0,
+      delta: 'partial',
+      logprobs: [],
+    }
+    const isClean = (message: string) =>
+      message.includes('The model is overloaded.') && !message.includes('{') && !message.includes('"type"')
+    // After the commit: the stream ends with an error event the SDK raises.
+    mock.script('native', sse([created, added, part, delta, failedEvent], { end: 'no_done', delayMs: 10 }))
+    const stream = client.responses.stream({ model: 'n', input: 'hi' })
+    await assert.rejects(
+      async () => {
+        for await (const _ of stream) {
+          // read until the error
+        }
+      },
+      (err: Error) => err instanceof OpenAI.APIError && isClean(err.message),
+    )
+    // Before the commit, in a stream or as a non-2xx body: the route's error names the provider's words.
+    for (const behaviour of [sse([created, failedEvent], { end: 'no_done' }), json(500, failedEvent)]) {
+      mock.script('native', behaviour)
+      const res = await gw.post('/v1/responses', { model: 'n', input: 'hi', stream: true })
+      const { error } = (await res.json()) as { error: { message: string } }
+      assert.ok(isClean(error.message), error.message)
+    }
+  })
+  test('a field only native steps can take skips the chat steps of a mixed route, untried', async () => {
+    const nativeOnly: Partial<OpenAI.Responses.ResponseCreateParamsNonStreaming>[] = [
+      { tools: [{ type: 'web_search' }] },
+      { conversation: 'conv_1' },
+      { background: true },
+    ]
+    for (const model of ['nc', 'cn']) {
+      for (const extra of nativeOnly) {
+        mock.script('native', json(200, nativeResponse))
+        const response = await client.responses.create({ model, input: 'hi', ...extra })
+        assert.equal(response.output_text, 'native answer', `${model} ${JSON.stringify(extra)}`)
+        assert.deepEqual(mock.requests('native').at(-1)?.body.model, 'native-model')
+      }
+    }
+    // The native step failing is the route failing: the chat step is not tried in its place.
+    mock.script('native', status(503))
+    const res = await gw.post('/v1/responses', { model: 'nc', input: 'hi', tools: [{ type: 'web_search' }] })
+    assert.equal(res.status, 502)
+    assert.equal(mock.requests('chat1').length, 0, 'a step that cannot take the request is never tried')
+    // What chat can take still falls back to the chat step, translated.
+    mock.script('native', status(503)).script('chat1', ok('from chat'))
+    const fallback = await client.responses.create({ model: 'nc', input: 'hi' })
+    assert.equal(fallback.output_text, 'from chat')
+    assert.equal(mock.requests('chat1')[0]?.path, '/chat1/v1/chat/completions')
+    // Native second in its route, and cooling down with a hint: a request waits for it and gets it.
+    mock
+      .script('native', status(429, 'slow down', { 'retry-after': '1' }))
+      .always('native', json(200, nativeResponse))
+    const body = { model: 'cn', input: 'hi', tools: [{ type: 'web_search' }] }
+    const first = gw.post('/v1/responses', body)
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    const second = await gw.post('/v1/responses', body)
+    assert.equal(second.status, 200, await second.clone().text())
+    await first
+  })
 })
 
 test('a native stream that breaks after it started raises in the SDK', async () => {
+  let cleanly = false
   const breaking: Behaviour = async (_req, res) => {
     res.writeHead(200, { 'content-type': 'text/event-stream' })
     const created = {
@@ -665,15 +799,34 @@ test('a native stream that breaks after it started raises in the SDK', async () 
     }
     res.write(`event: response.output_text.delta\ndata: ${JSON.stringify(delta)}\n\n`)
     await new Promise((resolve) => setTimeout(resolve, 30))
-    res.socket?.destroy()
+    if (cleanly) res.end()
+    else res.socket?.destroy()
   }
-  mock.script('native', breaking)
-  const stream = client.responses.stream({ model: 'n', input: 'hi' })
-  await assert.rejects(async () => {
-    for await (const _ of stream) {
-      // read until the error
-    }
-  }, OpenAI.APIError)
+  // Cut, or ended cleanly but without its response.completed: neither is a whole Response.
+  for (const end of [false, true]) {
+    cleanly = end
+    mock.script('native', breaking)
+    const stream = client.responses.stream({ model: 'n', input: 'hi' })
+    await assert.rejects(async () => {
+      for await (const _ of stream) {
+        // read until the error
+      }
+    }, OpenAI.APIError)
+  }
+})
+
+test('a streamed Response is stored once the client has it, before the provider closes', async () => {
+  const slowClose: Behaviour = async (_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream' })
+    for (const event of textChunks('stored at once')) res.write(`data: ${JSON.stringify(event)}\n\n`)
+    res.write('data: [DONE]\n\n')
+    await new Promise((resolve) => setTimeout(resolve, 1_500))
+    res.end()
+  }
+  mock.script('chat1', slowClose)
+  const final = await client.responses.stream({ model: 'r', input: 'hi' }).finalResponse()
+  const stored = await client.responses.retrieve(final.id)
+  assert.equal(stored.output_text, 'stored at once')
 })
 
 describe('embeddings and legacy completions', () => {

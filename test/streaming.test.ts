@@ -183,6 +183,19 @@ test('an error event after content is forwarded as the gateway error event', asy
   assert.match(all.at(-1) ?? '', /upstream exploded/)
 })
 
+test('an event named error is one, whatever its data holds', async () => {
+  const named: Behaviour = async (_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream' })
+    for (const event of textChunks('hello there').slice(0, 2)) res.write(`data: ${JSON.stringify(event)}\n\n`)
+    res.end('event: error\ndata: {"message":"overloaded"}\n\n')
+  }
+  mock.script('a', named)
+  const all = await collect(await stream('ab'))
+  assert.match(all.at(-1) ?? '', /"code":"stream_interrupted"/)
+  assert.match(all.at(-1) ?? '', /overloaded/)
+  assert.ok(!all.includes('data: [DONE]'))
+})
+
 test('an upstream that ends without [DONE] still gets a clean end', async () => {
   mock.script('a', sse(textChunks('no done marker'), { end: 'no_done' }))
   const all = await collect(await stream('ab'))
