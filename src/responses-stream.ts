@@ -216,4 +216,9 @@ export class ResponsesStreamWriter implements StreamWriter {
       this.#emit('error', { code: 'stream_interrupted', message, param: null })
     )
   }
+
+  /** A chat stream that closed with neither a finish_reason nor `[DONE]` was cut, not finished. */
+  unfinished(sawDone: boolean): string | undefined {
+    return sawDone || this.#finish !== null ? undefined : 'the stream ended without a finish_reason or [DONE]'
+  }
 }

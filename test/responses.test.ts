@@ -486,6 +486,19 @@ describe('translated for chat-only providers', () => {
     assert.equal(mock.requests('chat2')[0]?.body.model, 'chat-model-2')
   })
 
+  test('a chat stream that closes with neither finish_reason nor [DONE] is not a completed Response', async () => {
+    mock.script('chat1', sse(textChunks('cut short').slice(0, -1), { end: 'no_done' }))
+    const stream = client.responses.stream({ model: 'r', input: 'hi' })
+    await assert.rejects(async () => {
+      for await (const _ of stream) {
+        // read until the error
+      }
+    }, OpenAI.APIError)
+    mock.script('chat1', sse(textChunks('whole but unmarked'), { end: 'no_done' }))
+    const final = await client.responses.stream({ model: 'r', input: 'hi' }).finalResponse()
+    assert.equal(final.status, 'completed', 'a finish_reason without [DONE] is a whole stream')
+  })
+
   test('a stream that breaks after it started raises in the SDK', async () => {
     mock.script('chat1', sse(textChunks('this will break'), { end: 'cut', delayMs: 20 }))
     const stream = client.responses.stream({ model: 'r', input: 'hi' })
