@@ -101,6 +101,23 @@ const toolCall = (id: string, name: string, args: string): Behaviour =>
     usage: { prompt_tokens: 9, completion_tokens: 4, total_tokens: 13 },
   }))
 
+/** A chat completion whose one choice is the assistant `message`. */
+const chatAnswer = (message: Record<string, unknown>, finish_reason = 'stop'): Behaviour =>
+  json(200, {
+    id: 'c',
+    object: 'chat.completion',
+    model: 'chat-model-1',
+    choices: [{ index: 0, message: { role: 'assistant', ...message }, finish_reason }],
+  })
+
+/** Reading `stream` ends in the SDK raising, as a broken stream must make it. */
+const raisesMidStream = (stream: AsyncIterable<unknown>) =>
+  assert.rejects(async () => {
+    for await (const _ of stream) {
+      // read until the error
+    }
+  }, OpenAI.APIError)
+
 /** The refusal parts of a Response's messages. */
 const refusalsOf = (response: { output: { type: string; content?: unknown }[] }): string[] =>
   response.output.flatMap((item) =>
@@ -253,19 +270,23 @@ describe('translated for chat-only providers', () => {
     await assert.rejects(client.responses.retrieve('resp_missing'), OpenAI.NotFoundError)
   })
 
-  test('a length finish is an incomplete response', async () => {
-    mock.script(
-      'chat1',
-      json(200, {
-        id: 'x',
-        object: 'chat.completion',
-        model: 'm',
-        choices: [{ index: 0, message: { role: 'assistant', content: 'cut' }, finish_reason: 'length' }],
-      }),
-    )
+  test('a length finish is an incomplete response, its items too', async () => {
+    mock.script('chat1', chatAnswer({ content: 'cut' }, 'length'))
     const response = await client.responses.create({ model: 'r', input: 'long', max_output_tokens: 1 })
     assert.equal(response.status, 'incomplete')
     assert.deepEqual(response.incomplete_details, { reason: 'max_output_tokens' })
+    // Its items are incomplete too, whole and streamed.
+    const statuses = (r: { output: { type: string }[] }) =>
+      r.output.map((item) => [item.type, (item as { status?: string }).status])
+    assert.deepEqual(statuses(response), [['message', 'incomplete']])
+    mock.script('chat1', sse([chunk({ role: 'assistant', content: 'cut' }), chunk({}, 'length')]))
+    const done: unknown[] = []
+    const stream = client.responses.stream({ model: 'r', input: 'long', max_output_tokens: 1 })
+    stream.on('response.output_item.done', (event) => done.push((event.item as { status?: string }).status))
+    const final = await stream.finalResponse()
+    assert.equal(final.status, 'incomplete')
+    assert.deepEqual(done, ['incomplete'])
+    assert.deepEqual(statuses(final), [['message', 'incomplete']])
   })
 
   test('malformed input is a 400 naming the field, not a crash', async () => {
@@ -290,17 +311,7 @@ describe('translated for chat-only providers', () => {
 
   test("a model's refusal arrives as a refusal part, whole and streamed", async () => {
     const refusal = "I can't help with that."
-    mock.script(
-      'chat1',
-      json(200, {
-        id: 'c',
-        object: 'chat.completion',
-        model: 'chat-model-1',
-        choices: [
-          { index: 0, message: { role: 'assistant', content: null, refusal }, finish_reason: 'stop' },
-        ],
-      }),
-    )
+    mock.script('chat1', chatAnswer({ content: null, refusal }))
     const whole = await client.responses.create({ model: 'r', input: 'x' })
     assert.deepEqual(refusalsOf(whole), [refusal])
     mock.script(
@@ -444,25 +455,8 @@ describe('translated for chat-only providers', () => {
   })
 
   test('text and calls of one assistant turn are replayed as one message', async () => {
-    mock.script(
-      'chat1',
-      json(200, {
-        id: 'c',
-        object: 'chat.completion',
-        model: 'chat-model-1',
-        choices: [
-          {
-            index: 0,
-            message: {
-              role: 'assistant',
-              content: 'Let me check.',
-              tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'f', arguments: '{}' } }],
-            },
-            finish_reason: 'tool_calls',
-          },
-        ],
-      }),
-    )
+    const call = { id: 'call_1', type: 'function', function: { name: 'f', arguments: '{}' } }
+    mock.script('chat1', chatAnswer({ content: 'Let me check.', tool_calls: [call] }, 'tool_calls'))
     const first = await client.responses.create({ model: 'r', input: 'check' })
     mock.script('chat1', ok('done'))
     await client.responses.create({
@@ -489,11 +483,7 @@ describe('translated for chat-only providers', () => {
   test('a chat stream that closes with neither finish_reason nor [DONE] is not a completed Response', async () => {
     mock.script('chat1', sse(textChunks('cut short').slice(0, -1), { end: 'no_done' }))
     const stream = client.responses.stream({ model: 'r', input: 'hi' })
-    await assert.rejects(async () => {
-      for await (const _ of stream) {
-        // read until the error
-      }
-    }, OpenAI.APIError)
+    await raisesMidStream(stream)
     mock.script('chat1', sse(textChunks('whole but unmarked'), { end: 'no_done' }))
     const final = await client.responses.stream({ model: 'r', input: 'hi' }).finalResponse()
     assert.equal(final.status, 'completed', 'a finish_reason without [DONE] is a whole stream')
@@ -502,40 +492,7 @@ describe('translated for chat-only providers', () => {
   test('a stream that breaks after it started raises in the SDK', async () => {
     mock.script('chat1', sse(textChunks('this will break'), { end: 'cut', delayMs: 20 }))
     const stream = client.responses.stream({ model: 'r', input: 'hi' })
-    await assert.rejects(async () => {
-      for await (const _ of stream) {
-        // read until the error
-      }
-    }, OpenAI.APIError)
-  })
-
-  test('in an incomplete response the message item is incomplete too, whole and streamed', async () => {
-    mock.script(
-      'chat1',
-      json(200, {
-        id: 'x',
-        object: 'chat.completion',
-        model: 'm',
-        choices: [{ index: 0, message: { role: 'assistant', content: 'cut' }, finish_reason: 'length' }],
-      }),
-    )
-    const whole = await client.responses.create({ model: 'r', input: 'long', max_output_tokens: 1 })
-    assert.equal(whole.status, 'incomplete')
-    assert.deepEqual(
-      whole.output.map((item) => [item.type, (item as { status?: string }).status]),
-      [['message', 'incomplete']],
-    )
-    mock.script('chat1', sse([chunk({ role: 'assistant', content: 'cut' }), chunk({}, 'length')]))
-    const done: unknown[] = []
-    const stream = client.responses.stream({ model: 'r', input: 'long', max_output_tokens: 1 })
-    stream.on('response.output_item.done', (event) => done.push((event.item as { status?: string }).status))
-    const final = await stream.finalResponse()
-    assert.equal(final.status, 'incomplete')
-    assert.deepEqual(done, ['incomplete'])
-    assert.deepEqual(
-      final.output.map((item) => [item.type, (item as { status?: string }).status]),
-      [['message', 'incomplete']],
-    )
+    await raisesMidStream(stream)
   })
 })
 
@@ -820,11 +777,7 @@ test('a native stream that breaks after it started raises in the SDK', async () 
     cleanly = end
     mock.script('native', breaking)
     const stream = client.responses.stream({ model: 'n', input: 'hi' })
-    await assert.rejects(async () => {
-      for await (const _ of stream) {
-        // read until the error
-      }
-    }, OpenAI.APIError)
+    await raisesMidStream(stream)
   }
 })
 
