@@ -1,9 +1,9 @@
 // Shared pieces of the benchmarks: starting gateway processes as users start them, and statistics.
 
 import { spawn, spawnSync } from 'node:child_process'
-import { closeSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs'
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, release, tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Pool } from 'undici'
 
@@ -64,9 +64,12 @@ export async function startGateway(
     port,
     pid: child.pid as number,
     stop: async () => {
-      if (child.exitCode !== null) return
-      child.kill('SIGTERM')
-      await new Promise((resolve) => child.once('exit', resolve))
+      if (child.exitCode === null) {
+        child.kill('SIGTERM')
+        await new Promise((resolve) => child.once('exit', resolve))
+      }
+      // A loaded run logs hundreds of MB.
+      rmSync(dirname(logFile), { recursive: true, force: true })
     },
   }
 }

@@ -13,6 +13,7 @@ import {
   mkdirSync,
   mkdtempSync,
   readFileSync,
+  rmSync,
   statSync,
   writeFileSync,
 } from 'node:fs'
@@ -36,7 +37,19 @@ before(async () => {
   mock = await MockUpstream.start()
   mock.always('p', ok('from the binary'))
 })
-after(() => mock.close())
+after(async () => {
+  await mock.close()
+  // Sandboxes hold copies of the 120 MiB executable: left behind, a few runs fill the disk.
+  for (const dir of made) rmSync(dir, { recursive: true, force: true })
+})
+
+const made: string[] = []
+
+function tempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix))
+  made.push(dir)
+  return dir
+}
 
 function sh(args: string[], env: Record<string, string> = {}, cwd = root) {
   const result = spawnSync('bash', [installer, ...args], {
@@ -59,7 +72,7 @@ function configYaml(port = 0): string {
 
 /** A temporary root with copies of the account files, so useradd --prefix works inside it. */
 function sandboxRoot(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'ai-gateway-root-'))
+  const dir = tempDir('ai-gateway-root-')
   mkdirSync(join(dir, 'etc'))
   for (const file of ['passwd', 'group', 'shadow', 'gshadow']) {
     if (existsSync(`/etc/${file}`)) copyFileSync(`/etc/${file}`, join(dir, 'etc', file))
@@ -68,7 +81,7 @@ function sandboxRoot(): string {
 }
 
 function sourceDir(env: string): string {
-  const dir = mkdtempSync(join(tmpdir(), 'ai-gateway-src-'))
+  const dir = tempDir('ai-gateway-src-')
   writeFileSync(join(dir, 'config.yaml'), configYaml())
   writeFileSync(join(dir, '.env'), env)
   return dir
@@ -104,7 +117,7 @@ describe('the single executable', () => {
     const built = sh(['build'])
     assert.equal(built.code, 0, built.stderr)
     assert.ok(statSync(binary).size > 10 * 1024 * 1024)
-    const emptyPath = mkdtempSync(join(tmpdir(), 'empty-path-'))
+    const emptyPath = tempDir('empty-path-')
     assert.notEqual(spawnSync('/bin/sh', ['-c', 'command -v node'], { env: { PATH: emptyPath } }).status, 0)
     const child = spawnBinary(
       configYaml(),
@@ -185,14 +198,14 @@ function spawnBinary(
   env: Record<string, string>,
   stderr: 'pipe' | 'inherit',
 ): ChildProcess {
-  const config = join(mkdtempSync(join(tmpdir(), 'ai-gateway-bin-')), 'config.yaml')
+  const config = join(tempDir('ai-gateway-bin-'), 'config.yaml')
   writeFileSync(config, configText)
   return spawn(binary, ['--config', config], { env, stdio: ['ignore', 'pipe', stderr] })
 }
 
 /** A TLS provider that offers HTTP/2 (and HTTP/1.1), with a certificate for 127.0.0.1 made for the test. */
 async function startTlsProvider() {
-  const dir = mkdtempSync(join(tmpdir(), 'ai-gateway-tls-'))
+  const dir = tempDir('ai-gateway-tls-')
   const [key, cert] = [join(dir, 'key.pem'), join(dir, 'cert.pem')]
   execFileSync(
     'openssl',
@@ -276,7 +289,7 @@ describe('install and install-service into a temporary root', () => {
   test('files land with the right owners and modes, the unit verifies, re-runs keep the config', () => {
     const dest = sandboxRoot()
     const source = sourceDir('GATEWAY_API_KEY=abc\n')
-    const fakeBinary = join(mkdtempSync(join(tmpdir(), 'bin-')), 'ai-gateway')
+    const fakeBinary = join(tempDir('bin-'), 'ai-gateway')
     writeFileSync(fakeBinary, '#!/bin/sh\nexit 0\n')
     chmodSync(fakeBinary, 0o755)
     const env = { DESTDIR: dest, SOURCE_DIR: source, BINARY: fakeBinary }
@@ -341,7 +354,7 @@ describe('install and install-service into a temporary root', () => {
  * the command as given.
  */
 function shims(sandbox: string): { dir: string; log: string } {
-  const dir = mkdtempSync(join(tmpdir(), 'shims-'))
+  const dir = tempDir('shims-')
   const log = join(dir, 'calls.log')
   const write = (name: string, body: string) => {
     writeFileSync(
@@ -398,7 +411,7 @@ describe('deploy over SSH (stand-ins)', () => {
     assert.ok(existsSync(binary), 'the single executable is built by the test above')
     const sandbox = remoteSandbox()
     const port = await unusedPort()
-    const source = mkdtempSync(join(tmpdir(), 'ai-gateway-src-'))
+    const source = tempDir('ai-gateway-src-')
     const remoteDir = join(sandbox, 'opt/ai-gateway')
     writeFileSync(join(source, 'config.yaml'), configYaml(port))
     // A non-root SSH user, and a deploy setting (REMOTE_DIR) given in .env rather than the environment.
@@ -449,7 +462,7 @@ describe('deploy over SSH (stand-ins)', () => {
     assert.ok(existsSync(binary), 'the single executable is built by the test above')
     const sandbox = remoteSandbox()
     const port = await unusedPort()
-    const source = mkdtempSync(join(tmpdir(), 'ai-gateway-src-'))
+    const source = tempDir('ai-gateway-src-')
     writeFileSync(join(source, 'config.yaml'), configYaml(port))
     writeFileSync(
       join(source, '.env'),
@@ -478,7 +491,7 @@ describe('deploy over SSH (stand-ins)', () => {
   })
 
   test('the port deploy checks is decided as the gateway decides it, from config.yaml and the uploaded .env', () => {
-    const fakeBinary = join(mkdtempSync(join(tmpdir(), 'bin-')), 'ai-gateway')
+    const fakeBinary = join(tempDir('bin-'), 'ai-gateway')
     writeFileSync(fakeBinary, '#!/bin/sh\nexit 0\n')
     chmodSync(fakeBinary, 0o755)
     // [config.yaml's lines about the port, .env lines, this side's environment, the port checked]
@@ -497,7 +510,7 @@ describe('deploy over SSH (stand-ins)', () => {
     ]
     for (const [lines, envLines, env, expected] of cases) {
       const sandbox = remoteSandbox()
-      const source = mkdtempSync(join(tmpdir(), 'ai-gateway-src-'))
+      const source = tempDir('ai-gateway-src-')
       writeFileSync(join(source, 'config.yaml'), `api_key: k\n${lines}\n`)
       writeFileSync(join(source, '.env'), `SSH_HOST=gateway.test\n${envLines}\n`)
       const { dir, log } = shims(sandbox)
@@ -522,7 +535,7 @@ describe('deploy over SSH (stand-ins)', () => {
 
   test('deploy fails loudly when the remote never becomes healthy', () => {
     const sandbox = remoteSandbox()
-    const source = mkdtempSync(join(tmpdir(), 'ai-gateway-src-'))
+    const source = tempDir('ai-gateway-src-')
     writeFileSync(join(source, 'config.yaml'), 'api_key: [broken')
     writeFileSync(join(source, '.env'), 'SSH_HOST=gateway.test\nPORT=9\n')
     const { dir } = shims(sandbox)
@@ -621,7 +634,7 @@ async function startUpLines(file: string, uid?: number): Promise<string> {
 }
 
 test('the gateway warns when its config file is readable by other users', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'ai-gateway-perm-'))
+  const dir = tempDir('ai-gateway-perm-')
   const file = join(dir, 'config.yaml')
   writeFileSync(file, configYaml())
   chmodSync(file, 0o644)
@@ -639,7 +652,7 @@ test('the gateway warns when its config file is readable by other users', async 
 test('a config the gateway reads as another user gets no chmod 600 advice, only a warning if keys are in it', {
   skip: process.getuid?.() !== 0 && 'needs root, to run the gateway as another user',
 }, async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'ai-gateway-perm-'))
+  const dir = tempDir('ai-gateway-perm-')
   chmodSync(dir, 0o755)
   const file = join(dir, 'config.yaml')
   writeFileSync(file, configYaml())
