@@ -197,8 +197,7 @@ export class HealthBoard {
     const t = this.#target(step)
     const kind = classifyFailure(failure)
     if (probe) endProbe(t)
-    // The request's own budget (timeouts.total) ran out: that says nothing about the target.
-    if (kind === 'aborted' || (failure.kind === 'timeout' && failure.phase === 'total')) return undefined
+    if (kind === 'aborted') return undefined
     pushRecent(t, { at: now, ok: false, latencyMs })
     t.lastError = reason
     const p = this.#policy

@@ -181,6 +181,8 @@ async function deliver(
         { requestId, route: route.name, provider: step.provider, model: step.model, reason },
         'stream failed after commit',
       )
+      // A stream the request's own budget cut was flowing: that says nothing against the provider.
+      if (end.kind === 'timeout' && end.phase === 'total') return
       const change = deps.health.recordFailure(step, end, answer.attempt.elapsedMs(), Date.now(), reason)
       if (change !== undefined) logHealthChange(deps.logger, step, change)
     }

@@ -55,8 +55,11 @@ export function maskUrl(text: string): string {
   const scheme = /^[a-z][a-z\d+.-]*:\/\//i.exec(text)?.[0] ?? ''
   let rest = text.slice(scheme.length)
   const at = rest.lastIndexOf('@')
-  if (at !== -1) rest = `…@${rest.slice(at + 1)}`
   const tail = rest.search(/[?#]/)
+  // `a?b@c` is a password holding `?`, or a query holding `@`: either way a secret may be on both
+  // sides, so nothing but the scheme is shown.
+  if (at !== -1 && tail !== -1 && tail < at) return `${scheme}…`
   if (tail !== -1) rest = `${rest.slice(0, tail + 1)}…`
+  if (at !== -1) rest = `…@${rest.slice(at + 1)}`
   return scheme + rest
 }

@@ -128,10 +128,12 @@ export class ResponsesStreamWriter implements StreamWriter {
     const open = this.#calls.get(-this.#unindexed)
     const id = typeof call.id === 'string' && call.id !== '' ? call.id : undefined
     const name = (call.function as { name?: unknown } | undefined)?.name
+    // An id decides when there is one (some providers repeat id and name on every delta).
     const next =
       open === undefined ||
-      (id !== undefined && id !== open.item.call_id) ||
-      (typeof name === 'string' && name !== '' && open.item.name !== '')
+      (id !== undefined
+        ? id !== open.item.call_id
+        : typeof name === 'string' && name !== '' && open.item.name !== '')
     if (next) this.#unindexed++
     return -this.#unindexed
   }

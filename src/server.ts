@@ -248,7 +248,11 @@ function sendError(exchange: Exchange, error: GatewayError, redact: Redactor): v
   const text = redact(JSON.stringify(error.toEnvelope()))
   // A body not read yet (refused before it was: no key, no such path) would be read to its end for the
   // connection to serve again, however long or slow it is. The connection ends with the answer.
-  const headers = exchange.req.complete ? error.headers : { ...error.headers, connection: 'close' }
+  const { req } = exchange
+  const pending =
+    !req.complete &&
+    (req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length']) > 0)
+  const headers = pending ? { ...error.headers, connection: 'close' } : error.headers
   sendText(exchange, error.status, 'application/json', text, headers)
 }
 

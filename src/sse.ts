@@ -87,14 +87,12 @@ export function isCommitPoint(chunk: Record<string, unknown>): boolean {
 }
 
 /** An error reported inside a stream: a chat `error` payload, or a Responses `error` / `response.failed` event. */
-/** An event that reports a failure: in its data, or by its SSE event name alone. */
-function isErrorEvent(event: EventSourceMessage, chunk: Record<string, unknown>): boolean {
-  return (
-    chunk.error != null ||
-    chunk.type === 'error' ||
-    chunk.type === 'response.failed' ||
-    event.event === 'error'
-  )
+/** An event that reports a failure: by its SSE event name alone (whatever its data), or in its data. */
+function isErrorEvent(event: EventSourceMessage, parsed: Parsed): boolean {
+  if (event.event === 'error') return true
+  if (parsed.kind !== 'json') return false
+  const chunk = parsed.value
+  return chunk.error != null || chunk.type === 'error' || chunk.type === 'response.failed'
 }
 
 /** Reads a 2xx stream until its first content; any failure before that lets the route fall back. */
@@ -124,16 +122,16 @@ export async function awaitCommit(
       }
       if (next.value.kind === 'comment') continue
       const parsed = parseData(next.value.event.data)
+      if (isErrorEvent(next.value.event, parsed)) {
+        const reason = sanitizeReason(errorMessageOf(next.value.event.data), redact)
+        return attempt.fail({ kind: 'invalid_response', reason: `error event before content: ${reason}` })
+      }
       if (parsed.kind === 'malformed') {
         stats.malformed++
         continue
       }
       if (parsed.kind === 'done') return empty()
       head.push({ event: next.value.event, parsed })
-      if (isErrorEvent(next.value.event, parsed.value)) {
-        const reason = sanitizeReason(errorMessageOf(next.value.event.data), redact)
-        return attempt.fail({ kind: 'invalid_response', reason: `error event before content: ${reason}` })
-      }
       observeChunk(stats, parsed.value)
       if (isCommitPoint(parsed.value) || head.length >= maxHeldEvents) return commit()
     }
@@ -216,19 +214,20 @@ export async function pipeStream(
       }
       const event = next.value.event
       const parsed = parseData(event.data)
-      if (parsed.kind === 'malformed') {
-        stream.stats.malformed++
-        continue
-      }
-      if (parsed.kind === 'done') sawDone = true
-      else if (isErrorEvent(event, parsed.value)) {
+      if (isErrorEvent(event, parsed)) {
         const reason = sanitizeReason(errorMessageOf(event.data), redact)
         const failure = { kind: 'invalid_response', reason: `error event: ${reason}` } as const
         await write(writer.failed(failureMessage(failure)))
         // The provider may keep sending after its error event; nothing reads it any more.
         void stream.rest.return(undefined).catch(() => {})
         return failure
-      } else observeChunk(stream.stats, parsed.value)
+      }
+      if (parsed.kind === 'malformed') {
+        stream.stats.malformed++
+        continue
+      }
+      if (parsed.kind === 'done') sawDone = true
+      else observeChunk(stream.stats, parsed.value)
       await write(writer.event(event, parsed))
     }
     const missing = writer.unfinished?.(sawDone)

@@ -330,6 +330,16 @@ test('the request budget (timeouts.total) bounds the whole route', async () => {
   assert.equal(mock.requests('c').length, 0)
 })
 
+test('a provider silent for the whole budget is still marked, so the next request goes elsewhere', async () => {
+  // The attempt limit (default 2 s here) is longer than the budget: the budget is what cuts it.
+  const gw = await gateway([{ provider: 'a' }, { provider: 'b' }], {}, { timeouts: { total: '500ms' } })
+  mock.always('a', hang()).always('b', ok())
+  assert.equal((await ask(gw)).status, 504)
+  assert.equal((await target(gw, 'a'))?.state, 'circuit_open')
+  const next = await ask(gw)
+  assert.equal(next.provider, 'b')
+})
+
 test('a stream cut by the request budget says so, and the provider is not blamed', async () => {
   const gw = await gateway([{ provider: 'a' }, { provider: 'b' }], {}, { timeouts: { total: '1s' } })
   const words = Array.from({ length: 60 }, (_, i) => `w${i}`).join(' ')

@@ -341,6 +341,18 @@ test('a request refused before its body was read ends its connection, not readin
   assert.match(answer, /^HTTP\/1\.1 401 /)
   assert.match(answer, /\r\nconnection: close\r\n/i)
   assert.ok(at - started < 3_000, `closed after ${Math.round(at - started)} ms`)
+  // With no body to wait for, a refusal keeps the connection: the next request on it is answered.
+  const kept = connect(Number(new URL(gw.url).port), '127.0.0.1')
+  let both = ''
+  kept.on('data', (bytes: Buffer) => {
+    both += bytes.toString('latin1')
+  })
+  kept.write('GET /v1/models HTTP/1.1\r\nhost: gw\r\n\r\nGET /health HTTP/1.1\r\nhost: gw\r\n\r\n')
+  for (let i = 0; i < 100 && !both.includes('healthy'); i++) await sleep(10)
+  kept.destroy()
+  assert.match(both, /^HTTP\/1\.1 401 /)
+  assert.doesNotMatch(both, /connection: close/i)
+  assert.match(both, /"status":"healthy"/)
 })
 
 test('a request id is generated, or accepted from the client when sane', async () => {

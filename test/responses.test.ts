@@ -429,6 +429,9 @@ describe('translated for chat-only providers', () => {
         }),
         chunk({ tool_calls: [{ function: { arguments: '2}' } }] }),
         chunk({ tool_calls: [{ type: 'function', function: { name: 'f3', arguments: '{}' } }] }),
+        // Some providers repeat id and name on every delta: the id says it is the same call.
+        chunk({ tool_calls: [{ id: 'call_d', function: { name: 'f4', arguments: '{"z":' } }] }),
+        chunk({ tool_calls: [{ id: 'call_d', function: { name: 'f4', arguments: '3}' } }] }),
         chunk({}, 'tool_calls'),
       ]),
     )
@@ -440,6 +443,7 @@ describe('translated for chat-only providers', () => {
         ['f1', '{"x":1}'],
         ['f2', '{"y":2}'],
         ['f3', '{}'],
+        ['f4', '{"z":3}'],
       ],
     )
     assert.deepEqual(

@@ -91,8 +91,10 @@ describe('maskUrl', () => {
       ],
       ['https://12345:glc_token@host:99999/otlp', 'https://…@host:99999/otlp'],
       ['12345:glc_token@host:99999/otlp', '…@host:99999/otlp'],
-      // Cut where the URL would cut the user info, the password's tail would show: cut at the last @.
-      ['https://user:pa/ss?w@host/v1', 'https://…@host/v1'],
+      // A password holding `?` and a query holding `@` look alike: either way, only the scheme shows.
+      ['https://user:pa/ss?w@host/v1', 'https://…'],
+      ['htps://generativelanguage.googleapis.com/v1beta/openai?key=AIza@tail', 'htps://…'],
+      ['https://user:pa/ss@host/v1', 'https://…@host/v1'],
       ['https://host/v1#token=t', 'https://host/v1#…'],
       ['ftp://example.com/a', 'ftp://example.com/a'],
       ['localhost:99999', 'localhost:99999'],
