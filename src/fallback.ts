@@ -83,7 +83,14 @@ type Choice = Pick<SkipRecord, 'step' | 'forMs' | 'firm'> & {
 }
 
 export type RouteOutcome<A> =
-  | { readonly kind: 'answered'; readonly answer: A; readonly step: Step; readonly trail: Trail }
+  | {
+      readonly kind: 'answered'
+      readonly answer: A
+      readonly step: Step
+      readonly trail: Trail
+      /** When the answering attempt began (`Date.now()`), where its quota share was counted. */
+      readonly began: number
+    }
   | { readonly kind: 'failed'; readonly error: GatewayError; readonly trail: Trail }
   | { readonly kind: 'aborted'; readonly trail: Trail }
 
@@ -170,8 +177,11 @@ class RouteRun<A extends { kind: string }> {
     let choice: Choice = this.#trail.skipped.reduce((a, b) => (b.forMs < a.forMs ? b : a))
     while (choice.firm) {
       const step = this.#stepNumbered(choice.step)
-      if (choice.forMs > Math.min(waitEnd - performance.now(), this.#budgetLeft())) return this.#failed()
-      if (!(await this.#wait(choice.forMs, this.#o.health.probeSettled(step)))) return this.#aborted()
+      const room = Math.min(waitEnd - performance.now(), this.#budgetLeft())
+      // A probe's verdict may come long before its time is up: worth waiting for while there is room.
+      const verdict = this.#o.health.probeSettled(step)
+      if (room <= 0 || (choice.forMs > room && verdict === undefined)) return this.#failed()
+      if (!(await this.#wait(Math.min(choice.forMs, room), verdict))) return this.#aborted()
       choice = this.#choose()
       if (!choice.firm && choice.probe === undefined) return this.#failed()
     }
@@ -206,6 +216,9 @@ class RouteRun<A extends { kind: string }> {
     const tokens = this.#o.estimateTokens(step)
     const began = Date.now()
     health.begin(step, began, probe, tokens)
+    // A step left less than its own limit by earlier steps, and cut by the request's budget, was not
+    // given its chance: that says nothing against it. The first step is always held to what it got.
+    const shortChanged = this.#trail.attempts.length > 0 && this.#budgetLeft() < step.timeouts.attempt
     const started = performance.now()
     const result = await this.#o.tryStep(step)
     const durationMs = Math.round(performance.now() - started)
@@ -218,11 +231,13 @@ class RouteRun<A extends { kind: string }> {
         durationMs,
       })
       this.#notify(step, health.recordSuccess(step, durationMs, Date.now()))
-      return { kind: 'answered', answer: result, step, trail: this.#trail }
+      return { kind: 'answered', answer: result, step, trail: this.#trail, began }
     }
     const record = recordOf(step, result, durationMs)
     this.#trail.attempts.push(record)
-    this.#notify(step, health.recordFailure(step, result, durationMs, Date.now(), record.reason ?? '', probe))
+    const cut = shortChanged && result.kind === 'timeout' && result.phase === 'total'
+    const judged: Failure = cut ? { kind: 'aborted' } : result
+    this.#notify(step, health.recordFailure(step, judged, durationMs, Date.now(), record.reason ?? '', probe))
     // No answer, no tokens spent: the prompt's share of the quota is given back.
     health.refund(step, tokens, Date.now(), began)
     if (result.kind === 'aborted') return this.#aborted()

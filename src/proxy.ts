@@ -151,7 +151,7 @@ async function deliver(
       res.end(body)
       answer.plan.delivered?.()
       facts.ttfbMs = elapsedMs(exchange)
-      recordUsage(deps, exchange, step, answer.usage, estimated, answer.attempt)
+      recordUsage(deps, exchange, step, answer.usage, estimated, outcome.began)
       return
     }
     writeHead(exchange, answer.status, {
@@ -172,7 +172,7 @@ async function deliver(
     )
     facts.streamEnd = typeof end === 'string' ? end : end.kind
     answer.span.end(() => streamAttemptEnd(answer, end, facts.ttfbMs))
-    recordUsage(deps, exchange, step, answer.stats.usage, estimated, answer.attempt)
+    recordUsage(deps, exchange, step, answer.stats.usage, estimated, outcome.began)
     if (answer.stats.malformed > 0) facts.malformedEvents = answer.stats.malformed
     if (typeof end !== 'string') {
       // Nothing can be retried once the client has bytes, but the provider's health still learns.
@@ -256,7 +256,7 @@ function recordUsage(
   step: Step,
   usage: Usage | undefined,
   estimated: number,
-  attempt: Attempt,
+  began: number,
 ): void {
   if (usage === undefined) return
   exchange.facts.usage = usage
@@ -265,7 +265,7 @@ function recordUsage(
   const now = Date.now()
   deps.quotas.countTokens(step, tokens, now)
   // The estimate went into the window when the request was sent; it comes out of the same place.
-  if (estimated > 0) deps.quotas.countTokens(step, -estimated, now, now - attempt.elapsedMs())
+  if (estimated > 0) deps.quotas.countTokens(step, -estimated, now, began)
 }
 
 /** State changes are rare and operators want them: a refused key especially, which never heals alone. */

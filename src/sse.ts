@@ -18,6 +18,8 @@ export interface StreamStats {
   model: string | undefined
   /** The streamed text, kept only when telemetry records completions. */
   text: string | undefined
+  /** A choice has said why it stopped (`finish_reason`): the stream is whole even without `[DONE]`. */
+  finished: boolean
 }
 
 function observeChunk(stats: StreamStats, chunk: Record<string, unknown>): void {
@@ -27,6 +29,10 @@ function observeChunk(stats: StreamStats, chunk: Record<string, unknown>): void 
   stats.usage = usageOf(chunk.usage ?? response?.usage) ?? stats.usage
   const model = chunk.model ?? response?.model
   if (stats.model === undefined && typeof model === 'string') stats.model = model
+  if (!stats.finished && Array.isArray(chunk.choices))
+    stats.finished = chunk.choices.some(
+      (c) => (c as { finish_reason?: unknown } | null)?.finish_reason != null,
+    )
   if (stats.text !== undefined && Array.isArray(chunk.choices)) {
     const content = (chunk.choices[0] as { delta?: { content?: unknown } } | undefined)?.delta?.content
     if (typeof content === 'string') stats.text += content
@@ -106,6 +112,7 @@ export async function awaitCommit(
   const head: HeldEvent[] = []
   const stats: StreamStats = {
     malformed: 0,
+    finished: false,
     usage: undefined,
     model: undefined,
     text: captureText ? '' : undefined,
@@ -164,13 +171,18 @@ export interface StreamWriter {
    * Why a stream the upstream ended cleanly is still not whole (its closing event never came), or
    * undefined when it is. Absent: a clean end is a whole stream.
    */
-  unfinished?(sawDone: boolean): string | undefined
+  unfinished?(sawDone: boolean, stats: StreamStats): string | undefined
 }
 
-/** Chat and completion streams, forwarded as they are; an honest end added when missing. */
+/**
+ * Chat and completion streams, forwarded as they are; `[DONE]` added when missing after a
+ * `finish_reason`, and a stream with neither ended as broken.
+ */
 const passthroughWriter: StreamWriter = {
   event: (event) => formatEvent(event),
   done: (sawDone) => (sawDone ? '' : 'data: [DONE]\n\n'),
+  unfinished: (sawDone, stats) =>
+    sawDone || stats.finished ? undefined : 'the stream ended without a finish_reason or [DONE]',
   failed: (message) => {
     const error = { message, type: 'upstream_error', code: 'stream_interrupted', param: null }
     return `data: ${JSON.stringify({ error })}\n\n`
@@ -230,7 +242,7 @@ export async function pipeStream(
       else observeChunk(stream.stats, parsed.value)
       await write(writer.event(event, parsed))
     }
-    const missing = writer.unfinished?.(sawDone)
+    const missing = writer.unfinished?.(sawDone, stream.stats)
     if (missing !== undefined) {
       const failure = { kind: 'invalid_response', reason: missing } as const
       res.end(writer.failed(failureMessage(failure)))

@@ -340,6 +340,22 @@ test('a provider silent for the whole budget is still marked, so the next reques
   assert.equal(next.provider, 'b')
 })
 
+test('a later step the budget left less than its own limit is not marked when the budget cuts it', async () => {
+  const gw = await gateway(
+    [{ provider: 'a', timeout: '600ms' }, { provider: 'b' }],
+    {},
+    { timeouts: { total: '1s' } },
+  )
+  const slowOk: Behaviour = async (req, res) => {
+    await sleep(800)
+    await ok()(req, res)
+  }
+  mock.always('a', hang()).always('b', slowOk)
+  assert.equal((await ask(gw)).status, 504)
+  assert.notEqual((await target(gw, 'a'))?.state, 'healthy', 'a used its whole limit')
+  assert.equal((await target(gw, 'b'))?.state, 'healthy', 'b had 400 ms of its 2 s')
+})
+
 test('a stream cut by the request budget says so, and the provider is not blamed', async () => {
   const gw = await gateway([{ provider: 'a' }, { provider: 'b' }], {}, { timeouts: { total: '1s' } })
   const words = Array.from({ length: 60 }, (_, i) => `w${i}`).join(' ')
@@ -591,7 +607,8 @@ test('a burst of 429s from requests already in flight is one cooldown, not one d
 })
 
 test('requests waiting on a half-open probe go on when it succeeds, not when its time would be up', async () => {
-  const gw = await gateway([{ provider: 'a', timeout: '6s' }], { circuit_failures: 1, max_wait: '10s' })
+  // The probe's own limit (6 s) is past max_wait (2 s): its verdict is still worth waiting for.
+  const gw = await gateway([{ provider: 'a', timeout: '6s' }], { circuit_failures: 1, max_wait: '2s' })
   mock.script('a', status(503)).always('a', ok())
   assert.equal((await ask(gw)).status, 502)
   await sleep(450) // the circuit (400 ms) is half-open now

@@ -196,7 +196,14 @@ test('an event named error is one, whatever its data holds (JSON or not)', async
   assert.ok(!all.includes('data: [DONE]'))
 })
 
-test('an upstream that ends without [DONE] still gets a clean end', async () => {
+test('an upstream that ends with neither finish_reason nor [DONE] was cut: an error event', async () => {
+  mock.script('a', sse(textChunks('cut short').slice(0, -1), { end: 'no_done' }))
+  const all = await collect(await stream('ab'))
+  assert.match(all.at(-1) ?? '', /"code":"stream_interrupted"/)
+  assert.ok(!all.includes('data: [DONE]'))
+})
+
+test('an upstream that ends without [DONE] after a finish_reason still gets a clean end', async () => {
   mock.script('a', sse(textChunks('no done marker'), { end: 'no_done' }))
   const all = await collect(await stream('ab'))
   assert.equal(all.map(contentOf).filter(Boolean).join(''), 'no done marker')
