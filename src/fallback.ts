@@ -123,8 +123,12 @@ class RouteRun<A extends { kind: string }> {
   readonly #trail: Trail = { attempts: [], skipped: [] }
   readonly #failures: Failure[] = []
 
+  /** The request's budget when the walk began. */
+  readonly #budget: number
+
   constructor(options: RouteRunOptions<A>) {
     this.#o = options
+    this.#budget = options.budgetEnd - performance.now()
   }
 
   async run(): Promise<RouteOutcome<A>> {
@@ -216,9 +220,11 @@ class RouteRun<A extends { kind: string }> {
     const tokens = this.#o.estimateTokens(step)
     const began = Date.now()
     health.begin(step, began, probe, tokens)
-    // A step left less than its own limit by earlier steps, and cut by the request's budget, was not
-    // given its chance: that says nothing against it. The first step is always held to what it got.
-    const shortChanged = this.#trail.attempts.length > 0 && this.#budgetLeft() < step.timeouts.attempt
+    // A step that earlier steps left clearly less than it would have had alone (its own limit, or the
+    // whole budget if shorter), and that the request's budget then cut, was not given its chance:
+    // that says nothing against it. A step that got (nearly) its share is held to it.
+    const share = Math.min(step.timeouts.attempt, this.#budget)
+    const shortChanged = this.#trail.attempts.length > 0 && this.#budgetLeft() < share * 0.9
     const started = performance.now()
     const result = await this.#o.tryStep(step)
     const durationMs = Math.round(performance.now() - started)

@@ -356,6 +356,19 @@ test('a later step the budget left less than its own limit is not marked when th
   assert.equal((await target(gw, 'b'))?.state, 'healthy', 'b had 400 ms of its 2 s')
 })
 
+test('a later step silent for what is left of the budget is marked when earlier steps took little of it', async () => {
+  // The budget is shorter than b's own limit (2 s): b still had nearly all of it, and said nothing.
+  const gw = await gateway(
+    [{ provider: 'a' }, { provider: 'b' }, { provider: 'c' }],
+    {},
+    { timeouts: { total: '800ms' } },
+  )
+  mock.always('a', status(400, 'unsupported parameter')).always('b', hang()).always('c', ok())
+  assert.equal((await ask(gw)).status, 504)
+  assert.notEqual((await target(gw, 'b'))?.state, 'healthy')
+  assert.equal((await ask(gw)).provider, 'c')
+})
+
 test('a stream cut by the request budget says so, and the provider is not blamed', async () => {
   const gw = await gateway([{ provider: 'a' }, { provider: 'b' }], {}, { timeouts: { total: '1s' } })
   const words = Array.from({ length: 60 }, (_, i) => `w${i}`).join(' ')

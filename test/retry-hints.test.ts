@@ -151,7 +151,7 @@ describe('decide', () => {
 })
 
 describe('runRoute, when every step must be waited for', () => {
-  const step = { index: 0, provider: 'a', model: 'm' } as Step
+  const step = { index: 0, provider: 'a', model: 'm', timeouts: { attempt: 60_000 } } as Step
   const route = { name: 'r', steps: [step], totalMs: 60_000 } as unknown as Route
 
   test('after the wait the step is looked at again: one free slot is taken once, not by every waiter', async () => {
