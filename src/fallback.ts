@@ -1,10 +1,11 @@
-// Walking a route: which step to try next, and whether to retry, wait or move on (a pure decision).
+// Walking a route: which step to try next, skipping, waiting or retrying as decide.ts says.
 
 import { setTimeout as sleep } from 'node:timers/promises'
 import { type ClientLink, type Failure, isFailure } from './attempt.ts'
 import type { FailoverConfig } from './config-schema.ts'
+import { decide } from './decide.ts'
 import type { GatewayError } from './errors.ts'
-import { type Availability, classifyFailure, type HealthBoard, type HealthChange } from './health.ts'
+import type { Availability, HealthBoard, HealthChange } from './health.ts'
 import type { Redactor } from './redact.ts'
 import { describeFailure, routeFailed } from './route-error.ts'
 import type { Route, Step } from './router.ts'
@@ -29,51 +30,6 @@ export interface SkipRecord {
   readonly forMs: number
   /** Whether the provider (or a declared quota) set the time, rather than our own guess. */
   readonly firm: boolean
-}
-
-/** `stop`: the client left; `give_up`: the request's budget is spent, so no further step may start. */
-export type Decision =
-  | { readonly action: 'retry'; readonly delayMs: number }
-  | { readonly action: 'next' | 'stop' | 'give_up' }
-
-export interface DecisionInput {
-  readonly failure: Failure
-  /** Retries already spent on this step in this request. */
-  readonly retries: number
-  /** Whether a later step of the route can be tried right now. */
-  readonly laterStepAvailable: boolean
-  readonly budgetLeftMs: number
-  readonly policy: FailoverConfig
-  /** 0 ≤ random() < 1, for jitter. */
-  readonly random: () => number
-}
-
-/**
- * After a failed attempt: move on at once when another step can take the request. Retry the same step
- * only when it is the last one available, the failure is transient, and the wait is short: never
- * sooner than the provider's hint, never after a timeout (a silent upstream costs one timeout, not one
- * per retry), never for a 429 without a hint (that is what the cooldown is for), and never past the
- * retry limit or the request's budget.
- */
-export function decide(input: DecisionInput): Decision {
-  const { failure, policy } = input
-  const kind = classifyFailure(failure)
-  if (kind === 'aborted') return { action: 'stop' }
-  if ((failure.kind === 'timeout' && failure.phase === 'total') || input.budgetLeftMs <= 0) {
-    return { action: 'give_up' }
-  }
-  if (input.laterStepAvailable || input.retries >= policy.max_retries) return { action: 'next' }
-  if (kind !== 'rate_limited' && kind !== 'server') return { action: 'next' }
-  if (failure.kind === 'timeout') return { action: 'next' }
-  // A redirect is a moved base_url: asking again will not move it back.
-  if (failure.kind === 'http_error' && failure.status < 400) return { action: 'next' }
-  const hint = failure.kind === 'http_error' ? failure.retryAfterMs : undefined
-  if (kind === 'rate_limited' && hint === undefined) return { action: 'next' }
-  // "Full jitter" exponential backoff: spreads retries from many clients over the whole interval.
-  const backoff = input.random() * policy.retry_backoff * 2 ** input.retries
-  const delayMs = Math.ceil(Math.max(hint ?? 0, backoff))
-  if (delayMs > policy.max_retry_delay || delayMs >= input.budgetLeftMs) return { action: 'next' }
-  return { action: 'retry', delayMs }
 }
 
 /** A step to take after a wait: available now (`probe` set), or when it recovers. */
@@ -123,12 +79,8 @@ class RouteRun<A extends { kind: string }> {
   readonly #trail: Trail = { attempts: [], skipped: [] }
   readonly #failures: Failure[] = []
 
-  /** The request's budget when the walk began. */
-  readonly #budget: number
-
   constructor(options: RouteRunOptions<A>) {
     this.#o = options
-    this.#budget = options.budgetEnd - performance.now()
   }
 
   async run(): Promise<RouteOutcome<A>> {
@@ -220,11 +172,6 @@ class RouteRun<A extends { kind: string }> {
     const tokens = this.#o.estimateTokens(step)
     const began = Date.now()
     health.begin(step, began, probe, tokens)
-    // A step that earlier steps left clearly less than it would have had alone (its own limit, or the
-    // whole budget if shorter), and that the request's budget then cut, was not given its chance:
-    // that says nothing against it. A step that got (nearly) its share is held to it.
-    const share = Math.min(step.timeouts.attempt, this.#budget)
-    const shortChanged = this.#trail.attempts.length > 0 && this.#budgetLeft() < share * 0.9
     const started = performance.now()
     const result = await this.#o.tryStep(step)
     const durationMs = Math.round(performance.now() - started)
@@ -239,10 +186,9 @@ class RouteRun<A extends { kind: string }> {
       this.#notify(step, health.recordSuccess(step, durationMs, Date.now()))
       return { kind: 'answered', answer: result, step, trail: this.#trail, began }
     }
+    const judged = this.#judged(step, result, started)
     const record = recordOf(step, result, durationMs)
     this.#trail.attempts.push(record)
-    const cut = shortChanged && result.kind === 'timeout' && result.phase === 'total'
-    const judged: Failure = cut ? { kind: 'aborted' } : result
     this.#notify(step, health.recordFailure(step, judged, durationMs, Date.now(), record.reason ?? '', probe))
     // No answer, no tokens spent: the prompt's share of the quota is given back.
     health.refund(step, tokens, Date.now(), began)
@@ -250,6 +196,19 @@ class RouteRun<A extends { kind: string }> {
     this.#failures.push(result)
     this.#o.onAttemptFailed(record)
     return { kind: 'failed', failure: result }
+  }
+
+  /**
+   * What a failure says about its target. A step that earlier steps left clearly less than it would
+   * have had alone (its own limit, or the whole budget if shorter), and that the request's budget then
+   * cut, was not given its chance: no more is known against it than if the client had left. A step
+   * that got (nearly) its share is held to it.
+   */
+  #judged(step: Step, failure: Failure, started: number): Failure {
+    if (failure.kind !== 'timeout' || failure.phase !== 'total' || this.#trail.attempts.length === 0)
+      return failure
+    const share = Math.min(step.timeouts.attempt, this.#o.route.totalMs)
+    return this.#o.budgetEnd - started < share * 0.9 ? { kind: 'aborted' } : failure
   }
 
   #anyAvailableAfter(index: number): boolean {
