@@ -131,19 +131,38 @@ class RouteRun<A extends { kind: string }> {
   async #recover(): Promise<RouteOutcome<A>> {
     const waitEnd = performance.now() + this.#o.policy.max_wait
     let choice: Choice = this.#trail.skipped.reduce((a, b) => (b.forMs < a.forMs ? b : a))
+    let waited = false
     while (choice.firm) {
       const step = this.#stepNumbered(choice.step)
       const room = Math.min(waitEnd - performance.now(), this.#budgetLeft())
       // A probe's verdict may come long before its time is up: worth waiting for while there is room.
       const verdict = this.#o.health.probeSettled(step)
-      if (room <= 0 || (choice.forMs > room && verdict === undefined)) return this.#failed()
+      if (room <= 0 || (choice.forMs > room && verdict === undefined)) return this.#failedAfter(waited)
       if (!(await this.#wait(Math.min(choice.forMs, room), verdict))) return this.#aborted()
+      waited = true
       choice = this.#choose()
-      if (!choice.firm && choice.probe === undefined) return this.#failed()
+      if (!choice.firm && choice.probe === undefined) return this.#failedAfter(waited)
     }
     // Tried anyway, not as the half-open probe: a failure of this try must not double the open time.
     const result = await this.#attempt(this.#stepNumbered(choice.step), choice.probe ?? false)
     return result.kind === 'failed' ? this.#failed() : result
+  }
+
+  /**
+   * The failure after a wait tells the client how things stand now (a probe that failed re-opened its
+   * circuit, a cooldown ran on), not how they stood before: its Retry-After and reasons come from a
+   * fresh look at the steps.
+   */
+  #failedAfter(waited: boolean): RouteOutcome<A> {
+    if (!waited) return this.#failed()
+    const before = this.#trail.skipped.splice(0)
+    for (const step of this.#o.route.steps) {
+      const availability = this.#availability(step)
+      if (!availability.ok) this.#skip(step, availability)
+    }
+    // Nothing unavailable any more (a moment too late): the earlier look is the only one that says why.
+    if (this.#trail.skipped.length === 0) this.#trail.skipped.push(...before)
+    return this.#failed()
   }
 
   /** A step by its number in the configured route (a route may be given only some of its steps). */

@@ -435,6 +435,12 @@ test('requests waiting on a half-open probe that fails do not all call the targe
   assert.equal(mock.requests('a').length, 2, 'the first failure and the probe; the waiters call nothing')
   const left = Date.parse((await target(gw, 'a'))?.until ?? '') - Date.now()
   assert.ok(left <= 800, `re-opened once for twice as long, not once per waiter (${left} ms)`)
+  // What they are told is the state after the wait (the circuit open again, 0.8 s), not the probe's 6 s.
+  for (const w of waiting) {
+    assert.equal(w.status, 503, w.text)
+    assert.equal(w.res.headers.get('retry-after'), '1', w.text)
+    assert.match(w.text, /circuit open after repeated failures \(ready in 1 s\)/)
+  }
 })
 
 test('a redirect is the target at fault, not the request: a 502 that names the new address', async () => {
