@@ -112,7 +112,10 @@ export function jsonAnswerOf(
   return {
     kind: 'json',
     status,
-    contentType: typeof contentType === 'string' ? contentType : 'application/json',
+    // The body was just parsed as a JSON object: a provider that labels it text/plain would make a client
+    // (the OpenAI SDKs do) hand its caller a string instead of the completion.
+    contentType:
+      typeof contentType === 'string' && /json/i.test(contentType) ? contentType : 'application/json',
     text,
     bytes: body,
     usage: usageOf(answer.usage),

@@ -399,6 +399,20 @@ test('an answer in any script arrives byte for byte, its length counted in bytes
   assert.deepEqual(Buffer.from(await big.arrayBuffer()), Buffer.from(large))
 })
 
+test('a JSON answer labelled as text by its provider reaches the client as application/json', async () => {
+  const text = JSON.stringify({ id: 'c', object: 'chat.completion', choices: [] })
+  for (const [given, sent] of [
+    ['text/plain; charset=utf-8', 'application/json'],
+    ['text/html', 'application/json'],
+    ['application/json; charset=utf-8', 'application/json; charset=utf-8'],
+  ]) {
+    mock.script('p', raw(200, text, given))
+    const res = await gw.post('/v1/chat/completions', { model: 'chat', messages: [] })
+    assert.equal(res.headers.get('content-type'), sent, given)
+    assert.equal(await res.text(), text)
+  }
+})
+
 test('every request gets one access log line', async () => {
   await fetch(`${gw.url}/health`, { headers: { 'x-request-id': 'access-1' } })
   const line = await gw.waitForLog((l) => l.msg === 'request' && l.requestId === 'access-1')
