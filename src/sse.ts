@@ -253,7 +253,7 @@ export async function pipeStream(
     // The client has it all: whatever waits on the answer (the Response store) need not wait for the
     // upstream connection to wind down too.
     onComplete?.()
-    await drain(stream.rest)
+    drainTail(stream.rest, attempt)
     return 'completed'
   } catch (err) {
     const failure = readFailure(attempt, err)
@@ -272,18 +272,28 @@ export async function pipeStream(
 }
 
 /**
- * Reads what follows `[DONE]` (normally just the end of the chunked body) so the connection goes
- * back to the pool instead of being destroyed; the attempt's idle deadline still bounds it.
+ * Reads what follows `[DONE]` (normally just the end of the chunked body, in the same packet) so the
+ * connection goes back to the pool instead of being destroyed. Apart from the request, which is over
+ * for the client: an upstream that holds its response open must not keep the request in flight (its
+ * access line, a shutdown's drain). After `tailMs` the upstream request is cut.
  */
-async function drain(rest: AsyncGenerator<Item>): Promise<void> {
-  try {
-    while ((await rest.next()).done !== true) {
-      // discard
+function drainTail(rest: AsyncGenerator<Item>, attempt: Attempt): void {
+  const timer = setTimeout(() => attempt.fail({ kind: 'timeout', phase: 'idle', afterMs: tailMs }), tailMs)
+  timer.unref()
+  void (async () => {
+    try {
+      while ((await rest.next()).done !== true) {
+        // discard
+      }
+    } catch {
+      // the answer is already delivered; a late upstream error changes nothing
+    } finally {
+      clearTimeout(timer)
     }
-  } catch {
-    // the answer is already delivered; a late upstream error changes nothing
-  }
+  })()
 }
+
+const tailMs = 1_000
 
 function failureMessage(failure: Exclude<Failure, { kind: 'aborted' }>): string {
   const why =

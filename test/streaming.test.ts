@@ -334,6 +334,30 @@ test('after an error event the upstream request is closed, even if the provider 
   await upstreamClosed('a')
 })
 
+test('a stream the client has whole ends the request, though the provider holds its response open', async () => {
+  mock.script('a', async (_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream' })
+    res.write(`data: ${JSON.stringify(chunk({ content: 'all' }, 'stop'))}\n\ndata: [DONE]\n\n`)
+    // and the response is never ended
+  })
+  const started = performance.now()
+  const all = await collect(
+    await gw.post(
+      '/v1/chat/completions',
+      { model: 'ab', messages, stream: true },
+      {
+        'x-request-id': 'held-open-1',
+      },
+    ),
+  )
+  assert.equal(all.at(-1), 'data: [DONE]')
+  const line = await gw.waitForLog((l) => l.msg === 'request' && l.requestId === 'held-open-1', 2_000)
+  assert.equal(line.streamEnd, 'completed')
+  assert.ok(Number(line.durationMs) < 500, `in flight for ${line.durationMs} ms after the client had it all`)
+  await upstreamClosed('a') // cut a moment later, not left to the 2 s idle timeout
+  assert.ok(performance.now() - started < 1_900, 'the upstream request was held to its idle timeout')
+})
+
 /**
  * A client on a raw socket that asks `route` for a stream (as request `id`), then reads nothing until
  * resumed.
