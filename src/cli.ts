@@ -47,8 +47,7 @@ export async function run(argv: string[], env: Env): Promise<number> {
   try {
     config = loadConfig(findConfigPath(values.config, env), env)
   } catch (err) {
-    if (!(err instanceof ConfigError)) throw err
-    process.stderr.write(`ai-gateway: ${err.message}\n`)
+    process.stderr.write(`ai-gateway: ${describeLoadFailure(err)}\n`)
     return 1
   }
   if (command === 'validate')
@@ -58,6 +57,21 @@ export async function run(argv: string[], env: Env): Promise<number> {
   const gateway = await createGateway(config)
   warnIfWorldReadable(gateway, config)
   return serve({ gateway })
+}
+
+/**
+ * A ConfigError never quotes a value. Anything else reaching here is a bug, and its message may quote
+ * the config's text (a key among it), so only its kind and stack frames are printed.
+ */
+function describeLoadFailure(err: unknown): string {
+  if (err instanceof ConfigError) return err.message
+  const frames = String((err as Error | undefined)?.stack ?? '')
+    .split('\n')
+    .filter((line) => line.startsWith('    at '))
+  return [
+    `cannot load the config: ${(err as Error | undefined)?.name ?? typeof err} (a bug)`,
+    ...frames,
+  ].join('\n')
 }
 
 /**

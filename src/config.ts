@@ -1,7 +1,7 @@
 // Config loading: file → YAML → `${VAR}` resolution → strict schema → cross-checks → frozen Config.
 
 import { existsSync, readFileSync } from 'node:fs'
-import { parseDocument } from 'yaml'
+import { type Document, type ErrorCode, LineCounter, parseDocument, visit, type YAMLError } from 'yaml'
 import { type ConfigFile, configSchema, formatIssue } from './config-schema.ts'
 import { type Resolution, resolveEnvRefs } from './env-refs.ts'
 import { parseHeaderList, type TelemetrySettings, telemetrySettings } from './otlp-config.ts'
@@ -62,13 +62,7 @@ export function loadConfig(path: string, env: Env): Config {
 }
 
 export function parseConfig(text: string, env: Env, source = '(inline)'): Config {
-  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true })
-  if (doc.errors.length > 0) {
-    const describe = (e: (typeof doc.errors)[number]) =>
-      `YAML line ${e.linePos?.[0].line ?? '?'}: ${(e.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '')}`
-    throw new ConfigError(source, doc.errors.map(describe))
-  }
-  const resolved = resolveEnvRefs(doc.toJS(), env)
+  const resolved = resolveEnvRefs(readYaml(text, source), env)
   const unresolved = referenceProblems(resolved)
   if (unresolved.length > 0) throw new ConfigError(source, unresolved)
 
@@ -91,6 +85,91 @@ export function parseConfig(text: string, env: Env, source = '(inline)'): Config
     secrets: collectSecrets(parsed.data, env, telemetry.otlp?.headers),
     telemetry,
   })
+}
+
+// What each YAML problem is, in our words: the library's messages quote the source text (a tag, an escape,
+// a token), and the text may be a key. The line and column say where.
+const yamlProblems: Partial<Record<ErrorCode, string>> = {
+  ALIAS_PROPS: 'an alias (*name) cannot have an anchor or a tag',
+  BAD_ALIAS: 'a malformed alias or anchor (a plain value starting with * or & must be quoted)',
+  BAD_DIRECTIVE: 'a malformed or unknown directive (a line starting with %)',
+  BAD_DQ_ESCAPE: 'an invalid escape in a "double-quoted" value (\'single quotes\' keep a \\ as it is)',
+  BAD_INDENT: 'bad indentation, or an unclosed [ or {',
+  BAD_PROP_ORDER: 'an anchor or a tag before a - or ? indicator',
+  BAD_SCALAR_START: 'a plain value cannot start with @, `, %, |, > or a comma: quote it',
+  BLOCK_AS_IMPLICIT_KEY: 'a mapping where a value was expected (quote a value that holds ": ")',
+  BLOCK_IN_FLOW: 'a block collection inside [ ] or { }',
+  DUPLICATE_KEY: 'map keys must be unique',
+  KEY_OVER_1024_CHARS: 'a key longer than 1024 characters',
+  MISSING_CHAR: 'a missing character: a closing quote or bracket, a value after a key, or a space',
+  MULTILINE_IMPLICIT_KEY:
+    'a key must be on one line (check the indentation, or quote a value that holds ": ")',
+  MULTIPLE_ANCHORS: 'a node can have at most one anchor',
+  MULTIPLE_DOCS: 'more than one document (a line holding only --- or ...)',
+  MULTIPLE_TAGS: 'a node can have at most one tag',
+  NON_STRING_KEY: 'a key that is not a string',
+  TAB_AS_INDENT: 'tabs are not allowed as indentation',
+  TAG_RESOLVE_FAILED: 'an unknown or invalid tag (a plain value starting with ! must be quoted)',
+  UNEXPECTED_TOKEN: 'unexpected text (quote a value that holds YAML punctuation)',
+  BAD_COLLECTION_TYPE: 'a tag used on the wrong kind of collection',
+}
+
+/**
+ * The YAML document as plain data. Every problem is reported by position and kind, never by quoting the
+ * text: a key written unquoted is where the YAML goes wrong (`api_key: *Xk9…` is an alias, `&…` an
+ * anchor, `!…` a tag), and no secret is known yet to redact it. Warnings count as problems: each one
+ * means a value was read as something other than what it says (an unknown tag is dropped).
+ */
+function readYaml(text: string, source: string): unknown {
+  const lines = new LineCounter()
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true })
+  const at = (offset: number) => {
+    const { line, col } = lines.linePos(offset)
+    return `YAML line ${line}, column ${col}`
+  }
+  const describe = (e: YAMLError) => `${at(e.pos[0])}: ${yamlProblems[e.code] ?? 'invalid YAML'}`
+  const problems = [...doc.errors, ...doc.warnings].map(describe)
+  if (problems.length === 0) problems.push(...aliasProblems(doc, at))
+  if (problems.length > 0) throw new ConfigError(source, problems)
+  try {
+    return doc.toJS({ maxAliasCount: 100 })
+  } catch (err) {
+    // An alias bomb (the library's limit), or anything else it throws: its message may quote the text.
+    const kind = err instanceof ReferenceError ? 'too many aliases' : (err as Error).name
+    throw new ConfigError(source, [`YAML: the document cannot be read (${kind})`])
+  }
+}
+
+/**
+ * Aliases that name no anchor before them (the library throws, quoting the name), or their own
+ * ancestor (a cycle no config could mean), and anchors no alias uses: each is most likely a value
+ * that starts with `*` or `&` and was meant as text.
+ */
+function aliasProblems(doc: Document, at: (offset: number) => string): string[] {
+  const problems: string[] = []
+  const used = new Set<unknown>()
+  visit(doc, {
+    Alias(_key, alias, path) {
+      const target = alias.resolve(doc)
+      const where = at(alias.range?.[0] ?? 0)
+      if (target === undefined) {
+        problems.push(`${where}: a plain value cannot start with * (that makes it an alias): quote it`)
+      } else if (path.includes(target)) {
+        problems.push(`${where}: an alias inside the node it names`)
+      }
+      used.add(target)
+    },
+  })
+  visit(doc, {
+    Node(_key, node) {
+      if (node.anchor !== undefined && !used.has(node)) {
+        // The line only: the node starts after its anchor, so its column would point past the `&`.
+        const where = at(node.range?.[0] ?? 0).replace(/, column \d+$/, '')
+        problems.push(`${where}: a plain value cannot start with & (that makes it an anchor): quote it`)
+      }
+    },
+  })
+  return problems
 }
 
 /** References that could not be resolved, each kind in one problem that lists them all. */

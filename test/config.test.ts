@@ -220,6 +220,49 @@ routes:
     assert.match(problemsOf('')[0] ?? '', /^\(top level\): /)
   })
 
+  // A key written unquoted is where YAML goes wrong (`*…` is an alias, `&…` an anchor, `!…` a tag), and
+  // the library's messages quote the text they stumble on: problems give the position and kind only.
+  test('a YAML problem names its line and column, never the text: a key starting with *, & or ! is no alias', () => {
+    assert.deepEqual(problemsOf('api_key: *Xk9-SECRET-gwkey-77\n'), [
+      'YAML line 1, column 10: a plain value cannot start with * (that makes it an alias): quote it',
+    ])
+    assert.deepEqual(problemsOf('api_key: &SECRET-gwkey-77\n'), [
+      'YAML line 1: a plain value cannot start with & (that makes it an anchor): quote it',
+    ])
+    const broken = [
+      'api_key: ok\nproviders:\n  - name: p\n    api_key: *sk-prov-SECRET-5678\n',
+      'api_key: !SECRET-key\n',
+      'api_key: !SECRET-key rest\n',
+      'api_key: !<SECRET-key> x\n',
+      'api_key: !!int SECRET-key\n',
+      'api_key: "SECRET-key\\q"\n',
+      'api_key: "SECRET\\uZZZZ"\n',
+      'api_key: SECRET-key: x\n',
+      "api_key: 'SECRET-key\n",
+      'api_key: [SECRET-key\n',
+      'api_key: "SECRET-key"x\n',
+      'api_key: @SECRET-key\n',
+      'api_key: >-x SECRET-key\n',
+      '- SECRET-key\napi: x\n',
+      'SECRET-key: a\nSECRET-key: b\n',
+      '%FOO SECRET-key\n---\na: 1\n',
+      'x: &a [*a]\n',
+      'a: &a [1,2]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\n',
+    ]
+    for (const text of broken) {
+      const problems = problemsOf(text)
+      assert.ok(problems.length > 0, text)
+      for (const problem of problems) {
+        assert.match(problem, /^YAML( line \d+(, column \d+)?)?: /, text)
+        assert.ok(!problem.includes('SECRET'), `${JSON.stringify(text)}: ${problem}`)
+      }
+    }
+    const anchored = valid
+      .replace('name: groq', 'name: &groq groq')
+      .replace('provider: groq', 'provider: *groq')
+    assert.equal(parseConfig(anchored, {}).routes[0]?.steps[0]?.provider, 'groq', 'anchors still work')
+  })
+
   test('durations a timer cannot keep, and zero timeouts, are refused', () => {
     const problems = problemsOf(
       `${valid}\ndefault_timeout: 1000h\ntimeouts: { idle: 0s, total: 600h }\nfailover: { max_wait: 0s }\n`,
@@ -432,6 +475,24 @@ describe('ai-gateway validate', () => {
     assert.equal(code, 1)
     assert.match(stderr, /missing environment variables: GW_KEY, GROQ_KEY/)
     assert.equal(stdout, '', 'nothing half-starts')
+  })
+
+  test('a key written as a YAML alias is a config error, not a crash that quotes it', async () => {
+    const file = writeConfig(valid.replace('gw-key-123456', '*Xk9-SECRET-gwkey-77'))
+    for (const args of [
+      ['validate', '--config', file],
+      ['--config', file],
+    ]) {
+      const { code, stdout, stderr } = await runCli(args)
+      assert.equal(code, 1, args.join(' '))
+      assert.equal(stdout, '')
+      assert.match(
+        stderr,
+        /^ai-gateway: invalid config .*\n {2}YAML line 2, column 10: .* cannot start with \*/,
+      )
+      assert.ok(!stderr.includes('Xk9'), stderr)
+      assert.ok(!stderr.includes('    at '), 'no stack trace')
+    }
   })
 
   // A config problem is printed (into the journal, under systemd) before the secrets are known, so
