@@ -172,8 +172,8 @@ function aliasProblems(doc: Document, at: (offset: number) => string): string[] 
   return problems
 }
 
-/** References that could not be resolved, each kind in one problem that lists them all. */
-function referenceProblems({ nested, unsupported, missing }: Resolution): string[] {
+/** References that could not be resolved: each kind in one problem that lists them, a nameless one where it is. */
+function referenceProblems({ nested, unsupported, unnamed, missing }: Resolution): string[] {
   const problems: string[] = []
   if (nested.length > 0) {
     const names = nested.map((name) => `\${${name}:-…}`).join(', ')
@@ -183,6 +183,9 @@ function referenceProblems({ nested, unsupported, missing }: Resolution): string
     problems.push(
       `unsupported references (only \${VAR} and \${VAR:-default} work; write $\${ for a literal \${): ${unsupported.join(', ')}`,
     )
+  }
+  for (const path of unnamed) {
+    problems.push(`${path}: a \${…} that is not a variable name (write $\${ for a literal \${)`)
   }
   if (missing.length > 0) problems.push(`missing environment variables: ${missing.join(', ')}`)
   return problems

@@ -8,6 +8,9 @@
 // (`pa$$word`, `$HOME`) is plain text.
 const reference = /\$(\$)?\{([^}]*)\}/g
 const supported = /^([A-Za-z_][A-Za-z0-9_]*)(?::-([\s\S]*))?$/
+// A shell form: a name, then an operator (`:-` `-` `:=` `=` `:?` `?` `:+` `+`, or the pattern and
+// substring forms' `#` `%` `/` `^` `,` `:`), then whatever follows it.
+const shellForm = /^([A-Za-z_][A-Za-z0-9_]*)(:[-=?+]|[-=?+#%/^,:])([\s\S]*)$/
 
 export interface Resolution {
   value: unknown
@@ -15,20 +18,31 @@ export interface Resolution {
   missing: string[]
   /** References whose default holds another reference, which is not supported. */
   nested: string[]
-  /** References in a form other than `${NAME}` and `${NAME:-default}`, as written. */
+  /**
+   * References in a shell form other than `${NAME}` and `${NAME:-default}`, as the name and operator
+   * only (`${NAME:?…}`): the text after the operator may be a key (`${GATEWAY_API_KEY-gw-…}`).
+   */
   unsupported: string[]
+  /**
+   * Where (`providers[0].api_key`) a `${…}` holds no variable name: most likely a key that happens to
+   * contain `${`, so the reference itself is never quoted.
+   */
+  unnamed: string[]
 }
 
 export function resolveEnvRefs(tree: unknown, env: Readonly<Record<string, string | undefined>>): Resolution {
   const missing = new Set<string>()
   const nested = new Set<string>()
   const unsupported = new Set<string>()
-  const resolveString = (text: string): string =>
+  const unnamed = new Set<string>()
+  const resolveString = (text: string, path: string): string =>
     text.replace(reference, (whole, escaped: string | undefined, body: string) => {
       if (escaped !== undefined) return whole.slice(1)
       const form = supported.exec(body)
       if (form === null) {
-        unsupported.add(whole)
+        const shell = shellForm.exec(body)
+        if (shell === null) unnamed.add(path === '' ? '(top level)' : path)
+        else unsupported.add(`\${${shell[1]}${shell[2]}${shell[3] === '' ? '' : '…'}}`)
         return ''
       }
       const [, name = '', fallback] = form
@@ -43,14 +57,21 @@ export function resolveEnvRefs(tree: unknown, env: Readonly<Record<string, strin
       missing.add(name)
       return ''
     })
-  const walk = (node: unknown): unknown => {
-    if (typeof node === 'string') return resolveString(node)
-    if (Array.isArray(node)) return node.map(walk)
+  const walk = (node: unknown, path: string): unknown => {
+    if (typeof node === 'string') return resolveString(node, path)
+    if (Array.isArray(node)) return node.map((child, i) => walk(child, `${path}[${i}]`))
     if (node !== null && typeof node === 'object') {
-      return Object.fromEntries(Object.entries(node).map(([key, child]) => [key, walk(child)]))
+      const at = (key: string) => (path === '' ? key : `${path}.${key}`)
+      return Object.fromEntries(Object.entries(node).map(([key, child]) => [key, walk(child, at(key))]))
     }
     return node
   }
-  const value = walk(tree)
-  return { value, missing: [...missing], nested: [...nested], unsupported: [...unsupported] }
+  const value = walk(tree, '')
+  return {
+    value,
+    missing: [...missing],
+    nested: [...nested],
+    unsupported: [...unsupported],
+    unnamed: [...unnamed],
+  }
 }

@@ -105,11 +105,30 @@ routes:
       .replace('api_key: gsk-abcdef', 'api_key: "${PK-}${X:=y}${X:+y}${X?}"')
       .replace('model: llama', 'model: ${MODEL}')
     assert.deepEqual(problemsOf(text, { GATEWAY_API_KEY: 'gw-key-123456', PK: 'gsk-abcdef', X: 'x' }), [
-      'unsupported references (only ${VAR} and ${VAR:-default} work; write $${ for a literal ${): ${GATEWAY_API_KEY:?set it}, ${PK-}, ${X:=y}, ${X:+y}, ${X?}',
+      'unsupported references (only ${VAR} and ${VAR:-default} work; write $${ for a literal ${): ${GATEWAY_API_KEY:?…}, ${PK-}, ${X:=…}, ${X:+…}, ${X?}',
       'missing environment variables: MODEL',
     ])
     const literal = valid.replace('api_key: gsk-abcdef', () => 'api_key: "$${X:?y}-$${PK}"')
     assert.equal(parseConfig(literal, {}).providers[0]?.api_key, '${X:?y}-${PK}')
+  })
+
+  // The text after a shell operator is a default or a message, and may be the key itself; a ${…} holding
+  // no variable name is most likely part of a key: neither is quoted.
+  test('a refused ${…} is told by its name and operator, or by where it is, never by its text', () => {
+    const text = valid
+      .replace('api_key: gw-key-123456', 'api_key: ${GATEWAY_API_KEY-gw-SECRET-default}')
+      .replace('api_key: gsk-abcdef', 'api_key: "${OPENAI_KEY:=sk-SECRET-literal}${X##*SECRET}"')
+      .replace('model: llama', 'model: "Q7v${pX9!SECRET}2mZr${ SECRET }"')
+    assert.deepEqual(problemsOf(text), [
+      'unsupported references (only ${VAR} and ${VAR:-default} work; write $${ for a literal ${): ${GATEWAY_API_KEY-…}, ${OPENAI_KEY:=…}, ${X#…}',
+      'routes[0].steps[0].model: a ${…} that is not a variable name (write $${ for a literal ${)',
+    ])
+    const top = problemsOf('"${SECRET key}"')
+    assert.equal(top[0], '(top level): a ${…} that is not a variable name (write $${ for a literal ${)')
+    // A valid name is listed in full, as every missing variable is: it cannot be told from a real one.
+    assert.deepEqual(problemsOf(valid.replace('gsk-abcdef', '"sk-a8${HJk2}-zz9"')), [
+      'missing environment variables: HJk2',
+    ])
   })
 
   test('a value cannot change the document structure', () => {
