@@ -86,6 +86,8 @@ function firstOutside(value: string, allowed: RegExp): string | undefined {
  * provider fail as a connection error. The message points at the character, never quotes the value.
  */
 const headerCharacter = /^[\t\x20-\x7e\x80-\xff]$/
+/** A whole header value undici and node:http accept. */
+export const headerText = /^[\t\x20-\x7e\x80-\xff]*$/
 const headerSafe = <T extends z.ZodType<string>>(schema: T) =>
   schema.refine((value) => firstOutside(value, headerCharacter) === undefined, {
     error: (issue) =>
@@ -190,10 +192,13 @@ const perRequestHeaders = new Set([
   'upgrade',
 ])
 
-// RFC 9110 token for names; values must not smuggle a header break.
+/** An RFC 9110 token: what a header name may be. */
+export const httpToken = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
+
+// Names are tokens; values must not smuggle a header break.
 const headerName = z
   .string()
-  .regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'invalid header name')
+  .regex(httpToken, 'invalid header name')
   .refine((name) => !perRequestHeaders.has(name.toLowerCase()), {
     error: (issue) => `${String(issue.input)} is set by the gateway for each request, not by config`,
   })

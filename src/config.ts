@@ -4,7 +4,12 @@ import { existsSync, readFileSync } from 'node:fs'
 import { type Document, type ErrorCode, LineCounter, parseDocument, visit, type YAMLError } from 'yaml'
 import { type ConfigFile, configSchema, formatIssue } from './config-schema.ts'
 import { type Resolution, resolveEnvRefs } from './env-refs.ts'
-import { parseHeaderList, type TelemetrySettings, telemetrySettings } from './otlp-config.ts'
+import {
+  otlpHeaderVariables,
+  parseHeaderList,
+  type TelemetrySettings,
+  telemetrySettings,
+} from './otlp-config.ts'
 
 type Env = Readonly<Record<string, string | undefined>>
 
@@ -82,7 +87,7 @@ export function parseConfig(text: string, env: Env, source = '(inline)'): Config
     ...parsed.data,
     port,
     source,
-    secrets: collectSecrets(parsed.data, env, telemetry.otlp?.headers),
+    secrets: collectSecrets(parsed.data, env, telemetry),
     telemetry,
   })
 }
@@ -244,16 +249,14 @@ function crossCheck(raw: unknown): string[] {
 
 const sensitiveName = /authorization|key|token|secret|cookie|password/i
 
-function collectSecrets(
-  config: ConfigFile,
-  env: Env,
-  otlpHeaders: Readonly<Record<string, string>> | undefined,
-): string[] {
+function collectSecrets(config: ConfigFile, env: Env, telemetry: TelemetrySettings): string[] {
   const values = [
     config.api_key,
     env.OTLP_API_KEY,
-    // Includes the Authorization built from OTLP_API_KEY: its base64 form is as secret as the key.
-    ...headerSecrets({ ...parseHeaderList(env.OTEL_EXPORTER_OTLP_HEADERS), ...otlpHeaders }),
+    // Each list on its own, so a header another list overrides is still known: the SDK may send it.
+    ...otlpHeaderVariables.flatMap((variable) => headerSecrets(parseHeaderList(env[variable]))),
+    // The Authorization built from OTLP_API_KEY: its base64 form is as secret as the key.
+    ...headerSecrets(telemetry.otlp?.tracesHeaders ?? {}),
   ]
   for (const provider of config.providers)
     values.push(

@@ -30,7 +30,7 @@ export function loadSdk(otlp: OtlpSettings, version: string, hooks: TelemetryHoo
     'service.name': otlp.serviceName,
     'service.version': version,
   })
-  const exporterOptions = { headers: { ...otlp.headers }, timeoutMillis: 5_000 }
+  const exporterOptions = { timeoutMillis: 5_000 }
   // Bounded queues: when the collector is slow or gone, new data is dropped (and counted), never a request.
   const batch = {
     maxQueueSize: 2_048,
@@ -44,7 +44,11 @@ export function loadSdk(otlp: OtlpSettings, version: string, hooks: TelemetryHoo
       new BatchSpanProcessor({
         ...batch,
         selfObsMeterProvider,
-        exporter: new OTLPTraceExporter({ ...exporterOptions, url: otlp.tracesUrl }),
+        exporter: new OTLPTraceExporter({
+          ...exporterOptions,
+          url: otlp.tracesUrl,
+          headers: { ...otlp.tracesHeaders },
+        }),
       }),
     ],
   })
@@ -54,7 +58,11 @@ export function loadSdk(otlp: OtlpSettings, version: string, hooks: TelemetryHoo
       new BatchLogRecordProcessor({
         ...batch,
         selfObsMeterProvider,
-        exporter: new OTLPLogExporter({ ...exporterOptions, url: otlp.logsUrl }),
+        exporter: new OTLPLogExporter({
+          ...exporterOptions,
+          url: otlp.logsUrl,
+          headers: { ...otlp.logsHeaders },
+        }),
       }),
     ],
   })

@@ -1,6 +1,7 @@
 // OTLP export settings from the environment: `OTLP_*` (the gateway's own, Grafana-friendly) and the
 // standard `OTEL_*` variables. Pure: the caller passes the environment in.
 
+import { headerText, httpToken } from './config-schema.ts'
 import { maskUrl } from './redact.ts'
 import { safeDecode } from './units.ts'
 
@@ -9,7 +10,12 @@ type Env = Readonly<Record<string, string | undefined>>
 export interface OtlpSettings {
   readonly tracesUrl: string
   readonly logsUrl: string
-  readonly headers: Readonly<Record<string, string>>
+  /**
+   * Each signal's headers, all of them: the SDK reads the standard variables by itself too, but what it
+   * reads is only ever overridden here, never trusted unchecked (see otlpHeaders).
+   */
+  readonly tracesHeaders: Readonly<Record<string, string>>
+  readonly logsHeaders: Readonly<Record<string, string>>
   readonly serviceName: string
   readonly resourceAttributes: Readonly<Record<string, string>>
 }
@@ -66,11 +72,8 @@ export function telemetrySettings(env: Env, problems: string[]): TelemetrySettin
     otlp: {
       tracesUrl: urlFor('traces', tracesOnly),
       logsUrl: urlFor('logs', logsOnly),
-      headers: {
-        ...parseHeaderList(env.OTEL_EXPORTER_OTLP_HEADERS),
-        ...authorization(env),
-        ...parseHeaderList(env.OTLP_HEADERS),
-      },
+      tracesHeaders: otlpHeaders(env, 'OTEL_EXPORTER_OTLP_TRACES_HEADERS', problems),
+      logsHeaders: otlpHeaders(env, 'OTEL_EXPORTER_OTLP_LOGS_HEADERS', problems),
       // As the OpenTelemetry spec orders it: OTEL_SERVICE_NAME, then service.name among the resource
       // attributes, then our default.
       serviceName:
@@ -107,6 +110,55 @@ export function signalUrl(base: string, signal: 'traces' | 'logs'): string {
   const match = /\/v1\/(traces|logs|metrics)$/.exec(url)
   if (match !== null) return `${url.slice(0, match.index)}/v1/${signal}`
   return `${url}/v1/${signal}`
+}
+
+/** Every variable a header list for OTLP export is read from; the SDK reads all but OTLP_HEADERS itself. */
+export const otlpHeaderVariables = [
+  'OTEL_EXPORTER_OTLP_HEADERS',
+  'OTEL_EXPORTER_OTLP_TRACES_HEADERS',
+  'OTEL_EXPORTER_OTLP_LOGS_HEADERS',
+  'OTLP_HEADERS',
+] as const
+
+/**
+ * One signal's headers, lowest precedence first: the standard list, the signal's own (as the OTel spec
+ * orders them), OTLP_API_KEY's Authorization, OTLP_HEADERS. Passed to the exporter explicitly, so every
+ * header it sends was checked here, whatever the SDK reads from the environment by itself.
+ */
+function otlpHeaders(env: Env, signalVariable: string, problems: string[]): Record<string, string> {
+  const list = (variable: string) => {
+    const problem = headerListProblem(env[variable])
+    const line = `${variable}: ${problem}`
+    if (problem !== undefined && !problems.includes(line)) problems.push(line)
+    return parseHeaderList(env[variable])
+  }
+  return {
+    ...list('OTEL_EXPORTER_OTLP_HEADERS'),
+    ...list(signalVariable),
+    ...authorization(env),
+    ...list('OTLP_HEADERS'),
+  }
+}
+
+/**
+ * What is wrong with a header list, saying which entry but quoting none: `Authorization: Basic MTIz…==`
+ * splits at the padding's `=`, making the credential a header name that Node refuses on every export,
+ * quoting it in the error.
+ */
+function headerListProblem(value: string | undefined): string | undefined {
+  const entries = set(value) ? value.split(',') : []
+  for (const [i, entry] of entries.entries()) {
+    if (entry.trim() === '') continue
+    const eq = entry.indexOf('=')
+    const name = eq === -1 ? '' : safeDecode(entry.slice(0, eq).trim())
+    if (!httpToken.test(name)) {
+      return `entry ${i + 1} is not name=value with a valid header name (write Authorization=Basic%20…, not Authorization: Basic …)`
+    }
+    if (!headerText.test(safeDecode(entry.slice(eq + 1).trim()))) {
+      return `the value of entry ${i + 1} holds a character HTTP headers cannot carry (a line break, NUL or other control character)`
+    }
+  }
+  return undefined
 }
 
 /** `k=v,k2=v2`, URL-decoded, as the OTel spec defines for OTEL_EXPORTER_OTLP_HEADERS. */

@@ -7,6 +7,7 @@ import { createServer, type IncomingHttpHeaders, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { after, afterEach, before, describe, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { parseConfig } from '../src/config.ts'
 import { grafanaInstanceId, parseHeaderList, signalUrl, telemetrySettings } from '../src/otlp-config.ts'
 import {
   baseConfig,
@@ -174,7 +175,7 @@ describe('settings from the environment', () => {
     assert.equal(grafanaInstanceId('plain-key'), undefined)
     const settings = settingsFrom({ OTLP_ENDPOINT: 'h:1', OTLP_API_KEY: token })
     assert.equal(
-      settings.otlp?.headers.Authorization,
+      settings.otlp?.tracesHeaders.Authorization,
       `Basic ${Buffer.from(`123456:${token}`).toString('base64')}`,
     )
     const overridden = settingsFrom({
@@ -183,7 +184,7 @@ describe('settings from the environment', () => {
       OTLP_INSTANCE_ID: '42',
     })
     assert.equal(
-      overridden.otlp?.headers.Authorization,
+      overridden.otlp?.tracesHeaders.Authorization,
       `Basic ${Buffer.from(`42:${token}`).toString('base64')}`,
     )
   })
@@ -198,7 +199,63 @@ describe('settings from the environment', () => {
       OTEL_EXPORTER_OTLP_HEADERS: 'x-a=env',
       OTLP_HEADERS: 'Authorization=Bearer%20t,x-b=mine',
     })
-    assert.deepEqual(settings.otlp?.headers, { 'x-a': 'env', Authorization: 'Bearer t', 'x-b': 'mine' })
+    assert.deepEqual(settings.otlp?.tracesHeaders, { 'x-a': 'env', Authorization: 'Bearer t', 'x-b': 'mine' })
+    // Each signal's own list beats the shared one, as the OTel spec says; OTLP_* still wins.
+    const perSignal = settingsFrom({
+      OTLP_ENDPOINT: 'h:1',
+      OTEL_EXPORTER_OTLP_HEADERS: 'x-a=env,x-c=shared',
+      OTEL_EXPORTER_OTLP_TRACES_HEADERS: 'x-a=traces,x-b=traces',
+      OTLP_HEADERS: 'x-b=mine',
+    })
+    assert.deepEqual(perSignal.otlp?.tracesHeaders, { 'x-a': 'traces', 'x-b': 'mine', 'x-c': 'shared' })
+    assert.deepEqual(perSignal.otlp?.logsHeaders, { 'x-a': 'env', 'x-b': 'mine', 'x-c': 'shared' })
+  })
+  // `Name: value` instead of `name=value` splits at a base64 value's padding: the credential became a
+  // header name, refused by Node on every export in a warning that quoted it.
+  test('a header list HTTP could not send is a problem naming its variable and entry, quoting nothing', () => {
+    const credential = 'MTIzNDU2OmdsY19zZWNyZXQtb3RscC10b2tlbg=='
+    const problemsFor = (env: Record<string, string>) => {
+      const problems: string[] = []
+      telemetrySettings({ OTLP_ENDPOINT: 'h:1', ...env }, problems)
+      for (const problem of problems) assert.ok(!problem.includes('MTIz'), problem)
+      return problems
+    }
+    const badName = 'is not name=value with a valid header name'
+    for (const variable of [
+      'OTLP_HEADERS',
+      'OTEL_EXPORTER_OTLP_HEADERS',
+      'OTEL_EXPORTER_OTLP_TRACES_HEADERS',
+      'OTEL_EXPORTER_OTLP_LOGS_HEADERS',
+    ]) {
+      const problems = problemsFor({ [variable]: `Authorization: Basic ${credential}` })
+      assert.equal(problems.length, 1, problems.join('\n'))
+      assert.ok(problems[0]?.startsWith(`${variable}: entry 1 ${badName}`), problems[0])
+    }
+    assert.match(
+      problemsFor({ OTLP_HEADERS: `x-a=1,Authorization Basic ${credential}` })[0] ?? '',
+      /entry 2 is not/,
+    )
+    assert.match(problemsFor({ OTLP_HEADERS: 'x%0Aa=1' })[0] ?? '', /entry 1 is not/)
+    for (const value of ['a%0D%0Ab', 'a%00b', 'a%0Ab'])
+      assert.match(
+        problemsFor({ OTLP_HEADERS: `x-a=${value}` })[0] ?? '',
+        /^OTLP_HEADERS: the value of entry 1 /,
+      )
+    assert.deepEqual(problemsFor({ OTLP_HEADERS: 'x-a=1,,x-b=a%20b,' }), [], 'empty entries are no problem')
+  })
+  test('every OTLP header list is a source of secrets, the per-signal ones too', () => {
+    const config = parseConfig(
+      'api_key: gw-key-1\nproviders: [{ name: p, base_url: "https://x.test" }]\nroutes: [{ name: r, steps: [{ provider: p, model: m }] }]\n',
+      {
+        OTLP_ENDPOINT: 'h:1',
+        OTEL_EXPORTER_OTLP_HEADERS: 'authorization=Basic%20shared-secret-1',
+        OTEL_EXPORTER_OTLP_TRACES_HEADERS: 'x-api-key=traces-secret-2',
+        OTEL_EXPORTER_OTLP_LOGS_HEADERS: 'x-api-key=logs-secret-3',
+        OTLP_HEADERS: 'Authorization=Bearer%20mine-secret-4',
+      },
+    )
+    for (const secret of ['shared-secret-1', 'traces-secret-2', 'logs-secret-3', 'mine-secret-4'])
+      assert.ok(config.secrets.includes(secret), secret)
   })
   test('standard variables, service name precedence, and off by default', () => {
     assert.equal(settingsFrom({}).otlp, undefined)
@@ -436,6 +493,27 @@ test('an invalid OTLP endpoint is a config error: validate fails, and start-up e
       assert.equal(stdout, '', 'nothing half-starts')
     }
   }
+})
+
+test('OTLP headers written as `Name: value` stop validate and start-up, naming the variable only', async () => {
+  const config = writeConfig(
+    baseConfig({
+      providers: [{ name: 'a', base_url: mock.url('a') }],
+      routes: [{ name: 'r', steps: [{ provider: 'a', model: 'm' }] }],
+    }),
+  )
+  const credential = 'MTIzNDU2OmdsY19zZWNyZXQtb3RscC10b2tlbg=='
+  const env = { OTLP_ENDPOINT: collector.url, OTLP_HEADERS: `Authorization: Basic ${credential}` }
+  for (const args of [
+    ['validate', '--config', config],
+    ['--config', config],
+  ]) {
+    const { code, stdout, stderr } = await runCli(args, { env })
+    assert.equal(code, 1, `${args[0]}: ${stdout}${stderr}`)
+    assert.match(stderr, /\n {2}OTLP_HEADERS: entry 1 is not name=value/)
+    assert.ok(!(stdout + stderr).includes(credential.slice(0, 12)), stderr)
+  }
+  assert.equal(collector.exports.length, 0)
 })
 
 test('exported bytes contain no configured secret, even when a provider echoes one', async () => {
