@@ -131,20 +131,25 @@ class ServerSpan implements RequestTrace {
     this.#capture = capture
     this.#redact = redact
     this.#method = method
-    const parent = sdk.propagator.extract(api.ROOT_CONTEXT, headers, headerGetter)
-    this.#span = sdk.tracer.startSpan(
-      method,
-      { kind: api.SpanKind.SERVER, attributes: { 'http.request.method': method, 'url.path': path } },
-      parent,
-    )
+    // The client's `tracestate` is free text the spans carry and export: redacted like the rest.
+    const { tracestate } = headers
+    const carrier =
+      tracestate === undefined ? headers : { ...headers, tracestate: redact(String(tracestate)) }
+    const parent = sdk.propagator.extract(api.ROOT_CONTEXT, carrier, headerGetter)
+    // The path is the client's text: one that put the key in its base URL sends it here
+    // (`/v1/models/<key>`). The method needs no redaction: node:http accepts only the methods it knows.
+    const attributes = { 'http.request.method': method, 'url.path': redact(path) }
+    this.#span = sdk.tracer.startSpan(method, { kind: api.SpanKind.SERVER, attributes }, parent)
     this.#context = api.trace.setSpan(parent, this.#span)
     const { traceId, spanId } = this.#span.spanContext()
     this.logFields = { trace_id: traceId, span_id: spanId }
   }
 
   named(route: string): void {
-    this.#span.updateName(`${this.#method} ${route}`)
-    this.#span.setAttribute('http.route', route)
+    // A pattern endpoint without a template is named by the path itself.
+    const name = this.#redact(route)
+    this.#span.updateName(`${this.#method} ${name}`)
+    this.#span.setAttribute('http.route', name)
   }
 
   attempt(step: Step, operation: string, input?: unknown): AttemptTrace {
@@ -225,7 +230,8 @@ function attemptAttributes(result: AttemptEnd, redact: Redactor): Record<string,
   return {
     'gateway.attempt.outcome': result.outcome,
     ...(result.status === undefined ? {} : { 'http.response.status_code': result.status }),
-    ...(result.responseModel === undefined ? {} : { 'gen_ai.response.model': result.responseModel }),
+    // The provider's text, as the fallback reason is.
+    ...(result.responseModel === undefined ? {} : { 'gen_ai.response.model': redact(result.responseModel) }),
     ...usageAttributes(result.usage),
     ...(result.ttftMs === undefined ? {} : { 'gateway.time_to_first_token_ms': result.ttftMs }),
     ...(result.outcome === 'ok'

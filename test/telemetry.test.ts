@@ -18,7 +18,7 @@ import {
   waitFor,
   writeConfig,
 } from './gateway-process.ts'
-import { MockUpstream, ok, status } from './mock-upstream.ts'
+import { completion, json, MockUpstream, ok, status } from './mock-upstream.ts'
 
 interface Export {
   path: string
@@ -530,6 +530,26 @@ test('exported bytes contain no configured secret, even when a provider echoes o
   for (const secret of [gatewayKey, providerKey, 'sk-telemetry-b-key-456', otlpKey]) {
     assert.ok(!raw.includes(secret), `exported telemetry contains ${secret}`)
   }
+})
+
+// The access log and the error body redact these; a span exports them as they came.
+test('a key in the request path, the tracestate or an upstream model name is redacted from spans', async () => {
+  const gw = await gateway({ OTLP_ENDPOINT: collector.url })
+  mock.script('a', json(200, completion('hi', `echo ${providerKey}`)))
+  const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01'
+  const tracestate = `vendor=${gatewayKey}`
+  await gw.post('/v1/chat/completions', { model: 'r', messages: [] }, { traceparent, tracestate })
+  assert.equal((await gw.get(`/v1/models/${gatewayKey}`)).status, 404)
+  assert.equal((await gw.get(`/${gatewayKey}/v1/models`)).status, 404)
+  await gw.stop()
+  const spans = collector.spans()
+  const paths = spans.map((span) => attributes(span.attributes)['url.path'])
+  assert.ok(paths.includes('/v1/models/[REDACTED]'), paths.join(' '))
+  assert.ok(paths.includes('/[REDACTED]/v1/models'), paths.join(' '))
+  const models = spans.map((span) => attributes(span.attributes)['gen_ai.response.model'])
+  assert.ok(models.includes('echo [REDACTED]'), models.join(' '))
+  const raw = collector.exports.map((e) => e.raw).join('\n')
+  for (const secret of [gatewayKey, providerKey]) assert.ok(!raw.includes(secret), `exported: ${secret}`)
 })
 
 test('with no OTLP variables nothing is exported', async () => {
