@@ -3,46 +3,72 @@
 
 const redactedMark = '[REDACTED]'
 
-export type Redactor = (text: string) => string
+/**
+ * Replaces every configured secret in a text. `reach` is the most characters one secret's spelling can
+ * take: a text cut short may end in the first `reach - 1` of them, which no pattern can recognise.
+ */
+export type Redactor = ((text: string) => string) & { readonly reach?: number }
 
-const escapeRegExp = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+const escapeRegExp = (text: string): string => text.replace(/[.*+?^${}()|[\]\\/-]/g, '\\$&')
 
-/** `<`, `>`, `&` and `'` as `\u` escapes, as Go's JSON encoder writes them, in either case of hex digit. */
-const unicodeEscaped = (text: string, upper: boolean): string =>
-  text.replace(/[<>&']/g, (c) => {
-    const hex = c.charCodeAt(0).toString(16).padStart(4, '0')
-    return `\\u${upper ? hex.toUpperCase() : hex}`
-  })
+/** `2b` → `2[bB]`: a hex escape in either case. */
+const eitherCase = (hex: string): string =>
+  hex.replace(/[a-f]/gi, (digit) => `[${digit.toLowerCase()}${digit.toUpperCase()}]`)
+
+const jsonShortEscapes: Record<string, string> = { '\b': 'b', '\f': 'f', '\n': 'n', '\r': 'r', '\t': 't' }
 
 /**
- * The ways a secret can be spelled in JSON text: raw, escaped as `JSON.stringify` escapes it (a log
- * line is JSON, so a secret holding `"` or `\` appears escaped there), and escaped as other encoders
- * write a provider's error body: `/` as `\/` (PHP, some Java), `<>&'` as `\u` escapes (Go).
+ * The ways one character other than a letter or digit can be spelled in text we emit, and the longest.
+ * Raw, or after one to three backslashes: JSON's `\"` and `\\`, PHP's and some Java's `\/`, and each
+ * of those JSON-escaped once more (a log line quoting JSON). As a `\u` escape in either case of hex
+ * digit: Go writes `<>&'` so, .NET's System.Text.Json `+` and more. Percent-encoded, per UTF-8 byte in
+ * either case (`encodeURIComponent`, an echoed URL or form), and a space as `+`.
  */
-function spellingsOf(secret: string): string[] {
-  const json = JSON.stringify(secret).slice(1, -1)
-  const slashed = json.replaceAll('/', '\\/')
-  const spellings = [secret, json, slashed]
-  for (const text of [json, slashed]) spellings.push(unicodeEscaped(text, false), unicodeEscaped(text, true))
-  return spellings
+function characterPattern(char: string): { pattern: string; longest: number } {
+  const units = [...Array(char.length).keys()].map((i) => char.charCodeAt(i).toString(16).padStart(4, '0'))
+  const bytes = [...Buffer.from(char, 'utf8')].map((b) => b.toString(16).padStart(2, '0'))
+  const short = jsonShortEscapes[char]
+  const forms = [
+    `\\\\{0,3}${escapeRegExp(char)}`,
+    `\\\\{1,2}u${units.map(eitherCase).join('\\\\{1,2}u')}`,
+    bytes.map((b) => `%${eitherCase(b)}`).join(''),
+    ...(short === undefined ? [] : [`\\\\{1,2}${short}`]),
+    ...(char === ' ' ? ['\\+'] : []),
+  ]
+  return {
+    pattern: `(?:${forms.join('|')})`,
+    longest: Math.max(3 + char.length, 7 * units.length, 3 * bytes.length),
+  }
+}
+
+/** One secret's pattern: letters and digits as they are (no encoder changes them), the rest in any spelling. */
+function secretPattern(secret: string): { pattern: string; longest: number } {
+  let pattern = ''
+  let longest = 0
+  for (const char of secret) {
+    if (/^[A-Za-z0-9]$/.test(char)) {
+      pattern += char
+      longest += 1
+    } else {
+      const one = characterPattern(char)
+      pattern += one.pattern
+      longest += one.longest
+    }
+  }
+  return { pattern, longest }
 }
 
 /**
- * One precompiled pattern over every spelling of every secret. Longest first, so a secret that
- * contains another is replaced whole.
+ * One precompiled pattern over every spelling of every secret. Longest first, so a secret that contains
+ * another is replaced whole.
  */
 export function createRedactor(secrets: readonly string[]): Redactor {
-  const spellings = new Set<string>()
-  for (const secret of secrets) for (const spelling of spellingsOf(secret)) spellings.add(spelling)
-  if (spellings.size === 0) return (text) => text
-  const pattern = new RegExp(
-    [...spellings]
-      .sort((a, b) => b.length - a.length)
-      .map(escapeRegExp)
-      .join('|'),
-    'g',
-  )
-  return (text) => text.replace(pattern, redactedMark)
+  const unique = [...new Set(secrets)].filter((secret) => secret !== '').sort((a, b) => b.length - a.length)
+  if (unique.length === 0) return Object.assign((text: string) => text, { reach: 0 })
+  const patterns = unique.map(secretPattern)
+  const pattern = new RegExp(patterns.map((p) => p.pattern).join('|'), 'g')
+  const reach = Math.max(...patterns.map((p) => p.longest))
+  return Object.assign((text: string) => text.replace(pattern, redactedMark), { reach })
 }
 
 /**

@@ -1,14 +1,24 @@
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import { baseConfig, gatewayKey, type RunningGateway, startGateway } from './gateway-process.ts'
-import { type Behaviour, chunk, MockUpstream, sse } from './mock-upstream.ts'
+import { type Behaviour, chunk, json, MockUpstream, type SeenRequest, sse } from './mock-upstream.ts'
 
 const providerKey = 'sk-live-provider-key-ABCDEF123456'
 const headerToken = 'hdr-token-9876543210'
 const otlpKey = 'glc_otlp-key-for-redaction-test'
 // Google's way: the key in base_url's query string, where a provider's error may quote it back.
 const queryKey = 'AIzaSy-query-key-0123456789'
-const secrets = [gatewayKey, providerKey, headerToken, otlpKey, queryKey]
+// A base64-style key (Bedrock-like): `+`, `/` and `=` are what encoders spell differently.
+const base64Key = 'ABSKQmVkcm9ja0tleS1+/pQrStUv=='
+const secrets = [gatewayKey, providerKey, headerToken, otlpKey, queryKey, base64Key]
+/** The spellings of a key that providers echo: percent-encoded in either case, `\u` escapes as .NET writes. */
+const spellingsOf = (key: string) => [
+  key,
+  encodeURIComponent(key),
+  encodeURIComponent(key).replace(/%[0-9A-F]{2}/g, (hex) => hex.toLowerCase()),
+  key.replaceAll('+', '\\u002B'),
+  key.replaceAll('+', '\\u002b').replaceAll('/', '\\u002F'),
+]
 
 let mock: MockUpstream
 let gw: RunningGateway
@@ -41,6 +51,7 @@ before(async () => {
         },
         { name: 'echo2', api_key: providerKey, base_url: mock.url('echo2') },
         { name: 'query', base_url: `${mock.url('query')}?api-version=2024-06&key=${queryKey}` },
+        { name: 'encoded', api_key: base64Key, base_url: mock.url('encoded') },
       ],
       routes: [
         {
@@ -51,6 +62,7 @@ before(async () => {
           ],
         },
         { name: 'q', steps: [{ provider: 'query', model: 'm' }] },
+        { name: 'e', steps: [{ provider: 'encoded', model: 'm' }] },
       ],
     }),
     { env: { OTLP_API_KEY: otlpKey } },
@@ -101,6 +113,31 @@ test("a key in base_url's query string is redacted from the error body and the s
   }
 })
 
+test('a key echoed percent-encoded or \\u-escaped, in either case of hex digit, is redacted too', async () => {
+  const keyOf = (req: { headers: Record<string, unknown> }) => String(req.headers.authorization).slice(7)
+  const echoes: Behaviour[] = [
+    json(401, (req: SeenRequest) => ({
+      error: { message: `bad credential ${encodeURIComponent(keyOf(req))}` },
+    })),
+    json(401, (req: SeenRequest) => ({
+      error: { message: `bad credential ${spellingsOf(keyOf(req))[2]}` },
+    })),
+    // System.Text.Json writes `+` as \u002B; sent as text, so the escape reaches the reason as it is.
+    (req, res) => {
+      res.writeHead(401, { 'content-type': 'text/plain' })
+      res.end(`Unauthorized: "${keyOf(req).replaceAll('+', '\\u002B').replaceAll('/', '\\u002f')}"`)
+    },
+  ]
+  for (const echo of echoes) {
+    mock.script('encoded', echo)
+    const text = await (await gw.post('/v1/chat/completions', { model: 'e', messages: [] })).text()
+    assert.match(text, /\[REDACTED\]/, text)
+    for (const spelling of spellingsOf(base64Key))
+      assert.ok(!text.includes(spelling), `${spelling} in ${text}`)
+    assert.ok(!text.includes('ABSKQmVk'), text)
+  }
+})
+
 test('a client presenting a provider key as its gateway key is refused and not logged', async () => {
   const res = await gw.get('/v1/models', { authorization: `Bearer ${providerKey}` })
   assert.equal(res.status, 401)
@@ -112,4 +149,5 @@ test('no configured secret appears anywhere in the process output', async () => 
   const output = gw.output()
   assert.ok(output.includes('upstream attempt failed'), 'the failures were logged')
   for (const secret of secrets) assert.ok(!output.includes(secret), `output contains ${secret}`)
+  for (const spelling of spellingsOf(base64Key)) assert.ok(!output.includes(spelling), `output: ${spelling}`)
 })
