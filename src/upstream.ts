@@ -63,8 +63,14 @@ class ErrorAnswer {
     return this.#size >= errorBodyBytes
   }
 
-  failure(redact: Redactor): Failure {
-    const text = Buffer.concat(this.#chunks).subarray(0, errorBodyBytes).toString('utf8')
+  /** Judged as kept; `whole` when the body ended, rather than being cut by the limit or a failure. */
+  failure(redact: Redactor, whole: boolean): Failure {
+    let text = Buffer.concat(this.#chunks).subarray(0, errorBodyBytes).toString('utf8')
+    // A cut body may end in the first characters of a key, which no redaction could recognise as one:
+    // as much of its end as a key's spelling can take goes, before anything is taken from it.
+    if (!whole || this.#size > errorBodyBytes) {
+      text = text.slice(0, Math.max(0, text.length - Math.max(0, (redact.reach ?? 0) - 1)))
+    }
     return httpError(this.#status, this.#headers, text, redact)
   }
 }
@@ -151,7 +157,7 @@ function dispatchWhole(
         if (error !== undefined) {
           if (error.add(chunk)) {
             // Settled first: aborting reports an error of its own, synchronously.
-            finish(error.failure(options.redact))
+            finish(error.failure(options.redact, false))
             controller.abort(new Error('enough of the error body'))
           }
           return
@@ -171,7 +177,7 @@ function dispatchWhole(
       },
       onResponseEnd() {
         if (error !== undefined) {
-          finish(error.failure(options.redact))
+          finish(error.failure(options.redact, true))
           return
         }
         const body = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks)
@@ -224,7 +230,7 @@ export function sendUpstream(
     })
     // A non-2xx answer: only the start of its body is kept, for the reason and the retry hint.
     let error: ErrorAnswer | undefined
-    const settleError = (answer: ErrorAnswer) => settle(answer.failure(options.redact))
+    const settleError = (answer: ErrorAnswer, whole: boolean) => settle(answer.failure(options.redact, whole))
     attempt.onAbort(() => {
       controller?.abort(new Error('attempt aborted'))
       body.fail(new Error('attempt aborted'))
@@ -245,15 +251,15 @@ export function sendUpstream(
         if (error === undefined) body.push(chunk)
         else if (error.add(chunk)) {
           c.abort(new Error('enough of the error body'))
-          settleError(error)
+          settleError(error, false)
         }
       },
       onResponseEnd() {
         if (error === undefined) body.end()
-        else settleError(error)
+        else settleError(error, true)
       },
       onResponseError(_c, err) {
-        if (error !== undefined) settleError(error)
+        if (error !== undefined) settleError(error, false)
         else if (settled) body.fail(err)
         else settle(attempt.failureOf(err))
       },

@@ -52,6 +52,7 @@ before(async () => {
         { name: 'echo2', api_key: providerKey, base_url: mock.url('echo2') },
         { name: 'query', base_url: `${mock.url('query')}?api-version=2024-06&key=${queryKey}` },
         { name: 'encoded', api_key: base64Key, base_url: mock.url('encoded') },
+        { name: 'padded', api_key: providerKey, base_url: mock.url('padded') },
       ],
       routes: [
         {
@@ -63,6 +64,7 @@ before(async () => {
         },
         { name: 'q', steps: [{ provider: 'query', model: 'm' }] },
         { name: 'e', steps: [{ provider: 'encoded', model: 'm' }] },
+        { name: 'p', steps: [{ provider: 'padded', model: 'm' }] },
       ],
     }),
     { env: { OTLP_API_KEY: otlpKey } },
@@ -138,6 +140,23 @@ test('a key echoed percent-encoded or \\u-escaped, in either case of hex digit, 
   }
 })
 
+// The gateway reads 16 KiB of an error body: a key crossing that cut is only its first characters there,
+// which no redaction can recognise as a key.
+test('a key cut in two where the error body is cut leaves no part of itself in the reason', async () => {
+  const said = 'invalid key '
+  const padded: Behaviour = (req, res) => {
+    res.writeHead(401, { 'content-type': 'text/plain' })
+    const key = String(req.headers.authorization).slice(7)
+    res.end(`${' '.repeat(16 * 1024 - said.length - 14)}${said}${key}`)
+  }
+  mock.always('padded', padded)
+  for (const stream of [false, true]) {
+    const text = await (await gw.post('/v1/chat/completions', { model: 'p', messages: [], stream })).text()
+    assert.match(text, /padded\/m: HTTP 401/, text)
+    assert.ok(!text.includes(providerKey.slice(0, 6)), `stream ${stream}: ${text}`)
+  }
+})
+
 test('a client presenting a provider key as its gateway key is refused and not logged', async () => {
   const res = await gw.get('/v1/models', { authorization: `Bearer ${providerKey}` })
   assert.equal(res.status, 401)
@@ -150,4 +169,5 @@ test('no configured secret appears anywhere in the process output', async () => 
   assert.ok(output.includes('upstream attempt failed'), 'the failures were logged')
   for (const secret of secrets) assert.ok(!output.includes(secret), `output contains ${secret}`)
   for (const spelling of spellingsOf(base64Key)) assert.ok(!output.includes(spelling), `output: ${spelling}`)
+  assert.ok(!output.includes(providerKey.slice(0, 6)), 'no cut key')
 })
