@@ -4,12 +4,8 @@ import { existsSync, readFileSync } from 'node:fs'
 import { type Document, type ErrorCode, LineCounter, parseDocument, visit, type YAMLError } from 'yaml'
 import { type ConfigFile, configSchema, formatIssue } from './config-schema.ts'
 import { type Resolution, resolveEnvRefs } from './env-refs.ts'
-import {
-  otlpHeaderVariables,
-  parseHeaderList,
-  type TelemetrySettings,
-  telemetrySettings,
-} from './otlp-config.ts'
+import { otlpSecrets, type TelemetrySettings, telemetrySettings } from './otlp-config.ts'
+import { headerSecrets, querySecrets } from './redact.ts'
 
 type Env = Readonly<Record<string, string | undefined>>
 
@@ -247,52 +243,16 @@ function crossCheck(raw: unknown): string[] {
   return problems
 }
 
-const sensitiveName = /authorization|key|token|secret|cookie|password/i
-
 function collectSecrets(config: ConfigFile, env: Env, telemetry: TelemetrySettings): string[] {
-  const values = [
-    config.api_key,
-    env.OTLP_API_KEY,
-    // Each list on its own, so a header another list overrides is still known: the SDK may send it.
-    ...otlpHeaderVariables.flatMap((variable) => headerSecrets(parseHeaderList(env[variable]))),
-    // The Authorization built from OTLP_API_KEY: its base64 form is as secret as the key.
-    ...headerSecrets(telemetry.otlp?.tracesHeaders ?? {}),
-  ]
+  const values = [config.api_key, ...otlpSecrets(env, telemetry)]
   for (const provider of config.providers)
     values.push(
       provider.api_key,
       ...headerSecrets(provider.headers ?? {}),
-      ...querySecrets(provider.base_url),
+      // As sent: the URL's own encoding of the query.
+      ...querySecrets(new URL(provider.base_url).search),
     )
   return [...new Set(values.filter((v): v is string => typeof v === 'string' && v.length >= 4))]
-}
-
-/**
- * Values of sensitive-looking headers (a token passed as a header): whole, and without an auth scheme
- * of any name (`Bearer`, `Basic`, `Token`, `Key` …), since a provider may echo the token alone.
- */
-function headerSecrets(headers: Readonly<Record<string, string>>): string[] {
-  return Object.entries(headers)
-    .filter(([name]) => sensitiveName.test(name))
-    .flatMap(([, value]) => {
-      const token = /^[A-Za-z][\w.-]*\s+(\S.*)$/.exec(value)?.[1]
-      return token === undefined ? [value] : [value, token]
-    })
-}
-
-/**
- * Values of sensitive-looking query parameters in a base_url (a key given Google's way, `?key=…`): as
- * sent, percent-encoded, and decoded, since a provider may echo either.
- */
-function querySecrets(baseUrl: string): string[] {
-  return new URL(baseUrl).search
-    .slice(1)
-    .split('&')
-    .flatMap((pair) => {
-      const [entry] = new URLSearchParams(pair)
-      if (!pair.includes('=') || entry === undefined || !sensitiveName.test(entry[0])) return []
-      return [pair.slice(pair.indexOf('=') + 1), entry[1]]
-    })
 }
 
 function deepFreeze<T>(value: T): T {

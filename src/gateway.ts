@@ -39,10 +39,16 @@ export async function createGateway(config: Config): Promise<Gateway> {
   const quotas = new QuotaBook(steps)
   const health = new HealthBoard(config.failover, quotas, steps)
   const metrics = new Metrics(router.routes, health)
-  // The telemetry's export warnings go to the logger, which in turn feeds the telemetry's log export.
+  // The telemetry's export warnings go to the logger, which in turn feeds the telemetry's log export. So
+  // the SDK's warnings about its own configuration, raised while the exporters are built, wait for it.
   let logger: Logger | undefined
+  const early: string[] = []
   const telemetry = await createTelemetry(config.telemetry, version, redact, {
-    warn: (detail) => logger?.warn({ detail }, 'telemetry export problem'),
+    warn(detail) {
+      if (logger === undefined) early.push(detail)
+      else logger.warn({ detail }, 'telemetry export problem')
+      return logger === undefined || logger.isLevelEnabled('warn')
+    },
     dropped: (signal, count) => metrics.telemetryDropped(signal, count),
   })
   const logging = createLogging({
@@ -51,6 +57,7 @@ export async function createGateway(config: Config): Promise<Gateway> {
     ...(telemetry.logSink === undefined ? {} : { tee: telemetry.logSink }),
   })
   logger = logging.logger
+  for (const detail of early) logger.warn({ detail }, 'telemetry export problem')
   const client = new UpstreamClient()
   const isKeyValid = createKeyCheck(config.api_key)
   const isAuthorized = (req: IncomingMessage) => isKeyValid(req.headers)

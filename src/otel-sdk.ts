@@ -11,6 +11,7 @@ import { resourceFromAttributes } from '@opentelemetry/resources'
 import { BatchLogRecordProcessor, LoggerProvider } from '@opentelemetry/sdk-logs'
 import { BatchSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace'
 import type { OtlpSettings } from './otlp-config.ts'
+import { maskUrls, type Redactor } from './redact.ts'
 import type { TelemetryHooks } from './telemetry.ts'
 
 export interface Sdk {
@@ -21,8 +22,8 @@ export interface Sdk {
   shutdown(): Promise<void>
 }
 
-export function loadSdk(otlp: OtlpSettings, version: string, hooks: TelemetryHooks): Sdk {
-  routeDiagnostics(hooks)
+export function loadSdk(otlp: OtlpSettings, version: string, hooks: TelemetryHooks, redact: Redactor): Sdk {
+  routeDiagnostics(hooks, redact)
   const selfObsMeterProvider = lossCounter(hooks)
   const resource = resourceFromAttributes({
     ...otlp.resourceAttributes,
@@ -149,16 +150,21 @@ function lossCounter(hooks: TelemetryHooks): api.MeterProvider {
   return { getMeter: () => meter }
 }
 
-/** The SDK reports export failures through `diag`; they become rate-limited warnings. */
-function routeDiagnostics(hooks: TelemetryHooks): void {
+/**
+ * The SDK reports export failures and its own configuration problems through `diag`; they become
+ * rate-limited warnings. URLs are masked (the SDK quotes an endpoint variable as written, credentials
+ * and all) and secrets redacted before the text is cut short: the log line is redacted too, but a key
+ * cut in two is no longer one.
+ */
+function routeDiagnostics(hooks: TelemetryHooks, redact: Redactor): void {
   const lastWarned = new Map<string, number>()
   const report = (message: unknown, ...args: unknown[]) => {
-    const text = [message, ...args].map(String).join(' ')
+    const text = redact(maskUrls([message, ...args].map(String).join(' ')))
     const kind = text.replace(/\d+/g, 'N').slice(0, 80)
     const now = Date.now()
     if (now - (lastWarned.get(kind) ?? 0) < 60_000) return
-    lastWarned.set(kind, now)
-    hooks.warn(text.slice(0, 300))
+    // Counted only once it was logged: a warning nobody saw must not silence the next one.
+    if (hooks.warn(text.slice(0, 300))) lastWarned.set(kind, now)
   }
   const ignore = () => {}
   api.diag.setLogger(

@@ -2,7 +2,7 @@
 // standard `OTEL_*` variables. Pure: the caller passes the environment in.
 
 import { headerText, httpToken } from './config-schema.ts'
-import { maskUrl } from './redact.ts'
+import { headerSecrets, maskUrl, urlSecrets } from './redact.ts'
 import { safeDecode } from './units.ts'
 
 type Env = Readonly<Record<string, string | undefined>>
@@ -113,12 +113,34 @@ export function signalUrl(base: string, signal: 'traces' | 'logs'): string {
 }
 
 /** Every variable a header list for OTLP export is read from; the SDK reads all but OTLP_HEADERS itself. */
-export const otlpHeaderVariables = [
+const otlpHeaderVariables = [
   'OTEL_EXPORTER_OTLP_HEADERS',
   'OTEL_EXPORTER_OTLP_TRACES_HEADERS',
   'OTEL_EXPORTER_OTLP_LOGS_HEADERS',
   'OTLP_HEADERS',
 ] as const
+
+const endpointVariables = [
+  'OTLP_ENDPOINT',
+  'OTEL_EXPORTER_OTLP_ENDPOINT',
+  'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT',
+  'OTEL_EXPORTER_OTLP_LOGS_ENDPOINT',
+] as const
+
+/**
+ * What in the OTLP variables is secret, whether they are used or not (the SDK reads the standard ones by
+ * itself, and quotes an endpoint it cannot parse): the key, secret-looking headers of each list on its
+ * own (one overridden by another may still be sent), the Authorization built from the key (its base64
+ * form is as secret), and each endpoint's user info and secret-looking query values.
+ */
+export function otlpSecrets(env: Env, settings: TelemetrySettings): (string | undefined)[] {
+  return [
+    env.OTLP_API_KEY,
+    ...otlpHeaderVariables.flatMap((variable) => headerSecrets(parseHeaderList(env[variable]))),
+    ...headerSecrets(settings.otlp?.tracesHeaders ?? {}),
+    ...endpointVariables.flatMap((variable) => urlSecrets(env[variable])),
+  ]
+}
 
 /**
  * One signal's headers, lowest precedence first: the standard list, the signal's own (as the OTel spec

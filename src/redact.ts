@@ -1,5 +1,8 @@
-// Redaction: every configured secret, by value, wherever it appears in text we emit; and the parts of a
-// URL that can hold one, where a message quotes it before the secrets are known.
+// Redaction: every configured secret, by value, wherever it appears in text we emit; which configured
+// values are secrets; and the parts of a URL that can hold one, where a message quotes it before the
+// secrets are known.
+
+import { safeDecode } from './units.ts'
 
 const redactedMark = '[REDACTED]'
 
@@ -88,4 +91,63 @@ export function maskUrl(text: string): string {
   if (tail !== -1) rest = `${rest.slice(0, tail + 1)}…`
   if (at !== -1) rest = `…@${rest.slice(at + 1)}`
   return scheme + rest
+}
+
+/**
+ * Every URL-like word in a message masked as maskUrl masks one: a word holding `://` or `@`, or a `?`
+ * after a `/`. For messages from code that quotes a URL it was given (the OTel SDK quotes an endpoint
+ * variable as written, `id:token@host:4318` and all).
+ */
+export function maskUrls(text: string): string {
+  return text.replace(/[^\s'"`<>()[\]{},\\]+/g, (word) =>
+    word.includes('://') || word.includes('@') || /\/[^?]*\?/.test(word) ? maskUrl(word) : word,
+  )
+}
+
+const sensitiveName = /authorization|key|token|secret|cookie|password/i
+
+/**
+ * Values of sensitive-looking headers (a token passed as a header): whole, and without an auth scheme
+ * of any name (`Bearer`, `Basic`, `Token`, `Key` …), since a provider may echo the token alone.
+ */
+export function headerSecrets(headers: Readonly<Record<string, string>>): string[] {
+  return Object.entries(headers)
+    .filter(([name]) => sensitiveName.test(name))
+    .flatMap(([, value]) => {
+      const token = /^[A-Za-z][\w.-]*\s+(\S.*)$/.exec(value)?.[1]
+      return token === undefined ? [value] : [value, token]
+    })
+}
+
+/**
+ * Values of sensitive-looking parameters in a query string (a key given Google's way, `?key=…`): as
+ * written and decoded, since a provider may echo either.
+ */
+export function querySecrets(search: string): string[] {
+  return search
+    .replace(/^\?/, '')
+    .split('&')
+    .flatMap((pair) => {
+      const [entry] = new URLSearchParams(pair)
+      if (!pair.includes('=') || entry === undefined || !sensitiveName.test(entry[0])) return []
+      return [pair.slice(pair.indexOf('=') + 1), entry[1]]
+    })
+}
+
+/**
+ * What in a URL, parsed or not, can be a credential: the user info as maskUrl sees it (up to the last
+ * `@`), whole and its password alone (a user name is most often an instance id, too common a text to
+ * redact), as written and decoded; and the values of sensitive-looking query parameters.
+ */
+export function urlSecrets(text: string | undefined): string[] {
+  if (text === undefined) return []
+  const rest = text.trim().replace(/^[a-z][a-z\d+.-]*:\/\//i, '')
+  const at = rest.lastIndexOf('@')
+  const userInfo = at === -1 ? [] : [rest.slice(0, at)]
+  const passwords = userInfo.flatMap((info) =>
+    info.includes(':') ? [info.slice(info.indexOf(':') + 1)] : [],
+  )
+  const query = rest.includes('?') ? rest.slice(rest.indexOf('?')).replace(/#.*$/, '') : ''
+  const written = [...userInfo, ...passwords]
+  return [...written, ...written.map(safeDecode), ...querySecrets(query)]
 }

@@ -71,8 +71,8 @@ export const disabledTelemetry: Telemetry = {
 }
 
 export interface TelemetryHooks {
-  /** Export problems, at most once a minute per kind. */
-  warn(message: string): void
+  /** Export problems, at most once a minute per kind; false when the message was not logged. */
+  warn(message: string): boolean
   dropped(signal: 'traces' | 'logs', count: number): void
 }
 
@@ -85,7 +85,7 @@ export async function createTelemetry(
   if (settings.otlp === undefined) return disabledTelemetry
   // Loaded on demand: with telemetry off, the SDK costs neither start-up time nor memory.
   const { loadSdk } = await import('./otel-sdk.ts')
-  const sdk = loadSdk(settings.otlp, version, hooks)
+  const sdk = loadSdk(settings.otlp, version, hooks, redact)
   return {
     enabled: true,
     captureContent: settings.captureContent,

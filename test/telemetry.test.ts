@@ -257,6 +257,26 @@ describe('settings from the environment', () => {
     for (const secret of ['shared-secret-1', 'traces-secret-2', 'logs-secret-3', 'mine-secret-4'])
       assert.ok(config.secrets.includes(secret), secret)
   })
+  test("every endpoint variable's user info and secret-looking query values are secrets, used or not", () => {
+    const { secrets } = parseConfig(
+      'api_key: gw-key-1\nproviders: [{ name: p, base_url: "https://x.test" }]\nroutes: [{ name: r, steps: [{ provider: p, model: m }] }]\n',
+      {
+        OTLP_ENDPOINT: 'http://collector:4318',
+        OTEL_EXPORTER_OTLP_ENDPOINT: '123456:glc_endpoint%2Dtoken@otlp.example.com:4318',
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'https://c:4318/v1/traces?tenant=a&api_key=query-secret-1',
+        OTEL_EXPORTER_OTLP_LOGS_ENDPOINT: 'https://only-token-1@c:4318/v1/logs',
+      },
+    )
+    for (const secret of [
+      '123456:glc_endpoint%2Dtoken',
+      'glc_endpoint%2Dtoken',
+      'glc_endpoint-token',
+      'query-secret-1',
+      'only-token-1',
+    ])
+      assert.ok(secrets.includes(secret), secret)
+    assert.ok(!secrets.includes('123456'), 'a user name alone is too common a text')
+  })
   test('standard variables, service name precedence, and off by default', () => {
     assert.equal(settingsFrom({}).otlp, undefined)
     assert.equal(settingsFrom({ OTLP_ENDPOINT: 'h:1', OTEL_SDK_DISABLED: 'true' }).otlp, undefined)
@@ -514,6 +534,33 @@ test('OTLP headers written as `Name: value` stop validate and start-up, naming t
     assert.ok(!(stdout + stderr).includes(credential.slice(0, 12)), stderr)
   }
   assert.equal(collector.exports.length, 0)
+})
+
+// Those were dropped: the logger did not exist yet. One of them quotes an endpoint as written.
+test('SDK warnings raised while the exporters are built are logged, URLs masked, keys redacted before any cut', async () => {
+  const token = 'glc_endpoint-secret-token-42'
+  const otlpKey = 'otlp-key-cut-in-two-0123456789'
+  // The SDK's warning quotes the value; padded so the key crosses the 300th character, where it is cut.
+  const said =
+    "Configuration: OTEL_EXPORTER_OTLP_COMPRESSION is invalid, expected 'none' or 'gzip' (actual: '"
+  const gw = await gateway({
+    OTLP_ENDPOINT: collector.url,
+    OTLP_API_KEY: otlpKey,
+    OTEL_EXPORTER_OTLP_COMPRESSION: `${'z'.repeat(300 - 6 - said.length)}${otlpKey}`,
+    // Read by the SDK alone (OTLP_ENDPOINT wins here), which quotes it when it cannot parse it.
+    OTEL_EXPORTER_OTLP_ENDPOINT: `123456:${token}@127.0.0.1:9`,
+  })
+  const warnings = gw.logs.filter((l) => l.msg === 'telemetry export problem').map((l) => String(l.detail))
+  const compression = warnings.find((w) => w.startsWith(said))
+  assert.ok(compression?.endsWith('[REDAC'), warnings.join('\n'))
+  assert.ok(
+    warnings.some((w) => w.includes("environment-provided export URL: '…@127.0.0.1:9'")),
+    warnings.join('\n'),
+  )
+  await gw.stop()
+  const everything = gw.output() + collector.exports.map((e) => e.raw).join('\n')
+  assert.ok(collector.logs().some((l) => l.body?.stringValue === 'telemetry export problem'))
+  for (const secret of [token, otlpKey.slice(0, 6)]) assert.ok(!everything.includes(secret), secret)
 })
 
 test('exported bytes contain no configured secret, even when a provider echoes one', async () => {
