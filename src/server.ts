@@ -1,11 +1,13 @@
 // The HTTP server: endpoint matching, auth, request ids, errors as OpenAI envelopes, one access log
-// line per request, and graceful close. The only file that knows we run on node:http.
+// line per request, and graceful close. With client-errors.ts, the only code that knows we run on
+// node:http.
 
 import { randomUUID } from 'node:crypto'
 import { once } from 'node:events'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Usage } from './answer.ts'
+import { answerProtocolErrors } from './client-errors.ts'
 import { allowsOrigin, type Cors } from './cors.ts'
 import { type EndpointTable, matchEndpoint, methodsAt, tableOf } from './endpoint-table.ts'
 import { GatewayError, toGatewayError } from './errors.ts'
@@ -96,10 +98,7 @@ export function createHttpServer(options: ServerOptions): HttpServer {
       })
     },
   )
-  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-    if (socket.writable) socket.end(`HTTP/1.1 ${clientErrorStatus(err.code)}\r\nconnection: close\r\n\r\n`)
-    else socket.destroy(err)
-  })
+  answerProtocolErrors(server)
 
   return {
     async listen(port, host) {
@@ -121,13 +120,6 @@ export function createHttpServer(options: ServerOptions): HttpServer {
       await closed
     },
   }
-}
-
-/** The answer to a request node:http could not parse, with the statuses Node's own handler uses. */
-function clientErrorStatus(code: string | undefined): string {
-  if (code === 'HPE_HEADER_OVERFLOW') return '431 Request Header Fields Too Large'
-  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return '408 Request Timeout'
-  return '400 Bad Request'
 }
 
 async function handle(

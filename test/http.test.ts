@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict'
+import { once } from 'node:events'
 import { request as httpRequest } from 'node:http'
 import { connect } from 'node:net'
 import { after, before, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { baseConfig, gatewayKey, type RunningGateway, startGateway } from './gateway-process.ts'
+import { baseConfig, gatewayKey, type RunningGateway, startGateway, waitFor } from './gateway-process.ts'
 import { MockUpstream, ok, raw } from './mock-upstream.ts'
 
 let mock: MockUpstream
@@ -241,28 +242,73 @@ test('an oversized body is 413, announced or streamed', async () => {
   assert.equal((await fetch(`${gw.url}/health`)).status, 200)
 })
 
-test('requests node:http cannot parse get 400, or 431 for headers past its limit; absolute targets are paths', async () => {
-  const answer = (text: string) =>
-    new Promise<string>((resolve) => {
-      const socket = connect(Number(new URL(gw.url).port), '127.0.0.1')
-      let out = ''
-      socket.on('data', (bytes: Buffer) => {
-        out += bytes.toString('latin1')
-      })
-      socket.on('close', () => resolve(out.split('\r\n')[0] ?? ''))
-      socket.on('error', () => {})
-      socket.write(text)
+/** What a raw client gets for `text` before the gateway closes the connection. */
+const rawExchange = (text: string) =>
+  new Promise<string>((resolve) => {
+    const socket = connect(Number(new URL(gw.url).port), '127.0.0.1')
+    let out = ''
+    socket.on('data', (bytes: Buffer) => {
+      out += bytes.toString('latin1')
     })
-  assert.equal(await answer('NOT HTTP\r\n\r\n'), 'HTTP/1.1 400 Bad Request')
+    socket.on('close', () => resolve(out))
+    socket.on('error', () => {})
+    socket.write(text)
+  })
+
+/** The status line and the error code of each answer in a raw exchange. */
+const answersIn = (out: string) =>
+  [
+    ...out.matchAll(/HTTP\/1\.1 (\d{3} [^\r]*)\r\n(?:(?!\r\n\r\n)[\s\S])*\r\n\r\n(\{"error"[^\n]*?\}\})?/g),
+  ].map(([, line, body]) => `${line}${body === undefined ? '' : ` ${JSON.parse(body).error.code}`}`)
+
+test('requests node:http cannot parse get OpenAI-shaped 400, 431, 417 and 405; absolute targets are paths', async () => {
+  assert.deepEqual(answersIn(await rawExchange('NOT HTTP\r\n\r\n')), ['400 Bad Request invalid_request'])
   // The absolute form of a request target (as sent to proxies) is a path like any other.
-  assert.equal(
-    await answer(`GET ${gw.url}/health HTTP/1.1\r\nhost: gw\r\nconnection: close\r\n\r\n`),
-    'HTTP/1.1 200 OK',
+  const absolute = await rawExchange(`GET ${gw.url}/health HTTP/1.1\r\nhost: gw\r\nconnection: close\r\n\r\n`)
+  assert.match(absolute, /^HTTP\/1\.1 200 OK/)
+  assert.deepEqual(
+    answersIn(await rawExchange(`GET /health HTTP/1.1\r\nhost: gw\r\nx-big: ${'a'.repeat(20_000)}\r\n\r\n`)),
+    ['431 Request Header Fields Too Large headers_too_large'],
   )
-  assert.equal(
-    await answer(`GET /health HTTP/1.1\r\nhost: gw\r\nx-big: ${'a'.repeat(20_000)}\r\n\r\n`),
-    'HTTP/1.1 431 Request Header Fields Too Large',
+  assert.deepEqual(
+    answersIn(await rawExchange('GET /health HTTP/1.1\r\nhost: gw\r\nexpect: something\r\n\r\n')),
+    ['417 Expectation Failed expectation_failed'],
   )
+  assert.deepEqual(
+    answersIn(await rawExchange('CONNECT example.com:443 HTTP/1.1\r\nhost: example.com\r\n\r\n')),
+    ['405 Method Not Allowed method_not_allowed'],
+  )
+})
+
+test('bytes that cannot be parsed after a whole request do not replace or break its answer', async () => {
+  const body = JSON.stringify({ model: 'chat', messages: [] })
+  const head = (extra: string, length = Buffer.byteLength(body)) =>
+    `POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer ${gatewayKey}\r\n` +
+    `content-type: application/json\r\ncontent-length: ${length}\r\n${extra}\r\n`
+  // A stray byte after a request that asked to close, and a pipelined request that is not HTTP.
+  assert.deepEqual(answersIn(await rawExchange(`${head('connection: close\r\n')}${body}x`)), ['200 OK'])
+  assert.deepEqual(answersIn(await rawExchange(`${head('')}${body}NOT HTTP\r\n\r\n`)), ['200 OK'])
+  // A stream in flight when the garbage arrives ends as a stream, with no status line inside it.
+  mock.script('p', async (_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream' })
+    res.write(`data: ${JSON.stringify({ choices: [{ index: 0, delta: { content: 'one' } }] })}\n\n`)
+    await sleep(200)
+    res.end(
+      `data: ${JSON.stringify({ choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] })}\n\ndata: [DONE]\n\n`,
+    )
+  })
+  const streamed = JSON.stringify({ model: 'chat', messages: [], stream: true })
+  const socket = connect(Number(new URL(gw.url).port), '127.0.0.1')
+  let out = ''
+  socket.on('data', (bytes: Buffer) => {
+    out += bytes.toString('latin1')
+  })
+  socket.write(`${head('', Buffer.byteLength(streamed))}${streamed}`)
+  await waitFor(() => out.includes('"one"'), 'the first event')
+  socket.write('NOT HTTP\r\n\r\n')
+  await once(socket, 'close')
+  assert.deepEqual(answersIn(out), ['200 OK'])
+  assert.match(out, /data: \[DONE\]\n\n\r\n0\r\n\r\n$/)
 })
 
 test('a client that hangs up while sending its body is logged as a 499, not as our error', async () => {
