@@ -26,6 +26,8 @@ interface OpenText {
 interface OpenCall {
   readonly kind: 'call'
   readonly item: Item
+  /** The id the provider gave the call, if any (`item.call_id` may be made up). */
+  readonly sentId: string | undefined
   readonly outputIndex: number
   arguments: string
 }
@@ -41,9 +43,12 @@ export class ResponsesStreamWriter implements StreamWriter {
   #started = false
   #text: OpenText | undefined
   #refusal: OpenText | undefined
+  /** Calls by key, a number given in the order they opened. */
   readonly #calls = new Map<number, OpenCall>()
-  /** Calls seen without an `index`. */
-  #unindexed = 0
+  /** The key of the call open at each provider `index`. */
+  readonly #keyOfIndex = new Map<number, number>()
+  /** The key of the last call seen without an `index`. */
+  #unindexedKey: number | undefined
   readonly #items: (OpenText | OpenCall)[] = []
   #finish: string | null = null
   #usage: Json | null = null
@@ -119,14 +124,21 @@ export class ResponsesStreamWriter implements StreamWriter {
   }
 
   /**
-   * The call a delta belongs to. Some providers (Gemini's OpenAI endpoint) leave `index` out: there a
-   * delta carrying another id, or a name when the open call has one, starts the next call (keys below
-   * 0, apart from the providers' own indexes).
+   * The call a delta belongs to. Ollama and vLLM send parallel calls all at `index` 0, each with its own
+   * id: there another id at the same index starts the next call. Some providers (Gemini's OpenAI
+   * endpoint) leave `index` out: there a delta carrying another id, or a name when the open call has
+   * one, starts the next call.
    */
   #callKey(call: Json): number {
-    if (typeof call.index === 'number') return call.index
-    const open = this.#calls.get(-this.#unindexed)
     const id = typeof call.id === 'string' && call.id !== '' ? call.id : undefined
+    if (typeof call.index === 'number') {
+      const key = this.#keyOfIndex.get(call.index)
+      const openId = key === undefined ? undefined : this.#calls.get(key)?.sentId
+      if (key !== undefined && (id === undefined || openId === undefined || id === openId)) return key
+      this.#keyOfIndex.set(call.index, this.#calls.size)
+      return this.#calls.size
+    }
+    const open = this.#unindexedKey === undefined ? undefined : this.#calls.get(this.#unindexedKey)
     const name = (call.function as { name?: unknown } | undefined)?.name
     // An id decides when there is one (some providers repeat id and name on every delta).
     const next =
@@ -134,26 +146,27 @@ export class ResponsesStreamWriter implements StreamWriter {
       (id !== undefined
         ? id !== open.item.call_id
         : typeof name === 'string' && name !== '' && open.item.name !== '')
-    if (next) this.#unindexed++
-    return -this.#unindexed
+    if (next) this.#unindexedKey = this.#calls.size
+    return this.#unindexedKey ?? this.#calls.size
   }
 
   #callDelta(call: Json): string {
-    const index = this.#callKey(call)
+    const key = this.#callKey(call)
     const fn = (call.function ?? {}) as { name?: string; arguments?: string }
     let out = ''
-    let open = this.#calls.get(index)
+    let open = this.#calls.get(key)
     if (open === undefined) {
+      const sentId = typeof call.id === 'string' && call.id !== '' ? call.id : undefined
       const item: Item = {
         type: 'function_call',
         id: newId('fc'),
-        call_id: callIdOf(call.id),
+        call_id: callIdOf(sentId),
         name: fn.name ?? '',
         arguments: '',
         status: 'in_progress',
       }
-      open = { kind: 'call', item, outputIndex: this.#items.length, arguments: '' }
-      this.#calls.set(index, open)
+      open = { kind: 'call', item, sentId, outputIndex: this.#items.length, arguments: '' }
+      this.#calls.set(key, open)
       this.#items.push(open)
       out += this.#emit('response.output_item.added', { output_index: open.outputIndex, item })
     }

@@ -458,6 +458,35 @@ describe('translated for chat-only providers', () => {
     assert.match(call.call_id, /^call_[0-9a-f]+$/)
   })
 
+  test('parallel calls streamed at one index (as Ollama and vLLM send them) stay apart by id', async () => {
+    const call = (id: string | undefined, name: string | undefined, args: string) => ({
+      index: 0,
+      ...(id === undefined ? {} : { id, type: 'function' }),
+      function: { ...(name === undefined ? {} : { name }), arguments: args },
+    })
+    mock.script(
+      'chat1',
+      sse([
+        chunk({ role: 'assistant', content: '', tool_calls: [call('call_a', 'file_write', '{"filePath":')] }),
+        chunk({ tool_calls: [call(undefined, undefined, '"hello.py"}')] }),
+        chunk({ tool_calls: [call('call_b', 'file_write', '{"filePath":"world.py"}')] }),
+        // A repeated id continues its call.
+        chunk({ tool_calls: [call('call_c', 'file_read', '{"filePath":')] }),
+        chunk({ tool_calls: [call('call_c', 'file_read', '"a.py"}')] }),
+        chunk({ content: '' }, 'tool_calls'),
+      ]),
+    )
+    const final = await client.responses.stream({ model: 'r', input: 'write two files' }).finalResponse()
+    assert.deepEqual(
+      final.output.map((item) => item.type === 'function_call' && [item.call_id, item.name, item.arguments]),
+      [
+        ['call_a', 'file_write', '{"filePath":"hello.py"}'],
+        ['call_b', 'file_write', '{"filePath":"world.py"}'],
+        ['call_c', 'file_read', '{"filePath":"a.py"}'],
+      ],
+    )
+  })
+
   test('text and calls of one assistant turn are replayed as one message', async () => {
     const call = { id: 'call_1', type: 'function', function: { name: 'f', arguments: '{}' } }
     mock.script('chat1', chatAnswer({ content: 'Let me check.', tool_calls: [call] }, 'tool_calls'))
