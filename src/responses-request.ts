@@ -60,6 +60,28 @@ function chatContent(content: unknown): unknown {
   })
 }
 
+const textParts = new Set(['input_text', 'output_text', 'text'])
+
+/**
+ * A function_call_output's `output` as the tool message's text. Given as a list of parts, only text
+ * can go: a chat tool message has no place for images or files.
+ */
+function toolOutput(output: unknown): string {
+  if (typeof output === 'string') return output
+  if (!Array.isArray(output)) return JSON.stringify(output)
+  const param = 'input.function_call_output.output'
+  return objects(output, param)
+    .map((part) => {
+      if (!textParts.has(String(part.type)) || typeof part.text !== 'string')
+        throw refused(
+          param,
+          `only text parts fit in a chat tool message (this one is "${String(part.type)}")`,
+        )
+      return part.text
+    })
+    .join('')
+}
+
 /** Conversation items → chat messages; consecutive function calls become one assistant turn. */
 function itemsToMessages(items: readonly Item[]): Json[] {
   const messages: Json[] = []
@@ -89,8 +111,7 @@ function itemsToMessages(items: readonly Item[]): Json[] {
         last.tool_calls = [...((last.tool_calls as Json[] | undefined) ?? []), call]
       else messages.push({ role: 'assistant', content: null, tool_calls: [call] })
     } else if (type === 'function_call_output') {
-      const output = typeof item.output === 'string' ? item.output : JSON.stringify(item.output)
-      messages.push({ role: 'tool', tool_call_id: item.call_id, content: output })
+      messages.push({ role: 'tool', tool_call_id: item.call_id, content: toolOutput(item.output) })
     } else if (type === 'reasoning') {
       // Reasoning summaries from earlier turns have no chat equivalent; they are context only.
     } else {

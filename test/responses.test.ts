@@ -243,6 +243,36 @@ describe('translated for chat-only providers', () => {
     ])
   })
 
+  test('a function_call_output given as parts: its text is the tool message, anything else is refused', async () => {
+    const call = { type: 'function_call' as const, call_id: 'call_1', name: 'get_weather', arguments: '{}' }
+    const answer = (output: OpenAI.Responses.ResponseFunctionCallOutputItemList) => [
+      { role: 'user' as const, content: 'Weather?' },
+      call,
+      { type: 'function_call_output' as const, call_id: 'call_1', output },
+    ]
+    mock.script('chat1', ok('Sunny.'))
+    await client.responses.create({
+      model: 'r',
+      input: answer([
+        { type: 'input_text', text: 'Sunny, ' },
+        { type: 'input_text', text: '21 C' },
+      ]),
+    })
+    const messages = mock.requests('chat1')[0]?.body.messages as unknown[]
+    assert.deepEqual(messages.at(-1), { role: 'tool', tool_call_id: 'call_1', content: 'Sunny, 21 C' })
+    const res = await gw.post('/v1/responses', {
+      model: 'r',
+      input: answer([
+        { type: 'input_text', text: 'Sunny, 21 C' },
+        { type: 'input_image', image_url: 'data:image/png;base64,iVBORw0KGgo=', detail: 'auto' },
+      ]),
+    })
+    assert.equal(res.status, 400)
+    const { error } = (await res.json()) as { error: { param: string; code: string } }
+    assert.deepEqual([error.code, error.param], ['invalid_request', 'input.function_call_output.output'])
+    assert.equal(mock.requests('chat1').length, 1, 'refused before any provider is called')
+  })
+
   test('previous_response_id carries the conversation; unknown ids are a 404; stored ones can be fetched', async () => {
     mock.script('chat1', ok('Nice to meet you, Ada.'), ok('Your name is Ada.'))
     const first = await client.responses.create({ model: 'r', input: 'My name is Ada.' })
