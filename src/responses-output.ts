@@ -109,6 +109,22 @@ export const messageItem = (content: Json[], status = 'completed'): Item => ({
   content,
 })
 
+/**
+ * The text of a chat message's `content`, whole or a stream delta. Some providers (Mistral's
+ * Magistral) send a list of chunks, the model's reasoning in `thinking` chunks beside the `text` ones:
+ * only the text is the answer.
+ */
+export function textOf(content: unknown): string {
+  if (typeof content === 'string') return content
+  if (!Array.isArray(content)) return ''
+  return content
+    .map((chunk: unknown) => {
+      const { type, text } = (chunk ?? {}) as { type?: unknown; text?: unknown }
+      return type === 'text' && typeof text === 'string' ? text : ''
+    })
+    .join('')
+}
+
 /** A chat completion (parsed JSON) as a Response object. */
 export function chatToResponse(chat: Json, shell: ResponseShell): Json {
   const choice = (Array.isArray(chat.choices) ? chat.choices[0] : undefined) as
@@ -120,9 +136,8 @@ export function chatToResponse(chat: Json, shell: ResponseShell): Json {
   const output: Item[] = []
   const finish = choice?.finish_reason ?? null
   const status = itemStatusOf(finish)
-  const content = choice?.message?.content
-  if (typeof content === 'string' && content !== '')
-    output.push(messageItem([partOf('output_text', content)], status))
+  const content = textOf(choice?.message?.content)
+  if (content !== '') output.push(messageItem([partOf('output_text', content)], status))
   const refusal = choice?.message?.refusal
   if (typeof refusal === 'string' && refusal !== '')
     output.push(messageItem([partOf('refusal', refusal)], status))

@@ -11,6 +11,7 @@ import {
   partOf,
   type ResponseShell,
   response,
+  textOf,
   usageOf,
 } from './responses-output.ts'
 import type { Item } from './responses-request.ts'
@@ -90,8 +91,8 @@ export class ResponsesStreamWriter implements StreamWriter {
           finish_reason?: string | null
         }
       | undefined
-    const content = choice?.delta?.content
-    if (typeof content === 'string' && content !== '') out += this.#textDelta('output_text', content)
+    const content = textOf(choice?.delta?.content)
+    if (content !== '') out += this.#textDelta('output_text', content)
     const refusal = choice?.delta?.refusal
     if (typeof refusal === 'string' && refusal !== '') out += this.#textDelta('refusal', refusal)
     for (const call of choice?.delta?.tool_calls ?? []) out += this.#callDelta(call)

@@ -366,6 +366,30 @@ describe('translated for chat-only providers', () => {
     assert.deepEqual(messages.at(-2), { role: 'assistant', content: refusal })
   })
 
+  test('content given as a list of chunks (as Magistral sends it): its text parts, whole and streamed', async () => {
+    const thinking = { type: 'thinking', thinking: [{ type: 'text', text: 'Reasoning traces...' }] }
+    mock.script('chat1', chatAnswer({ content: [thinking, { type: 'text', text: 'The answer is 4.' }] }))
+    const whole = await client.responses.create({ model: 'r', input: '2+2?' })
+    assert.equal(whole.status, 'completed')
+    assert.equal(whole.output_text, 'The answer is 4.')
+    assert.equal(whole.output.length, 1)
+    mock.script(
+      'chat1',
+      sse([
+        chunk({ role: 'assistant', content: [thinking] }),
+        chunk({ content: [{ type: 'text', text: 'The answer' }] }),
+        chunk({ content: ' is 4.' }),
+        chunk({}, 'stop'),
+      ]),
+    )
+    const deltas: string[] = []
+    const stream = client.responses.stream({ model: 'r', input: '2+2?' })
+    stream.on('response.output_text.delta', (event) => deltas.push(event.delta))
+    const final = await stream.finalResponse()
+    assert.deepEqual(deltas, ['The answer', ' is 4.'])
+    assert.equal(final.output_text, 'The answer is 4.')
+  })
+
   test('fields that cannot be honoured are refused by name', async () => {
     for (const [extra, param] of [
       [{ tools: [{ type: 'web_search' }] }, 'tools.web_search'],
