@@ -60,6 +60,16 @@ function chatContent(content: unknown): unknown {
   })
 }
 
+/**
+ * Assistant history arrives as output_text parts, and system text as input_text parts (Codex CLI,
+ * LangChain): providers expect plain text there, and some (Groq) refuse anything else. Parts that are
+ * not all text are left as they are, for the provider to take or refuse.
+ */
+function plainText(content: unknown): unknown {
+  if (!Array.isArray(content) || !content.every((part: Json) => part.type === 'text')) return content
+  return content.map((part: Json) => part.text).join('')
+}
+
 const textParts = new Set(['input_text', 'output_text', 'text'])
 
 /**
@@ -92,12 +102,7 @@ function itemsToMessages(items: readonly Item[]): Json[] {
       if (!['system', 'user', 'assistant'].includes(String(role)))
         throw refused('input.role', `role "${String(item.role)}"`)
       const content = chatContent(item.content)
-      // Assistant history arrives as output_text parts; providers expect plain text there.
-      const text =
-        role === 'assistant' && Array.isArray(content)
-          ? content.map((p: Json) => (typeof p.text === 'string' ? p.text : '')).join('')
-          : content
-      messages.push({ role, content: text })
+      messages.push({ role, content: role === 'user' ? content : plainText(content) })
     } else if (type === 'function_call') {
       const call = {
         id: item.call_id,

@@ -300,6 +300,30 @@ describe('translated for chat-only providers', () => {
     await assert.rejects(client.responses.retrieve('resp_missing'), OpenAI.NotFoundError)
   })
 
+  test('system and developer text given as parts goes as a string (Groq refuses anything else)', async () => {
+    mock.script('chat1', ok('Bonjour'))
+    await client.responses.create({
+      model: 'r',
+      input: [
+        { type: 'message', role: 'developer', content: [{ type: 'input_text', text: 'Answer in French.' }] },
+        {
+          type: 'message',
+          role: 'system',
+          content: [
+            { type: 'input_text', text: 'Be ' },
+            { type: 'input_text', text: 'brief.' },
+          ],
+        },
+        { type: 'message', role: 'user', content: [{ type: 'input_text', text: 'Hello' }] },
+      ],
+    })
+    assert.deepEqual(mock.requests('chat1')[0]?.body.messages, [
+      { role: 'system', content: 'Answer in French.' },
+      { role: 'system', content: 'Be brief.' },
+      { role: 'user', content: [{ type: 'text', text: 'Hello' }] },
+    ])
+  })
+
   test('a length finish is an incomplete response, its items too', async () => {
     mock.script('chat1', chatAnswer({ content: 'cut' }, 'length'))
     const response = await client.responses.create({ model: 'r', input: 'long', max_output_tokens: 1 })
