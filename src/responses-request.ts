@@ -22,6 +22,10 @@ function objects(list: readonly unknown[], param: string): Json[] {
   return list as Json[]
 }
 
+/** An `item_reference`: its `type` may be left out, leaving an id alone (no role, so not a message). */
+export const isItemReference = (item: Item): boolean =>
+  item.type === 'item_reference' || (item.type == null && item.role === undefined && item.id !== undefined)
+
 /** The request's `input` as items: a string is one user message. */
 export function inputItems(input: unknown): Item[] {
   if (typeof input === 'string') return [{ type: 'message', role: 'user', content: input }]
@@ -96,7 +100,9 @@ function toolOutput(output: unknown): string {
 function itemsToMessages(items: readonly Item[]): Json[] {
   const messages: Json[] = []
   for (const item of items) {
-    const type = item.type ?? (item.role === undefined ? undefined : 'message')
+    const type = isItemReference(item)
+      ? 'item_reference'
+      : (item.type ?? (item.role === undefined ? undefined : 'message'))
     if (type === 'message') {
       const role = item.role === 'developer' ? 'system' : item.role
       if (!['system', 'user', 'assistant'].includes(String(role)))
@@ -117,6 +123,13 @@ function itemsToMessages(items: readonly Item[]): Json[] {
       else messages.push({ role: 'assistant', content: null, tool_calls: [call] })
     } else if (type === 'function_call_output') {
       messages.push({ role: 'tool', tool_call_id: item.call_id, content: toolOutput(item.output) })
+    } else if (type === 'item_reference') {
+      // References to items stored here were replaced already (responses.ts); OpenAI answers others so.
+      throw new GatewayError(
+        'not_found',
+        `Item with id "${String(item.id).slice(0, 100)}" not found (an item_reference names an output item of a response stored on this gateway).`,
+        { param: 'input' },
+      )
     } else if (type === 'reasoning') {
       // Reasoning summaries from earlier turns have no chat equivalent; they are context only.
     } else {

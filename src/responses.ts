@@ -8,7 +8,7 @@ import { type HandlerDeps, routeOf } from './handlers.ts'
 import { proxyThroughRoute, type StepPlan } from './proxy.ts'
 import type { ResponseStore, StoredResponse } from './response-store.ts'
 import { chatToResponse, echoedSettings, newId, type ResponseShell } from './responses-output.ts'
-import { type Item, inputItems, toChatRequest } from './responses-request.ts'
+import { type Item, inputItems, isItemReference, toChatRequest } from './responses-request.ts'
 import { ResponsesStreamWriter } from './responses-stream.ts'
 import { type Route, rewriteBody, type Step } from './router.ts'
 import { type Endpoint, type Exchange, sendJson } from './server.ts'
@@ -59,7 +59,7 @@ async function createResponse(exchange: Exchange, deps: ResponsesDeps): Promise<
     history = deps.store.get(id)
     if (history === undefined) throw responseNotFound(id, 'previous_response_id')
   }
-  const input = inputItems(body.input)
+  const input = resolveReferences(inputItems(body.input), deps.store)
   const conversation = [...(history?.items ?? []), ...input]
   const usable = usableRoute(route, body, conversation)
   const shell: Omit<ResponseShell, 'model'> = {
@@ -83,6 +83,17 @@ async function createResponse(exchange: Exchange, deps: ResponsesDeps): Promise<
     operation: 'chat',
     plan,
   })
+}
+
+/**
+ * The input with each `item_reference` to an output item of a response stored here replaced by that
+ * item (Vercel's AI SDK sends earlier output so, from its second turn on). Any other reference is left
+ * as sent: a native provider may know its own ids, and a translating step refuses it by name.
+ */
+function resolveReferences(items: Item[], store: ResponseStore): Item[] {
+  return items.map((item) =>
+    isItemReference(item) && typeof item.id === 'string' ? (store.item(item.id) ?? item) : item,
+  )
 }
 
 /**

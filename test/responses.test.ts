@@ -6,6 +6,7 @@ import assert from 'node:assert/strict'
 import { after, before, beforeEach, describe, test } from 'node:test'
 import { ChatOpenAI } from '@langchain/openai'
 import OpenAI from 'openai'
+import { ResponseStore } from '../src/response-store.ts'
 import { baseConfig, gatewayKey, type RunningGateway, startGateway } from './gateway-process.ts'
 import {
   type Behaviour,
@@ -565,6 +566,61 @@ describe('translated for chat-only providers', () => {
     )
   })
 
+  test('an item_reference to an output item stored here is replaced by it; an unknown one is a 404', async () => {
+    const call = { id: 'call_1', type: 'function', function: { name: 'lookup', arguments: '{}' } }
+    mock.script('chat1', chatAnswer({ content: 'Let me look.', tool_calls: [call] }, 'tool_calls'))
+    const first = await client.responses.create({ model: 'r', input: 'My name is Ada.' })
+    const [message, fnCall] = first.output.map((item) => item.id ?? '')
+    mock.script('chat1', ok('Your name is Ada.'))
+    // As Vercel's AI SDK sends a second turn; the type of a reference may be left out.
+    const second = await client.responses.create({
+      model: 'r',
+      input: [
+        { role: 'user', content: 'My name is Ada.' },
+        { type: 'item_reference', id: message ?? '' },
+        { id: fnCall ?? '' },
+        { type: 'function_call_output', call_id: 'call_1', output: '42' },
+      ],
+    })
+    assert.equal(second.output_text, 'Your name is Ada.')
+    assert.deepEqual(mock.requests('chat1')[1]?.body.messages, [
+      { role: 'user', content: 'My name is Ada.' },
+      { role: 'assistant', content: 'Let me look.', tool_calls: [call] },
+      { role: 'tool', tool_call_id: 'call_1', content: '42' },
+    ])
+    // Nothing is kept of a response made with store: false, as at OpenAI.
+    mock.script('chat1', ok('not kept'))
+    const unstored = await client.responses.create({ model: 'r', input: 'hi', store: false })
+    for (const id of ['msg_unknown', unstored.output[0]?.id ?? '']) {
+      const res = await gw.post('/v1/responses', { model: 'r', input: [{ type: 'item_reference', id }] })
+      assert.equal(res.status, 404)
+      const { error } = (await res.json()) as { error: { param: string; code: string; message: string } }
+      assert.deepEqual([error.code, error.param], ['not_found', 'input'])
+    }
+    assert.equal(mock.requests('chat1').length, 3, 'refused before any provider is called')
+  })
+
+  test('the store finds output items by id, and lets them go with their response', () => {
+    const store = new ResponseStore(2, 1_000, 2_000)
+    const response = (id: string, itemId: string, size = 0) => ({
+      id,
+      output: [{ type: 'message', id: itemId, content: 'x'.repeat(size) }, { type: 'reasoning' }],
+    })
+    store.put('a', response('a', 'msg_a'), undefined, [], 0)
+    assert.equal(store.item('msg_a', 0)?.id, 'msg_a')
+    assert.equal(store.item('msg_a', 1_000), undefined, 'age')
+    store.put('a', response('a', 'msg_a'), undefined, [], 0)
+    store.put('b', response('b', 'msg_b'), undefined, [], 0)
+    store.put('c', response('c', 'msg_c'), undefined, [], 0)
+    assert.equal(store.item('msg_a', 0), undefined, 'count: gone with its response')
+    store.put('a', response('a', 'msg_a2'), undefined, [], 0)
+    assert.equal(store.item('msg_a', 0), undefined, 'not found through a later response of the same id')
+    assert.equal(store.item('msg_a2', 0)?.id, 'msg_a2')
+    store.put('big', response('big', 'msg_big', 1_900), undefined, [], 0)
+    assert.equal(store.item('msg_a2', 0), undefined, 'size: gone with its response')
+    assert.equal(store.item('msg_big', 0)?.id, 'msg_big')
+  })
+
   test('text and calls of one assistant turn are replayed as one message', async () => {
     const call = { id: 'call_1', type: 'function', function: { name: 'f', arguments: '{}' } }
     mock.script('chat1', chatAnswer({ content: 'Let me check.', tool_calls: [call] }, 'tool_calls'))
@@ -646,6 +702,30 @@ describe('native Responses providers', () => {
       'our ids stay here; the conversation is sent instead',
     )
     assert.equal((second?.input as unknown[] | undefined)?.length, 3)
+  })
+
+  test('item_reference: stored items are sent whole to native steps, others as sent; native items are kept', async () => {
+    mock.script('chat1', ok('from chat'))
+    const chat = await client.responses.create({ model: 'r', input: 'hi' })
+    const stored = chat.output[0]
+    mock.script('native', json(200, nativeResponse))
+    const own = { type: 'item_reference' as const, id: 'msg_known_to_the_provider' }
+    await client.responses.create({
+      model: 'n',
+      input: [{ type: 'item_reference', id: stored?.id ?? '' }, own, { role: 'user', content: 'more' }],
+    })
+    assert.deepEqual(mock.requests('native')[0]?.body.input, [stored, own, { role: 'user', content: 'more' }])
+    // A reference only the provider can know skips the chat steps of a mixed route, untried.
+    mock.script('native', json(200, nativeResponse))
+    const mixed = await client.responses.create({ model: 'cn', input: [own] })
+    assert.equal(mixed.output_text, 'native answer')
+    assert.equal(mock.requests('chat1').length, 1)
+    // The native answer's items are kept too: a chat step gets them translated.
+    mock.script('chat1', ok('from chat again'))
+    await client.responses.create({ model: 'r', input: [{ type: 'item_reference', id: 'msg_1' }] })
+    assert.deepEqual(mock.requests('chat1')[1]?.body.messages, [
+      { role: 'assistant', content: 'native answer' },
+    ])
   })
 
   test('native: JSON schema and function calls pass through as sent; a rate-limited step falls back', async () => {
