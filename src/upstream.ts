@@ -148,6 +148,7 @@ function dispatchWhole(
         else cancel = (reason) => controller.abort(reason)
       },
       onResponseStart(_controller, statusCode, responseHeaders) {
+        if (statusCode < 200) return // an interim answer (103 Early Hints, 102): the real one follows
         attempt.unwatch()
         status = statusCode
         headers = responseHeaders
@@ -242,6 +243,7 @@ export function sendUpstream(
         else controller = c
       },
       onResponseStart(_c, statusCode, headers) {
+        if (statusCode < 200) return // interim, as above
         attempt.unwatch()
         if (statusCode >= 200 && statusCode < 300)
           settle({ kind: 'response', status: statusCode, headers, body })

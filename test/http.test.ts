@@ -459,6 +459,27 @@ test('a JSON answer labelled as text by its provider reaches the client as appli
   }
 })
 
+test('an interim 1xx answer from the provider is passed over for the answer that follows', async () => {
+  mock.script('p', async (req, res) => {
+    res.writeEarlyHints({ link: '</x>; rel=preload' })
+    res.writeProcessing()
+    await ok('after hints')(req, res)
+  })
+  const res = await gw.post('/v1/chat/completions', { model: 'chat', messages: [] })
+  assert.equal(res.status, 200)
+  assert.match(await res.text(), /after hints/)
+  mock.script('p', async (_req, res) => {
+    res.writeEarlyHints({ link: '</x>; rel=preload' })
+    res.writeHead(200, { 'content-type': 'text/event-stream' })
+    res.end(
+      `data: ${JSON.stringify({ choices: [{ index: 0, delta: { content: 'streamed' }, finish_reason: 'stop' }] })}\n\ndata: [DONE]\n\n`,
+    )
+  })
+  const streamed = await gw.post('/v1/chat/completions', { model: 'chat', messages: [], stream: true })
+  assert.equal(streamed.status, 200)
+  assert.match(await streamed.text(), /streamed[\s\S]*\[DONE\]/)
+})
+
 test('every request gets one access log line', async () => {
   await fetch(`${gw.url}/health`, { headers: { 'x-request-id': 'access-1' } })
   const line = await gw.waitForLog((l) => l.msg === 'request' && l.requestId === 'access-1')
