@@ -134,11 +134,12 @@ async function deliver(
   facts.provider = step.provider
   facts.model = step.model
   const headers = {
-    'x-gateway-route': route.name,
-    'x-gateway-provider': step.provider,
-    'x-gateway-model': step.model,
+    'x-gateway-route': headerSafe(route.name),
+    'x-gateway-provider': headerSafe(step.provider),
+    'x-gateway-model': headerSafe(step.model),
     'x-gateway-attempts': String(outcome.trail.attempts.length),
   }
+  let piped = false
   try {
     if (answer.kind === 'json') {
       const body =
@@ -162,6 +163,7 @@ async function deliver(
     })
     facts.ttfbMs = elapsedMs(exchange)
     answer.attempt.committed(step)
+    piped = true
     const end = await pipeStream(
       res,
       answer,
@@ -187,9 +189,17 @@ async function deliver(
       if (change !== undefined) logHealthChange(deps.logger, step, change)
     }
   } finally {
+    // A stream never piped (its head could not be written) would hold the provider's connection open.
+    if (answer.kind === 'stream' && !piped) void answer.rest.return(undefined).catch(() => {})
     answer.attempt.end()
   }
 }
+
+/**
+ * A name from the config as a header value: node:http refuses anything outside latin-1 and control
+ * characters, and a route may well be named in any script. Such a name is sent percent-encoded.
+ */
+const headerSafe = (name: string): string => (/^[\x20-\x7e]*$/.test(name) ? name : encodeURIComponent(name))
 
 /**
  * Past this size a JSON answer is written as the bytes it came in: written as text, node:http would

@@ -5,7 +5,7 @@ import { connect } from 'node:net'
 import { after, before, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { baseConfig, gatewayKey, type RunningGateway, startGateway, waitFor } from './gateway-process.ts'
-import { MockUpstream, ok, raw } from './mock-upstream.ts'
+import { MockUpstream, ok, raw, sse, textChunks } from './mock-upstream.ts'
 
 let mock: MockUpstream
 let gw: RunningGateway
@@ -22,6 +22,7 @@ before(async () => {
         { name: 'chat', steps: [{ provider: 'p', model: 'm1' }] },
         { name: 'vendor/model:free', steps: [{ provider: 'p', model: 'm2' }] },
         { name: 'counted', steps: [{ provider: 'p', model: 'm3', limits: { tpm: 1_000_000 } }] },
+        { name: '快速', steps: [{ provider: 'p', model: 'qwen/通义-7b' }] },
       ],
     }),
   )
@@ -101,7 +102,7 @@ test('GET /v1/models lists the routes as OpenAI model objects', async () => {
   assert.equal(body.object, 'list')
   assert.deepEqual(
     body.data.map((m) => m.id),
-    ['chat', 'vendor/model:free', 'counted'],
+    ['chat', 'vendor/model:free', 'counted', '快速'],
   )
   for (const model of body.data) {
     assert.equal(model.object, 'model')
@@ -478,6 +479,18 @@ test('an interim 1xx answer from the provider is passed over for the answer that
   const streamed = await gw.post('/v1/chat/completions', { model: 'chat', messages: [], stream: true })
   assert.equal(streamed.status, 200)
   assert.match(await streamed.text(), /streamed[\s\S]*\[DONE\]/)
+})
+
+test('a route and model named outside latin-1 are answered, their names percent-encoded in headers', async () => {
+  for (const stream of [false, true]) {
+    if (stream) mock.script('p', sse(textChunks('fine')))
+    const res = await gw.post('/v1/chat/completions', { model: '快速', messages: [], stream })
+    assert.equal(res.status, 200)
+    assert.equal(res.headers.get('x-gateway-route'), encodeURIComponent('快速'))
+    assert.equal(res.headers.get('x-gateway-model'), 'qwen%2F%E9%80%9A%E4%B9%89-7b')
+    assert.equal(mock.requests('p').at(-1)?.body.model, 'qwen/通义-7b')
+    await res.text()
+  }
 })
 
 test('every request gets one access log line', async () => {
