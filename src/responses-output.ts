@@ -125,11 +125,19 @@ export function textOf(content: unknown): string {
     .join('')
 }
 
+/** The objects in what should be a list of them: a provider's odd `tool_calls` must not become a 500. */
+export function objectsIn(value: unknown): Json[] {
+  if (!Array.isArray(value)) return []
+  return value.filter(
+    (entry): entry is Json => entry !== null && typeof entry === 'object' && !Array.isArray(entry),
+  )
+}
+
 /** A chat completion (parsed JSON) as a Response object. */
 export function chatToResponse(chat: Json, shell: ResponseShell): Json {
   const choice = (Array.isArray(chat.choices) ? chat.choices[0] : undefined) as
     | {
-        message?: { content?: unknown; refusal?: unknown; tool_calls?: Json[] }
+        message?: { content?: unknown; refusal?: unknown; tool_calls?: unknown }
         finish_reason?: string | null
       }
     | undefined
@@ -141,7 +149,7 @@ export function chatToResponse(chat: Json, shell: ResponseShell): Json {
   const refusal = choice?.message?.refusal
   if (typeof refusal === 'string' && refusal !== '')
     output.push(messageItem([partOf('refusal', refusal)], status))
-  for (const call of choice?.message?.tool_calls ?? []) {
+  for (const call of objectsIn(choice?.message?.tool_calls)) {
     const fn = call.function as { name?: string; arguments?: string } | undefined
     output.push({
       type: 'function_call',

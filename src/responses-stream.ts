@@ -7,6 +7,7 @@ import {
   type Json,
   messageItem,
   newId,
+  objectsIn,
   type PartKind,
   partOf,
   type ResponseShell,
@@ -87,7 +88,7 @@ export class ResponsesStreamWriter implements StreamWriter {
     if (chunk.usage != null) this.#usage = usageOf(chunk.usage)
     const choice = (Array.isArray(chunk.choices) ? chunk.choices[0] : undefined) as
       | {
-          delta?: { content?: unknown; refusal?: unknown; tool_calls?: Json[] }
+          delta?: { content?: unknown; refusal?: unknown; tool_calls?: unknown }
           finish_reason?: string | null
         }
       | undefined
@@ -95,7 +96,7 @@ export class ResponsesStreamWriter implements StreamWriter {
     if (content !== '') out += this.#textDelta('output_text', content)
     const refusal = choice?.delta?.refusal
     if (typeof refusal === 'string' && refusal !== '') out += this.#textDelta('refusal', refusal)
-    for (const call of choice?.delta?.tool_calls ?? []) out += this.#callDelta(call)
+    for (const call of objectsIn(choice?.delta?.tool_calls)) out += this.#callDelta(call)
     if (choice?.finish_reason != null) this.#finish = choice.finish_reason
     return out
   }

@@ -415,6 +415,19 @@ describe('translated for chat-only providers', () => {
     assert.equal(final.output_text, 'The answer is 4.')
   })
 
+  test('tool_calls that are not a list of objects are passed over, whole and streamed, not a 500', async () => {
+    for (const tool_calls of [5, [null], {}, ['x', [1]]]) {
+      mock.script('chat1', chatAnswer({ content: 'plain text', tool_calls }))
+      const whole = await client.responses.create({ model: 'r', input: 'hi' })
+      assert.equal(whole.output_text, 'plain text', JSON.stringify(tool_calls))
+      assert.equal(whole.output.length, 1)
+    }
+    mock.script('chat1', sse([chunk({ content: 'still' }), chunk({ tool_calls: [null] }), chunk({}, 'stop')]))
+    const final = await client.responses.stream({ model: 'r', input: 'hi' }).finalResponse()
+    assert.equal(final.status, 'completed')
+    assert.equal(final.output_text, 'still')
+  })
+
   test('fields that cannot be honoured are refused by name', async () => {
     for (const [extra, param] of [
       [{ tools: [{ type: 'web_search' }] }, 'tools.web_search'],
