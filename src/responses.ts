@@ -55,7 +55,11 @@ async function createResponse(exchange: Exchange, deps: ResponsesDeps): Promise<
   const stream = wantsStream(body)
   let history: StoredResponse | undefined
   if (body.previous_response_id !== undefined && body.previous_response_id !== null) {
-    const id = String(body.previous_response_id)
+    const id = body.previous_response_id
+    if (typeof id !== 'string')
+      throw new GatewayError('invalid_request', '"previous_response_id" must be a string.', {
+        param: 'previous_response_id',
+      })
     history = deps.store.get(id)
     if (history === undefined) throw responseNotFound(id, 'previous_response_id')
   }

@@ -299,6 +299,14 @@ describe('translated for chat-only providers', () => {
       },
     )
     await assert.rejects(client.responses.retrieve('resp_missing'), OpenAI.NotFoundError)
+    for (const wrong of [42, { id: first.id }]) {
+      const body = { model: 'r', input: 'x', previous_response_id: wrong as unknown as string }
+      await assert.rejects(client.responses.create(body), (err: unknown) => {
+        assert.ok(err instanceof OpenAI.BadRequestError)
+        assert.equal(err.param, 'previous_response_id')
+        return true
+      })
+    }
   })
 
   test('system and developer text given as parts goes as a string (Groq refuses anything else)', async () => {
