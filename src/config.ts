@@ -143,8 +143,8 @@ function readYaml(text: string, source: string): unknown {
 
 /**
  * Aliases that name no anchor before them (the library throws, quoting the name), or their own
- * ancestor (a cycle no config could mean), and anchors no alias uses: each is most likely a value
- * that starts with `*` or `&` and was meant as text.
+ * ancestor (a cycle no config could mean), and anchors no alias uses on a scalar: each is most likely a
+ * value that starts with `*` or `&` and was meant as text.
  */
 function aliasProblems(doc: Document, at: (offset: number) => string): string[] {
   const problems: string[] = []
@@ -161,8 +161,10 @@ function aliasProblems(doc: Document, at: (offset: number) => string): string[] 
       used.add(target)
     },
   })
+  // On a scalar only: `&abc rest` or a bare `&abc` is text gone wrong; an unused anchor on a mapping or
+  // a list is harmless, and may be left from an alias that was removed.
   visit(doc, {
-    Node(_key, node) {
+    Scalar(_key, node) {
       if (node.anchor !== undefined && !used.has(node)) {
         // The line only: the node starts after its anchor, so its column would point past the `&`.
         const where = at(node.range?.[0] ?? 0).replace(/, column \d+$/, '')

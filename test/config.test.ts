@@ -280,6 +280,11 @@ routes:
       .replace('name: groq', 'name: &groq groq')
       .replace('provider: groq', 'provider: *groq')
     assert.equal(parseConfig(anchored, {}).routes[0]?.steps[0]?.provider, 'groq', 'anchors still work')
+    // An anchor on a mapping or a list that no alias uses (left from a removed alias) is harmless.
+    const unused = valid
+      .replace('  - name: groq', '  - &groq\n    name: groq')
+      .replace('steps:', 'steps: &steps')
+    assert.equal(parseConfig(unused, {}).providers[0]?.name, 'groq')
   })
 
   test('durations a timer cannot keep, and zero timeouts, are refused', () => {
