@@ -159,7 +159,7 @@ function lossCounter(hooks: TelemetryHooks): api.MeterProvider {
 function routeDiagnostics(hooks: TelemetryHooks, redact: Redactor): void {
   const lastWarned = new Map<string, number>()
   const report = (message: unknown, ...args: unknown[]) => {
-    const text = redact(maskUrls([message, ...args].map(String).join(' ')))
+    const text = maskUrls(redact([message, ...args].map(String).join(' ')))
     const kind = text.replace(/\d+/g, 'N').slice(0, 80)
     const now = Date.now()
     if (now - (lastWarned.get(kind) ?? 0) < 60_000) return

@@ -538,7 +538,8 @@ test('OTLP headers written as `Name: value` stop validate and start-up, naming t
 
 // Those were dropped: the logger did not exist yet. One of them quotes an endpoint as written.
 test('SDK warnings raised while the exporters are built are logged, URLs masked, keys redacted before any cut', async () => {
-  const token = 'glc_endpoint-secret-token-42'
+  // A `(` splits the URL where maskUrls looks for words: redaction must come first.
+  const token = 'glc_endpoint(secret-token-42'
   const otlpKey = 'otlp-key-cut-in-two-0123456789'
   // The SDK's warning quotes the value; padded so the key crosses the 300th character, where it is cut.
   const said =
@@ -554,13 +555,14 @@ test('SDK warnings raised while the exporters are built are logged, URLs masked,
   const compression = warnings.find((w) => w.startsWith(said))
   assert.ok(compression?.endsWith('[REDAC'), warnings.join('\n'))
   assert.ok(
-    warnings.some((w) => w.includes("environment-provided export URL: '…@127.0.0.1:9'")),
+    warnings.some((w) => w.includes("environment-provided export URL: '[REDACTED]…@127.0.0.1:9'")),
     warnings.join('\n'),
   )
   await gw.stop()
   const everything = gw.output() + collector.exports.map((e) => e.raw).join('\n')
   assert.ok(collector.logs().some((l) => l.body?.stringValue === 'telemetry export problem'))
-  for (const secret of [token, otlpKey.slice(0, 6)]) assert.ok(!everything.includes(secret), secret)
+  for (const secret of [token, 'glc_endpoint', otlpKey.slice(0, 6)])
+    assert.ok(!everything.includes(secret), secret)
 })
 
 test('exported bytes contain no configured secret, even when a provider echoes one', async () => {
