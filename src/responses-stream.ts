@@ -127,27 +127,27 @@ export class ResponsesStreamWriter implements StreamWriter {
 
   /**
    * The call a delta belongs to. Ollama and vLLM send parallel calls all at `index` 0, each with its own
-   * id: there another id at the same index starts the next call. Some providers (Gemini's OpenAI
-   * endpoint) leave `index` out: there a delta carrying another id, or a name when the open call has
-   * one, starts the next call.
+   * id and name: there another id with a name at the same index starts the next call (another id alone
+   * does not: some providers send a fresh id on every delta of one call). Some providers (Gemini's
+   * OpenAI endpoint) leave `index` out: there a delta carrying another id, or a name when the open call
+   * has one, starts the next call.
    */
   #callKey(call: Json): number {
     const id = typeof call.id === 'string' && call.id !== '' ? call.id : undefined
+    const name = (call.function as { name?: unknown } | undefined)?.name
+    const named = typeof name === 'string' && name !== ''
     if (typeof call.index === 'number') {
       const key = this.#keyOfIndex.get(call.index)
       const openId = key === undefined ? undefined : this.#calls.get(key)?.sentId
-      if (key !== undefined && (id === undefined || openId === undefined || id === openId)) return key
+      const another = id !== undefined && openId !== undefined && id !== openId && named
+      if (key !== undefined && !another) return key
       this.#keyOfIndex.set(call.index, this.#calls.size)
       return this.#calls.size
     }
     const open = this.#unindexedKey === undefined ? undefined : this.#calls.get(this.#unindexedKey)
-    const name = (call.function as { name?: unknown } | undefined)?.name
     // An id decides when there is one (some providers repeat id and name on every delta).
     const next =
-      open === undefined ||
-      (id !== undefined
-        ? id !== open.item.call_id
-        : typeof name === 'string' && name !== '' && open.item.name !== '')
+      open === undefined || (id !== undefined ? id !== open.item.call_id : named && open.item.name !== '')
     if (next) this.#unindexedKey = this.#calls.size
     return this.#unindexedKey ?? this.#calls.size
   }

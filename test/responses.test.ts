@@ -585,6 +585,21 @@ describe('translated for chat-only providers', () => {
         ['call_c', 'file_read', '{"filePath":"a.py"}'],
       ],
     )
+    // A fresh id on every delta of one call, without its name again (Poolside, older mlx servers).
+    mock.script(
+      'chat1',
+      sse([
+        chunk({ tool_calls: [call('call_first', 'get_weather', '')] }),
+        chunk({ tool_calls: [call('call_x1', undefined, '{"city":')] }),
+        chunk({ tool_calls: [call('call_x2', undefined, '"Paris"}')] }),
+        chunk({}, 'tool_calls'),
+      ]),
+    )
+    const one = await client.responses.stream({ model: 'r', input: 'weather' }).finalResponse()
+    assert.deepEqual(
+      one.output.map((item) => item.type === 'function_call' && [item.call_id, item.name, item.arguments]),
+      [['call_first', 'get_weather', '{"city":"Paris"}']],
+    )
   })
 
   test('an item_reference to an output item stored here is replaced by it; an unknown one is a 404', async () => {
