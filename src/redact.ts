@@ -31,10 +31,12 @@ function characterPattern(char: string): { pattern: string; longest: number } {
   const units = [...Array(char.length).keys()].map((i) => char.charCodeAt(i).toString(16).padStart(4, '0'))
   const bytes = [...Buffer.from(char, 'utf8')].map((b) => b.toString(16).padStart(2, '0'))
   const short = jsonShortEscapes[char]
+  // Escapes before the raw form: at a secret's end, a raw `\\` or `%` would match the first character
+  // of its escape and leave the rest of the spelling behind.
   const forms = [
-    `\\\\{0,3}${escapeRegExp(char)}`,
     `\\\\{1,2}u${units.map(eitherCase).join('\\\\{1,2}u')}`,
     bytes.map((b) => `%${eitherCase(b)}`).join(''),
+    `\\\\{0,3}${escapeRegExp(char)}`,
     ...(short === undefined ? [] : [`\\\\{1,2}${short}`]),
     ...(char === ' ' ? ['\\+'] : []),
   ]
@@ -48,7 +50,14 @@ function characterPattern(char: string): { pattern: string; longest: number } {
 function secretPattern(secret: string): { pattern: string; longest: number } {
   let pattern = ''
   let longest = 0
-  for (const char of secret) {
+  for (const run of secret.match(/\\+|[^\\]/gu) ?? []) {
+    if (run[0] === '\\') {
+      // A run of backslashes, as one quantifier: one alternative per backslash would backtrack exponentially.
+      pattern += `(?:(?:\\\\{1,2}u005[cC]|%5[cC]){${run.length}}|\\\\{${run.length},${4 * run.length}})`
+      longest += characterPattern('\\').longest * run.length
+      continue
+    }
+    const char = run
     if (/^[A-Za-z0-9]$/.test(char)) {
       pattern += char
       longest += 1

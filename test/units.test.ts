@@ -77,6 +77,23 @@ describe('createRedactor', () => {
     assert.equal(redact('{"detail":"bad abc\\/def+gh\\u0026\\u003Ci\\u003E"}'), '{"detail":"bad [REDACTED]"}')
   })
 
+  test('a key ending in a character an escape starts with is redacted whole in that spelling', () => {
+    const redact = createRedactor(['tail-key\\', 'pct-key%'])
+    assert.equal(redact('a tail-key\\u005c b tail-key%5C'), 'a [REDACTED] b [REDACTED]')
+    assert.equal(redact('a pct-key%25 b pct-key\\u0025'), 'a [REDACTED] b [REDACTED]')
+  })
+
+  test('a run of backslashes in a key costs time in proportion to the text, not exponential in the run', () => {
+    const key = `k${'\\'.repeat(14)}z`
+    const redact = createRedactor([key])
+    // Four times the run: each backslash of the key may be escaped up to twice in the text.
+    const nearMisses = `k${'\\'.repeat(56)}y `.repeat(10)
+    const started = performance.now()
+    assert.equal(redact(nearMisses), nearMisses)
+    assert.ok(performance.now() - started < 500, `${Math.round(performance.now() - started)} ms`)
+    assert.equal(redact(`${JSON.stringify(key)} ${key}`), '"[REDACTED]" [REDACTED]')
+  })
+
   test('no secrets: identity', () => {
     assert.equal(createRedactor([])('anything'), 'anything')
   })
