@@ -29,23 +29,37 @@ export function answerProtocolErrors(server: Server): void {
 }
 
 /**
- * Bytes node:http cannot parse, or a request too slow to arrive. When the connection has an answer in
- * flight (a request read whole before the bad bytes came: pipelined garbage, a Content-Length counted
- * short), that answer is let finish and the connection ends after it; an error written now would land
- * in the middle of it. Otherwise the error goes out in an OpenAI envelope, as every other one does.
+ * Bytes node:http cannot parse, or a request too slow to arrive. When the connection has answers in
+ * flight (requests read whole before the bad bytes came: pipelined garbage, a Content-Length counted
+ * short), they are let finish and the connection ends after the last; an error written now would land
+ * in the middle of one. Otherwise the error goes out in an OpenAI envelope, as every other one does.
  */
 function onClientError(err: NodeJS.ErrnoException, duplex: Duplex): void {
-  const socket = duplex as Socket & { _httpMessage?: ServerResponse | null }
-  // node:http's own handler looks at the same field: the response in flight on this socket.
+  const socket = duplex as InFlight
+  // The parser fails again on every later read; the first failure decided.
+  if (ending.has(socket)) return
   const res = socket._httpMessage
   if (res != null && (res.headersSent || res.req.complete)) {
-    socket.pause() // nothing more is read from it; the parser would only fail again
-    if (res.writableFinished) socket.destroySoon()
-    else res.once('finish', () => socket.destroySoon())
+    ending.add(socket)
+    // Still read, so a client that hangs up is noticed (its answers then stop, as any other's).
+    socket.once('end', () => socket.destroy())
+    endAfterAnswers(socket)
     return
   }
   if (socket.writable) endRaw(socket, unparsedError(err.code))
   else socket.destroy(err)
+}
+
+/** node:http's own handler looks at the same field: the response in flight on this socket. */
+type InFlight = Socket & { _httpMessage?: ServerResponse | null }
+
+const ending = new WeakSet<Socket>()
+
+/** Ends the connection once its last answer is out: node:http hands it the next queued one at each finish. */
+function endAfterAnswers(socket: InFlight): void {
+  const res = socket._httpMessage
+  if (res == null || res.writableFinished) socket.destroySoon()
+  else res.once('finish', () => endAfterAnswers(socket))
 }
 
 /** With the statuses node:http's own handler uses. */
@@ -62,8 +76,11 @@ const envelopeOf = (error: GatewayError): string => JSON.stringify(error.toEnvel
 /** An error written straight to a socket that has no response object, and the connection's end. */
 function endRaw(socket: Duplex, error: GatewayError): void {
   const body = envelopeOf(error)
+  // Destroyed once written: a socket taken over (CONNECT) is no longer node:http's to time out or
+  // close at shutdown, and a client holding its end open would hold it.
   socket.end(
     `HTTP/1.1 ${error.status} ${STATUS_CODES[error.status]}\r\ncontent-type: application/json\r\n` +
       `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    () => socket.destroy(),
   )
 }

@@ -145,7 +145,7 @@ class RouteRun<A extends { kind: string }> {
     }
     // Tried anyway, not as the half-open probe: a failure of this try must not double the open time.
     const result = await this.#attempt(this.#stepNumbered(choice.step), choice.probe ?? false)
-    return result.kind === 'failed' ? this.#failed() : result
+    return result.kind === 'failed' ? this.#failedAfter(waited) : result
   }
 
   /**
@@ -156,12 +156,14 @@ class RouteRun<A extends { kind: string }> {
   #failedAfter(waited: boolean): RouteOutcome<A> {
     if (!waited) return this.#failed()
     const before = this.#trail.skipped.splice(0)
+    // A step tried after the wait speaks for itself: its failure says how long it wants.
+    const tried = new Set(this.#trail.attempts.map((attempt) => attempt.step))
     for (const step of this.#o.route.steps) {
-      const availability = this.#availability(step)
-      if (!availability.ok) this.#skip(step, availability)
+      const availability = tried.has(step.index) ? undefined : this.#availability(step)
+      if (availability !== undefined && !availability.ok) this.#skip(step, availability)
     }
-    // Nothing unavailable any more (a moment too late): the earlier look is the only one that says why.
-    if (this.#trail.skipped.length === 0) this.#trail.skipped.push(...before)
+    // Nothing to say any more (a step freed a moment too late): the earlier look is the one that says why.
+    if (this.#trail.skipped.length === 0 && this.#failures.length === 0) this.#trail.skipped.push(...before)
     return this.#failed()
   }
 

@@ -197,9 +197,11 @@ async function deliver(
 
 /**
  * A name from the config as a header value: node:http refuses anything outside latin-1 and control
- * characters, and a route may well be named in any script. Such a name is sent percent-encoded.
+ * characters, and a route may well be named in any script. Such a name is sent percent-encoded, and so
+ * is one holding `%`, so that decoding a header always gives the name back.
  */
-const headerSafe = (name: string): string => (/^[\x20-\x7e]*$/.test(name) ? name : encodeURIComponent(name))
+const headerSafe = (name: string): string =>
+  /^[\x20-\x24\x26-\x7e]*$/.test(name) ? name : encodeURIComponent(name)
 
 /**
  * Past this size a JSON answer is written as the bytes it came in: written as text, node:http would

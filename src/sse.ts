@@ -94,6 +94,8 @@ export function isCommitPoint(chunk: Record<string, unknown>): boolean {
 
 /** An error reported inside a stream: a chat `error` payload, or a Responses `error` / `response.failed` event. */
 /** An event that reports a failure: by its SSE event name alone (whatever its data), or in its data. */
+const responseEnds = new Set<unknown>(['response.completed', 'response.incomplete'])
+
 function isErrorEvent(event: EventSourceMessage, parsed: Parsed): boolean {
   if (event.event === 'error') return true
   if (parsed.kind !== 'json') return false
@@ -241,6 +243,8 @@ export async function pipeStream(
       if (parsed.kind === 'done') sawDone = true
       else observeChunk(stream.stats, parsed.value)
       await write(writer.event(event, parsed))
+      // A Responses stream has no [DONE]: this event is its last, whether the provider closes or not.
+      if (parsed.kind === 'json' && responseEnds.has(parsed.value.type)) break
     }
     const missing = writer.unfinished?.(sawDone, stream.stats)
     if (missing !== undefined) {

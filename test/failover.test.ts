@@ -412,6 +412,21 @@ test('a 429 in flight that says how long lengthens the cooldown and makes it fir
   assert.ok(left > 29_000, `cooling down for ${left} ms`)
 })
 
+test('a step waited for that is rate limited again reports its new wait, not the one already spent', async () => {
+  const gw = await gateway([{ provider: 'a' }], { max_wait: '5s', max_retries: 0 })
+  mock.script(
+    'a',
+    status(429, 'slow down', { 'retry-after': '1' }),
+    status(429, 'slow down', { 'retry-after': '30' }),
+  )
+  assert.equal((await ask(gw)).status, 429)
+  const second = await ask(gw) // waits out the second, tries, and is told 30 s
+  assert.equal(mock.requests('a').length, 2)
+  assert.equal(second.status, 429, second.text)
+  assert.equal(second.res.headers.get('retry-after'), '30', second.text)
+  assert.match(second.text, /a\/model-a: HTTP 429: slow down"/)
+})
+
 test('requests waiting on a half-open probe that fails do not all call the target', async () => {
   const gw = await gateway([{ provider: 'a', timeout: '6s' }], {
     circuit_failures: 1,

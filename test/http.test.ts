@@ -5,7 +5,7 @@ import { connect } from 'node:net'
 import { after, before, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { baseConfig, gatewayKey, type RunningGateway, startGateway, waitFor } from './gateway-process.ts'
-import { MockUpstream, ok, raw, sse, textChunks } from './mock-upstream.ts'
+import { type Behaviour, MockUpstream, ok, raw, sse, textChunks } from './mock-upstream.ts'
 
 let mock: MockUpstream
 let gw: RunningGateway
@@ -23,6 +23,7 @@ before(async () => {
         { name: 'vendor/model:free', steps: [{ provider: 'p', model: 'm2' }] },
         { name: 'counted', steps: [{ provider: 'p', model: 'm3', limits: { tpm: 1_000_000 } }] },
         { name: '快速', steps: [{ provider: 'p', model: 'qwen/通义-7b' }] },
+        { name: 'a%C3%A9', steps: [{ provider: 'p', model: '50%' }] },
       ],
     }),
   )
@@ -102,7 +103,7 @@ test('GET /v1/models lists the routes as OpenAI model objects', async () => {
   assert.equal(body.object, 'list')
   assert.deepEqual(
     body.data.map((m) => m.id),
-    ['chat', 'vendor/model:free', 'counted', '快速'],
+    ['chat', 'vendor/model:free', 'counted', '快速', 'a%C3%A9'],
   )
   for (const model of body.data) {
     assert.equal(model.object, 'model')
@@ -310,6 +311,34 @@ test('bytes that cannot be parsed after a whole request do not replace or break 
   await once(socket, 'close')
   assert.deepEqual(answersIn(out), ['200 OK'])
   assert.match(out, /data: \[DONE\]\n\n\r\n0\r\n\r\n$/)
+  // Two pipelined requests, the first slow, then garbage: both are answered before the connection ends.
+  const slowly: Behaviour = async (req, res) => {
+    await sleep(300)
+    await ok('slow')(req, res)
+  }
+  mock.script('p', slowly, slowly)
+  const two = await rawExchange(`${head('')}${body}${head('')}${body}NOT HTTP\r\n\r\n`)
+  assert.deepEqual(answersIn(two), ['200 OK', '200 OK'])
+})
+
+test('a client that hangs up after a request and garbage is noticed: a 499, and the provider call stopped', async () => {
+  const body = JSON.stringify({ model: 'chat', messages: [] })
+  mock.script('p', async (req, res) => {
+    await sleep(1_500)
+    await ok()(req, res)
+  })
+  const socket = connect(Number(new URL(gw.url).port), '127.0.0.1')
+  socket.on('error', () => {})
+  socket.write(
+    `POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer ${gatewayKey}\r\n` +
+      `x-request-id: gone-after-garbage\r\ncontent-type: application/json\r\n` +
+      `content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}NOT HTTP\r\n\r\n`,
+  )
+  await sleep(300)
+  socket.end()
+  const line = await gw.waitForLog((l) => l.msg === 'request' && l.requestId === 'gone-after-garbage', 3_000)
+  assert.equal(line.status, 499)
+  assert.ok(Number(line.durationMs) < 1_200, `noticed after ${line.durationMs} ms`)
 })
 
 test('a client that hangs up while sending its body is logged as a 499, not as our error', async () => {
@@ -491,6 +520,11 @@ test('a route and model named outside latin-1 are answered, their names percent-
     assert.equal(mock.requests('p').at(-1)?.body.model, 'qwen/通义-7b')
     await res.text()
   }
+  // A name holding % is encoded too, so decoding a header always gives the name back.
+  const percent = await gw.post('/v1/chat/completions', { model: 'a%C3%A9', messages: [] })
+  assert.equal(decodeURIComponent(percent.headers.get('x-gateway-route') ?? ''), 'a%C3%A9')
+  assert.equal(percent.headers.get('x-gateway-model'), '50%25')
+  await percent.text()
 })
 
 test('every request gets one access log line', async () => {

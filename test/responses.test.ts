@@ -869,6 +869,19 @@ describe('native Responses providers', () => {
     assert.deepEqual(line.usage, { prompt_tokens: 4, completion_tokens: 2, total_tokens: 6 })
     assert.equal(line.streamEnd, 'completed')
     assert.equal((await client.responses.retrieve('resp_n')).id, 'resp_n', 'the final response was stored')
+    // Held open after response.completed (a Responses stream has no [DONE]): the client has it all at once.
+    mock.script('native', async (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' })
+      for (const event of events) res.write(`event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`)
+    })
+    const started = performance.now()
+    const held = await client.responses
+      .stream({ model: 'n', input: 'hi' }, { headers: { 'x-request-id': 'native-held-1' } })
+      .finalResponse()
+    assert.equal(held.output_text, 'native stream')
+    assert.ok(performance.now() - started < 1_000, `${Math.round(performance.now() - started)} ms`)
+    const heldLine = await gw.waitForLog((l) => l.msg === 'request' && l.requestId === 'native-held-1')
+    assert.equal(heldLine.streamEnd, 'completed')
   })
 
   test('a native response.failed or error body reaches the client as its message, not as raw JSON', async () => {

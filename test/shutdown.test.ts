@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import { connect } from 'node:net'
 import { after, before, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Agent, request } from 'undici'
@@ -66,6 +68,22 @@ test('an idle gateway stops at once', async () => {
   const started = performance.now()
   assert.equal(await gw.stop(), 0)
   assert.ok(performance.now() - started < 2_000, `took ${performance.now() - started} ms`)
+})
+
+test('a refused CONNECT whose client holds its end open does not hold the stop', async () => {
+  const gw = await startGateway(config('10s'))
+  const socket = connect({ port: Number(new URL(gw.url).port), host: '127.0.0.1', allowHalfOpen: true })
+  socket.on('error', () => {})
+  socket.resume() // read the answer, so its end is seen
+  try {
+    socket.write('CONNECT example.com:443 HTTP/1.1\r\nhost: example.com\r\n\r\n')
+    await once(socket, 'end') // the answer came; this side stays open
+    const stopped = gw.stop()
+    assert.equal(await Promise.race([stopped, sleep(2_000).then(() => 'held')]), 0)
+  } finally {
+    socket.destroy()
+    await gw.stop()
+  }
 })
 
 test('while draining, kept-alive connections end with their answer instead of taking more requests', async () => {
