@@ -48,16 +48,13 @@ function characterPattern(char: string): { pattern: string; longest: number } {
 
 /** One secret's pattern: letters and digits as they are (no encoder changes them), the rest in any spelling. */
 function secretPattern(secret: string): { pattern: string; longest: number } {
+  // Per character, a backslash's spellings (one to four of them) and the next character's escape (a
+  // backslash or three before it) can share out the same backslashes many ways: on a near miss the
+  // pattern tries them all, exponentially in their number. Such a key is matched in whole spellings.
+  if (secret.includes('\\')) return wholeSpellings(secret)
   let pattern = ''
   let longest = 0
-  for (const run of secret.match(/\\+|[^\\]/gu) ?? []) {
-    if (run[0] === '\\') {
-      // A run of backslashes, as one quantifier: one alternative per backslash would backtrack exponentially.
-      pattern += `(?:(?:\\\\{1,2}u005[cC]|%5[cC]){${run.length}}|\\\\{${run.length},${4 * run.length}})`
-      longest += characterPattern('\\').longest * run.length
-      continue
-    }
-    const char = run
+  for (const char of secret) {
     if (/^[A-Za-z0-9]$/.test(char)) {
       pattern += char
       longest += 1
@@ -68,6 +65,30 @@ function secretPattern(secret: string): { pattern: string; longest: number } {
     }
   }
   return { pattern, longest }
+}
+
+/**
+ * A key holding a backslash, spelled whole one way or another: raw, JSON-escaped once (also with `\/`)
+ * and twice, with its backslashes as `\u005c`, percent-encoded in either case of hex digit.
+ */
+function wholeSpellings(secret: string): { pattern: string; longest: number } {
+  const once = JSON.stringify(secret).slice(1, -1)
+  const encoded = encodeURIComponent(secret)
+  const spellings = new Set([
+    secret,
+    once,
+    once.replaceAll('/', '\\/'),
+    JSON.stringify(once).slice(1, -1),
+    secret.replaceAll('\\', '\\u005c'),
+    secret.replaceAll('\\', '\\u005C'),
+    encoded,
+    encoded.replace(/%[0-9A-F]{2}/g, (hex) => hex.toLowerCase()),
+  ])
+  const longestFirst = [...spellings].sort((a, b) => b.length - a.length)
+  return {
+    pattern: `(?:${longestFirst.map(escapeRegExp).join('|')})`,
+    longest: longestFirst[0]?.length ?? 0,
+  }
 }
 
 /**

@@ -92,6 +92,16 @@ describe('createRedactor', () => {
     assert.equal(redact(nearMisses), nearMisses)
     assert.ok(performance.now() - started < 500, `${Math.round(performance.now() - started)} ms`)
     assert.equal(redact(`${JSON.stringify(key)} ${key}`), '"[REDACTED]" [REDACTED]')
+    // Backslashes next to other escaped characters: the same, and every spelling still found.
+    const quoted = `k${'\\"'.repeat(14)}X`
+    const quotedRedact = createRedactor([quoted])
+    const misses = `k${'\\\\\\\\"'.repeat(14)}Y `.repeat(10)
+    const began = performance.now()
+    assert.equal(quotedRedact(misses), misses)
+    assert.ok(performance.now() - began < 500, `${Math.round(performance.now() - began)} ms`)
+    const once = JSON.stringify(quoted)
+    for (const text of [quoted, once, JSON.stringify(once), encodeURIComponent(quoted)])
+      assert.ok(!quotedRedact(text).includes('X'), text)
   })
 
   test('no secrets: identity', () => {
