@@ -95,6 +95,7 @@ export function isCommitPoint(chunk: Record<string, unknown>): boolean {
 /** An error reported inside a stream: a chat `error` payload, or a Responses `error` / `response.failed` event. */
 /** An event that reports a failure: by its SSE event name alone (whatever its data), or in its data. */
 const responseEnds = new Set<unknown>(['response.completed', 'response.incomplete'])
+const endsResponse = (parsed: Parsed) => parsed.kind === 'json' && responseEnds.has(parsed.value.type)
 
 function isErrorEvent(event: EventSourceMessage, parsed: Parsed): boolean {
   if (event.event === 'error') return true
@@ -218,7 +219,9 @@ export async function pipeStream(
   let sawDone = false
   try {
     for (const { event, parsed } of stream.head) await write(writer.event(event, parsed))
-    while (!sawDone) {
+    // The event that committed the stream may have been its last (a Response with no output events).
+    const endedInHead = stream.head.some(({ parsed }) => endsResponse(parsed))
+    while (!sawDone && !endedInHead) {
       const next = await stream.rest.next()
       if (next.done === true) break
       attempt.touch()
@@ -244,7 +247,7 @@ export async function pipeStream(
       else observeChunk(stream.stats, parsed.value)
       await write(writer.event(event, parsed))
       // A Responses stream has no [DONE]: this event is its last, whether the provider closes or not.
-      if (parsed.kind === 'json' && responseEnds.has(parsed.value.type)) break
+      if (endsResponse(parsed)) break
     }
     const missing = writer.unfinished?.(sawDone, stream.stats)
     if (missing !== undefined) {

@@ -882,6 +882,15 @@ describe('native Responses providers', () => {
     assert.ok(performance.now() - started < 1_000, `${Math.round(performance.now() - started)} ms`)
     const heldLine = await gw.waitForLog((l) => l.msg === 'request' && l.requestId === 'native-held-1')
     assert.equal(heldLine.streamEnd, 'completed')
+    // The same when response.completed is what commits the stream (nothing came before it).
+    mock.script('native', async (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' })
+      for (const event of [created, events.at(-1)])
+        res.write(`event: ${event?.type}\ndata: ${JSON.stringify(event)}\n\n`)
+    })
+    const bare = performance.now()
+    await client.responses.stream({ model: 'n', input: 'hi' }).finalResponse()
+    assert.ok(performance.now() - bare < 1_000, `${Math.round(performance.now() - bare)} ms`)
   })
 
   test('a native response.failed or error body reaches the client as its message, not as raw JSON', async () => {
