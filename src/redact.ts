@@ -73,7 +73,8 @@ function secretPattern(secret: string): { pattern: string; longest: number } {
  */
 function wholeSpellings(secret: string): { pattern: string; longest: number } {
   const once = JSON.stringify(secret).slice(1, -1)
-  const encoded = encodeURIComponent(secret)
+  // Well formed: a lone surrogate cannot be percent-encoded (it throws).
+  const encoded = encodeURIComponent(secret.toWellFormed())
   const spellings = new Set([
     secret,
     once,

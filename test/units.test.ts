@@ -102,6 +102,7 @@ describe('createRedactor', () => {
     const once = JSON.stringify(quoted)
     for (const text of [quoted, once, JSON.stringify(once), encodeURIComponent(quoted)])
       assert.ok(!quotedRedact(text).includes('X'), text)
+    assert.equal(createRedactor(['ab\\\ud800cd'])('x ab\\\ud800cd'), 'x [REDACTED]', 'a lone surrogate')
   })
 
   test('no secrets: identity', () => {
