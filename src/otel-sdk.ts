@@ -18,7 +18,7 @@ export interface Sdk {
   readonly api: typeof api
   readonly tracer: api.Tracer
   readonly propagator: api.TextMapPropagator
-  readonly logSink: Writable
+  readonly logSink: Writable | undefined
   shutdown(): Promise<void>
 }
 
@@ -39,52 +39,65 @@ export function loadSdk(otlp: OtlpSettings, version: string, hooks: TelemetryHoo
     scheduledDelayMillis: 1_000,
     exportTimeoutMillis: 5_000,
   }
+  // A signal not exported has no processor: its spans still carry the trace ids into the log lines.
   const tracerProvider = new TracerProvider({
     resource,
-    spanProcessors: [
-      new BatchSpanProcessor({
-        ...batch,
-        selfObsMeterProvider,
-        exporter: new OTLPTraceExporter({
-          ...exporterOptions,
-          url: otlp.tracesUrl,
-          headers: { ...otlp.tracesHeaders },
-        }),
-      }),
-    ],
+    spanProcessors:
+      otlp.tracesUrl === undefined
+        ? []
+        : [
+            new BatchSpanProcessor({
+              ...batch,
+              selfObsMeterProvider,
+              exporter: new OTLPTraceExporter({
+                ...exporterOptions,
+                url: otlp.tracesUrl,
+                headers: { ...otlp.tracesHeaders },
+              }),
+            }),
+          ],
   })
-  const loggerProvider = new LoggerProvider({
-    resource,
-    processors: [
-      new BatchLogRecordProcessor({
-        ...batch,
-        selfObsMeterProvider,
-        exporter: new OTLPLogExporter({
-          ...exporterOptions,
-          url: otlp.logsUrl,
-          headers: { ...otlp.logsHeaders },
-        }),
-      }),
-    ],
-  })
-  const otelLogger = loggerProvider.getLogger('ai-gateway', version)
+  const loggerProvider =
+    otlp.logsUrl === undefined
+      ? undefined
+      : new LoggerProvider({
+          resource,
+          processors: [
+            new BatchLogRecordProcessor({
+              ...batch,
+              selfObsMeterProvider,
+              exporter: new OTLPLogExporter({
+                ...exporterOptions,
+                url: otlp.logsUrl,
+                headers: { ...otlp.logsHeaders },
+              }),
+            }),
+          ],
+        })
+  const otelLogger = loggerProvider?.getLogger('ai-gateway', version)
   return {
     api,
     tracer: tracerProvider.getTracer('ai-gateway', version),
     propagator: new W3CTraceContextPropagator(),
-    logSink: new Writable({
-      write(line: Buffer | string, _encoding, done) {
-        emitLogLine(otelLogger, String(line))
-        done()
-      },
-    }),
+    logSink:
+      otelLogger === undefined
+        ? undefined
+        : new Writable({
+            write(line: Buffer | string, _encoding, done) {
+              emitLogLine(otelLogger, String(line))
+              done()
+            },
+          }),
     async shutdown() {
       const bounded = (work: Promise<void>) =>
         Promise.race([
           work.catch(() => {}),
           new Promise<void>((resolve) => setTimeout(resolve, 5_000).unref()),
         ])
-      await Promise.all([bounded(tracerProvider.shutdown()), bounded(loggerProvider.shutdown())])
+      await Promise.all([
+        bounded(tracerProvider.shutdown()),
+        bounded(loggerProvider?.shutdown() ?? Promise.resolve()),
+      ])
     },
   }
 }

@@ -8,8 +8,10 @@ import { safeDecode } from './units.ts'
 type Env = Readonly<Record<string, string | undefined>>
 
 export interface OtlpSettings {
-  readonly tracesUrl: string
-  readonly logsUrl: string
+  /** Undefined when the signal is not exported (`OTEL_TRACES_EXPORTER=none`, or only logs configured). */
+  readonly tracesUrl: string | undefined
+  /** Undefined when the signal is not exported (`OTEL_LOGS_EXPORTER=none`, or only traces configured). */
+  readonly logsUrl: string | undefined
   /**
    * Each signal's headers, all of them: the SDK reads the standard variables by itself too, but what it
    * reads is only ever overridden here, never trusted unchecked (see otlpHeaders).
@@ -52,13 +54,19 @@ export function telemetrySettings(env: Env, problems: string[]): TelemetrySettin
   const base = endpoint(env, 'OTLP_ENDPOINT', 'OTEL_EXPORTER_OTLP_ENDPOINT')
   const tracesOnly = endpoint(env, 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT')
   const logsOnly = endpoint(env, 'OTEL_EXPORTER_OTLP_LOGS_ENDPOINT')
-  const fallback = base ?? tracesOnly ?? logsOnly
   const disabled = /^true$/i.test(env.OTEL_SDK_DISABLED ?? '')
-  if (disabled || fallback === undefined) return { otlp: undefined, captureContent }
+  // As the OTel spec has it: a signal's own endpoint is for that signal alone (a traces-only backend
+  // such as Langfuse), and `OTEL_<SIGNAL>_EXPORTER=none` turns a signal off.
+  const exported = (signal: 'TRACES' | 'LOGS', own: Endpoint | undefined) =>
+    /^none$/i.test(env[`OTEL_${signal}_EXPORTER`]?.trim() ?? '') ? undefined : (own ?? base)
+  const traces = exported('TRACES', tracesOnly)
+  const logs = exported('LOGS', logsOnly)
+  if (disabled || (traces === undefined && logs === undefined)) return { otlp: undefined, captureContent }
 
-  const urlFor = (signal: 'traces' | 'logs', own: Endpoint | undefined): string => {
-    const url = own === undefined ? signalUrl(fallback.value, signal) : normalizeUrl(own.value)
-    const { variable, value } = own ?? fallback
+  const urlFor = (signal: 'traces' | 'logs', chosen: Endpoint | undefined): string | undefined => {
+    if (chosen === undefined) return undefined
+    const url = chosen === base ? signalUrl(chosen.value, signal) : normalizeUrl(chosen.value)
+    const { variable, value } = chosen
     // Masked: an endpoint may carry credentials (`https://id:token@host`), and no secret is known yet.
     const problem = `${variable}: ${JSON.stringify(maskUrl(value))} is not an http(s) URL with a port from 1 to 65535`
     if (!isExportUrl(url) && !problems.includes(problem)) problems.push(problem)
@@ -70,8 +78,8 @@ export function telemetrySettings(env: Env, problems: string[]): TelemetrySettin
   return {
     captureContent,
     otlp: {
-      tracesUrl: urlFor('traces', tracesOnly),
-      logsUrl: urlFor('logs', logsOnly),
+      tracesUrl: urlFor('traces', traces),
+      logsUrl: urlFor('logs', logs),
       tracesHeaders: otlpHeaders(env, 'OTEL_EXPORTER_OTLP_TRACES_HEADERS', problems),
       logsHeaders: otlpHeaders(env, 'OTEL_EXPORTER_OTLP_LOGS_HEADERS', problems),
       // As the OpenTelemetry spec orders it: OTEL_SERVICE_NAME, then service.name among the resource

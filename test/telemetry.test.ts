@@ -294,6 +294,21 @@ describe('settings from the environment', () => {
     const fromAttributes = { OTLP_ENDPOINT: 'h:1', OTEL_RESOURCE_ATTRIBUTES: 'service.name=checkout' }
     assert.equal(settingsFrom(fromAttributes).otlp?.serviceName, 'checkout')
   })
+  test("a signal's own endpoint is for that signal alone; OTEL_<SIGNAL>_EXPORTER=none turns one off", () => {
+    const tracesOnly = settingsFrom({
+      OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'https://lf.example/api/public/otel/v1/traces',
+    })
+    assert.equal(tracesOnly.otlp?.tracesUrl, 'https://lf.example/api/public/otel/v1/traces')
+    assert.equal(tracesOnly.otlp?.logsUrl, undefined)
+    const logsOff = settingsFrom({
+      OTLP_ENDPOINT: 'https://lf.example/api/public/otel',
+      OTEL_LOGS_EXPORTER: 'none',
+    })
+    assert.equal(logsOff.otlp?.tracesUrl, 'https://lf.example/api/public/otel/v1/traces')
+    assert.equal(logsOff.otlp?.logsUrl, undefined)
+    const bothOff = { OTLP_ENDPOINT: 'h:1', OTEL_LOGS_EXPORTER: 'none', OTEL_TRACES_EXPORTER: 'none' }
+    assert.equal(settingsFrom(bothOff).otlp, undefined)
+  })
   test('an endpoint the exporter could not send to is a problem that names its variable', () => {
     const variablesIn = (env: Record<string, string>) => {
       const problems: string[] = []
@@ -563,6 +578,18 @@ test('SDK warnings raised while the exporters are built are logged, URLs masked,
   assert.ok(collector.logs().some((l) => l.body?.stringValue === 'telemetry export problem'))
   for (const secret of [token, 'glc_endpoint', otlpKey.slice(0, 6)])
     assert.ok(!everything.includes(secret), secret)
+})
+
+test('with OTEL_LOGS_EXPORTER=none only traces are sent', async () => {
+  const gw = await gateway({ OTLP_ENDPOINT: collector.url, OTEL_LOGS_EXPORTER: 'none' })
+  mock.script('a', ok())
+  await gw.post('/v1/chat/completions', { model: 'r', messages: [] })
+  await gw.stop()
+  assert.ok(collector.exports.some((e) => e.path.endsWith('/v1/traces')))
+  assert.deepEqual(
+    collector.exports.filter((e) => !e.path.endsWith('/v1/traces')).map((e) => e.path),
+    [],
+  )
 })
 
 test('exported bytes contain no configured secret, even when a provider echoes one', async () => {
