@@ -16,7 +16,7 @@ import {
   usageOf,
 } from './responses-output.ts'
 import type { Item } from './responses-request.ts'
-import type { StreamWriter } from './sse.ts'
+import type { StreamWriter } from './stream-pipe.ts'
 
 interface OpenText {
   readonly kind: 'text'

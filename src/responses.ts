@@ -12,7 +12,8 @@ import { type Item, inputItems, isItemReference, toChatRequest } from './respons
 import { ResponsesStreamWriter } from './responses-stream.ts'
 import { type Route, rewriteBody, type Step } from './router.ts'
 import { type Endpoint, type Exchange, sendJson } from './server.ts'
-import { formatEvent, type StreamWriter } from './sse.ts'
+import { formatEvent } from './sse.ts'
+import type { StreamWriter } from './stream-pipe.ts'
 
 type Json = Record<string, unknown>
 
