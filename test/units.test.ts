@@ -263,7 +263,7 @@ test('the access-line fast path writes what pino would, in order, redacted', () 
   assert.equal(lines.length, 3)
 })
 
-test('batched log lines reach the file whole and in order: multi-byte text, lines past a batch', () => {
+test('batched log lines reach the file whole and in order: multi-byte text, lines past a batch, past a slab', () => {
   const file = join(mkdtempSync(join(tmpdir(), 'ai-gateway-log-')), 'out.log')
   const { logger, infoLine } = createLogging({
     level: 'info',
@@ -271,7 +271,8 @@ test('batched log lines reach the file whole and in order: multi-byte text, line
     fd: openSync(file, 'w'),
   })
   const sent: string[] = []
-  for (let i = 0; i < 500; i++) {
+  // About 600 KB of short lines: batches are cut from 256 KiB slabs, so a few slabs go by.
+  for (let i = 0; i < 3000; i++) {
     // Every 50th line is longer than a whole batch; some carry characters of two, three and four bytes.
     const note = i % 50 === 0 ? 'x'.repeat(20_000) : `line ${i} ü € 🙂`.repeat(1 + (i % 7))
     sent.push(note)
