@@ -37,9 +37,9 @@ export async function* readItems(body: AsyncIterable<Buffer>): AsyncGenerator<It
     for (const item of pending) yield item
     pending.length = 0
   }
-  parser.feed(decoder.end())
-  // A last event not followed by a blank line is still an event.
-  parser.reset({ consume: true })
+  // A last event not followed by a blank line is still an event: the blank line is supplied. (The
+  // parser's `reset({ consume: true })` reads a pending line, but drops the event it completes.)
+  parser.feed(`${decoder.end()}\n\n`)
   yield* pending
 }
 
