@@ -250,8 +250,11 @@ export function sendUpstream(
         else error = new ErrorAnswer(statusCode, headers)
       },
       onResponseData(c, chunk) {
-        if (error === undefined) body.push(chunk)
-        else if (error.add(chunk)) {
+        if (error === undefined) {
+          // Bytes are progress, whole events or not: a large event arriving in pieces is not silence.
+          attempt.touch()
+          body.push(chunk)
+        } else if (error.add(chunk)) {
           c.abort(new Error('enough of the error body'))
           settleError(error, false)
         }

@@ -2,6 +2,7 @@
 
 import assert from 'node:assert/strict'
 import { after, before, beforeEach, test } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { baseConfig, type RunningGateway, startGateway } from './gateway-process.ts'
 import { type Behaviour, chunk, MockUpstream, textChunks } from './mock-upstream.ts'
 
@@ -28,6 +29,7 @@ before(async () => {
           ],
         },
         { name: 'n', steps: [{ provider: 'n', model: 'model-n' }] },
+        { name: 'idle', timeouts: { idle: '500ms' }, steps: [{ provider: 'a', model: 'model-a' }] },
       ],
     }),
   )
@@ -90,4 +92,30 @@ test('a native Responses stream whose response.completed has no blank line after
   const text = await res.text()
   assert.ok(!text.includes('stream_interrupted'), text)
   assert.match(text, /event: response\.completed\n/)
+})
+
+test('an event whose bytes keep arriving is not silence: a slow large event outlasting timeouts.idle passes', async () => {
+  // Route idle: 500 ms of silence ends a committed stream. This event takes 1.2 s, a piece every 100 ms.
+  const large = Buffer.from(`${dataLine(chunk({ content: 'x'.repeat(12_000) }))}\n\n`)
+  mock.script('a', async (_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream' })
+    res.write(`${dataLine(chunk({ role: 'assistant', content: 'start' }))}\n\n`)
+    const piece = Math.ceil(large.length / 12)
+    for (let at = 0; at < large.length && !res.destroyed; at += piece) {
+      await sleep(100)
+      res.write(large.subarray(at, at + piece))
+    }
+    res.end(`${dataLine(chunk({}, 'stop'))}\n\ndata: [DONE]\n\n`)
+  })
+  const res = await gw.post(
+    '/v1/chat/completions',
+    { model: 'idle', messages, stream: true },
+    { 'x-request-id': 'trickle-1' },
+  )
+  const text = await res.text()
+  assert.ok(!text.includes('stream_interrupted'), text.slice(-300))
+  assert.ok(text.includes('x'.repeat(12_000)))
+  assert.ok(text.endsWith('data: [DONE]\n\n'))
+  const line = await gw.waitForLog((l) => l.msg === 'request' && l.requestId === 'trickle-1')
+  assert.equal(line.streamEnd, 'completed')
 })
