@@ -16,8 +16,10 @@ export interface StreamStats {
   model: string | undefined
   /** The streamed text, kept only when telemetry records completions. */
   text: string | undefined
-  /** A choice has said why it stopped (`finish_reason`): the stream is whole even without `[DONE]`. */
+  /** Every choice seen has said why it stopped (`finish_reason`): the stream is whole even without `[DONE]`. */
   finished: boolean
+  /** Choices by index, and whether each has stopped: with `n` > 1, one stopping leaves the others open. */
+  readonly choices: Map<number, boolean>
 }
 
 export function observeChunk(stats: StreamStats, chunk: Record<string, unknown>): void {
@@ -27,13 +29,22 @@ export function observeChunk(stats: StreamStats, chunk: Record<string, unknown>)
   stats.usage = usageOf(chunk.usage ?? response?.usage) ?? stats.usage
   const model = chunk.model ?? response?.model
   if (stats.model === undefined && typeof model === 'string') stats.model = model
-  if (!stats.finished && Array.isArray(chunk.choices))
-    stats.finished = chunk.choices.some(
-      (c) => (c as { finish_reason?: unknown } | null)?.finish_reason != null,
-    )
+  if (Array.isArray(chunk.choices)) for (const choice of chunk.choices) observeChoice(stats, choice)
   if (stats.text !== undefined && Array.isArray(chunk.choices)) {
     const content = (chunk.choices[0] as { delta?: { content?: unknown } } | undefined)?.delta?.content
     if (typeof content === 'string') stats.text += content
+  }
+}
+
+function observeChoice(stats: StreamStats, value: unknown): void {
+  const choice = value as { index?: unknown; finish_reason?: unknown } | null
+  const index = typeof choice?.index === 'number' ? choice.index : 0
+  if (choice?.finish_reason != null) {
+    stats.choices.set(index, true)
+    stats.finished = !Array.from(stats.choices.values()).includes(false)
+  } else if (!stats.choices.has(index)) {
+    stats.choices.set(index, false)
+    stats.finished = false
   }
 }
 
@@ -118,6 +129,7 @@ export async function awaitCommit(
   const stats: StreamStats = {
     malformed: 0,
     finished: false,
+    choices: new Map(),
     usage: undefined,
     model: undefined,
     text: captureText ? '' : undefined,

@@ -203,6 +203,24 @@ test('an upstream that ends with neither finish_reason nor [DONE] was cut: an er
   assert.ok(!all.includes('data: [DONE]'))
 })
 
+test('with n = 2, an upstream that ends without [DONE] while one choice is still open was cut', async () => {
+  const choice = (index: number, content: string, finish: string | null = null) => ({
+    index,
+    delta: { content },
+    finish_reason: finish,
+  })
+  const two = (...choices: object[]) => chunk({}, null, { choices })
+  const opening = [two(choice(0, 'zero'), choice(1, 'one')), two(choice(0, '', 'stop'))]
+  mock.script('a', sse(opening, { end: 'no_done' }))
+  const cut = await collect(await stream('ab'))
+  assert.match(cut.at(-1) ?? '', /"code":"stream_interrupted"/)
+  assert.ok(!cut.includes('data: [DONE]'))
+
+  mock.script('a', sse([...opening, two(choice(1, '', 'length'))], { end: 'no_done' }))
+  const whole = await collect(await stream('ab'))
+  assert.equal(whole.at(-1), 'data: [DONE]')
+})
+
 test('an upstream that ends without [DONE] after a finish_reason still gets a clean end', async () => {
   mock.script('a', sse(textChunks('no done marker'), { end: 'no_done' }))
   const all = await collect(await stream('ab'))
