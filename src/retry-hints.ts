@@ -13,11 +13,17 @@ const first = (value: string | string[] | undefined): string | undefined =>
 
 const isNumber = (text: string): boolean => /^\d+(\.\d+)?$/.test(text)
 
-/** `Retry-After`: delta-seconds or an HTTP-date. */
+// The three HTTP-date forms (`Sun, 06 Nov 1994 08:49:37 GMT`, RFC 850, asctime) open with a day name
+// and hold a time. Date.parse alone takes almost anything (`-1`, `+5`, `1,5` are dates to it, long
+// past), which would turn a malformed header into "ask again now" and the target would never cool down.
+const isHttpDate = (text: string): boolean => /^[a-z]{3,9},? .*\d{2}:\d{2}:\d{2}/i.test(text)
+
+/** `Retry-After`: delta-seconds or an HTTP-date; anything else is no hint. */
 export function parseRetryAfter(value: string | string[] | undefined, now = Date.now()): number | undefined {
   const text = first(value)
   if (text === undefined) return undefined
   if (isNumber(text)) return Number(text) * 1000
+  if (!isHttpDate(text)) return undefined
   const date = Date.parse(text)
   return Number.isNaN(date) ? undefined : Math.max(0, date - now)
 }

@@ -36,6 +36,10 @@ describe('header hints', () => {
   test('no hint', () => {
     assert.equal(headerRetryHint({}, now), undefined)
     assert.equal(headerRetryHint({ 'retry-after': 'later' }, now), undefined)
+    // Neither delta-seconds nor an HTTP date, though Date.parse reads each as a date long past.
+    for (const junk of ['-1', '+5', '1,5', 'soon 1', '2026-01-01'])
+      assert.equal(headerRetryHint({ 'retry-after': junk }, now), undefined, junk)
+    assert.equal(headerRetryHint({ 'retry-after': 'Sunday, 01-Jan-26 00:00:30 GMT' }, now), 30_000)
   })
 })
 

@@ -1,0 +1,58 @@
+// Failover at its edges: rate-limit hints a provider gets wrong, answers cut short, and what the
+// health board and the client make of them. Health is process state, so every test starts a gateway.
+
+import assert from 'node:assert/strict'
+import { after, afterEach, before, test } from 'node:test'
+import { baseConfig, type RunningGateway, startGateway } from './gateway-process.ts'
+import { MockUpstream, ok, status } from './mock-upstream.ts'
+
+let mock: MockUpstream
+const running: RunningGateway[] = []
+const messages = [{ role: 'user', content: 'hello there' }]
+
+before(async () => {
+  mock = await MockUpstream.start()
+})
+after(() => mock.close())
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((gw) => gw.stop()))
+  mock.reset()
+})
+
+type Steps = { provider: string; model?: string; [key: string]: unknown }[]
+
+async function gateway(steps: Steps, failover: Record<string, unknown> = {}) {
+  const gw = await startGateway(
+    baseConfig({
+      default_timeout: '2s',
+      failover: { rate_limit_cooldown: '30s', circuit_open: '30s', retry_backoff: '20ms', ...failover },
+      providers: ['a', 'b'].map((name) => ({
+        name,
+        api_key: `sk-${name}-edge-key`,
+        base_url: mock.url(name),
+      })),
+      routes: [{ name: 'r', steps: steps.map((s) => ({ model: `model-${s.provider}`, ...s })) }],
+    }),
+  )
+  running.push(gw)
+  return gw
+}
+
+async function ask(gw: RunningGateway, body: Record<string, unknown> = {}) {
+  const res = await gw.post('/v1/chat/completions', { model: 'r', messages, ...body })
+  const text = await res.text()
+  return { status: res.status, provider: res.headers.get('x-gateway-provider'), res, text }
+}
+
+test('a Retry-After that is neither seconds nor an HTTP date is no hint: the target still cools down', async () => {
+  for (const junk of ['-1', '+5', '1,5', 'soon 1']) {
+    const gw = await gateway([{ provider: 'a' }, { provider: 'b' }])
+    mock.script('a', status(429, 'slow down', { 'retry-after': junk })).always('b', ok('from b'))
+    assert.equal((await ask(gw)).provider, 'b', junk)
+    // Cooling down for rate_limit_cooldown (30 s), as after a 429 without a hint: not called again.
+    assert.equal((await ask(gw)).provider, 'b', junk)
+    assert.equal(mock.requests('a').length, 1, `Retry-After: ${junk}`)
+    await gw.stop()
+    mock.reset()
+  }
+})
