@@ -188,7 +188,8 @@ function dispatchWhole(
         finish({ kind: 'whole', status, headers, body })
       },
       onResponseError(_controller, err) {
-        finish(attempt.failureOf(err))
+        // An error status whose body was cut short is still that status (a 429 and its Retry-After).
+        finish(error === undefined ? attempt.failureOf(err) : error.failure(options.redact, false))
       },
     })
   })

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict'
 import { after, afterEach, before, test } from 'node:test'
 import { baseConfig, type RunningGateway, startGateway } from './gateway-process.ts'
-import { MockUpstream, ok, status } from './mock-upstream.ts'
+import { type Behaviour, MockUpstream, ok, status } from './mock-upstream.ts'
 
 let mock: MockUpstream
 const running: RunningGateway[] = []
@@ -52,6 +52,24 @@ test('a Retry-After that is neither seconds nor an HTTP date is no hint: the tar
     // Cooling down for rate_limit_cooldown (30 s), as after a 429 without a hint: not called again.
     assert.equal((await ask(gw)).provider, 'b', junk)
     assert.equal(mock.requests('a').length, 1, `Retry-After: ${junk}`)
+    await gw.stop()
+    mock.reset()
+  }
+})
+
+test('a 429 whose body is cut short is still a 429: its Retry-After is kept, streaming or not', async () => {
+  const cut: Behaviour = (_req, res) => {
+    res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '30', 'content-length': '500' })
+    res.write('{"error":{"message":"rate limit reached, ')
+    setTimeout(() => res.socket?.destroy(), 20)
+  }
+  for (const stream of [false, true]) {
+    const gw = await gateway([{ provider: 'a' }])
+    mock.script('a', cut)
+    const answer = await ask(gw, { stream })
+    assert.equal(answer.status, 429, `stream: ${stream}: ${answer.text}`)
+    assert.equal(JSON.parse(answer.text).error.code, 'rate_limit_exceeded')
+    assert.equal(answer.res.headers.get('retry-after'), '30')
     await gw.stop()
     mock.reset()
   }
