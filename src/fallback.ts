@@ -220,14 +220,13 @@ class RouteRun<A extends { kind: string }> {
   }
 
   /**
-   * What a failure says about its target. A step that earlier steps left clearly less than it would
-   * have had alone (its own limit, or the whole budget if shorter), and that the request's budget then
-   * cut, was not given its chance: no more is known against it than if the client had left. A step
-   * that got (nearly) its share is held to it.
+   * What a failure says about its target. A step that earlier steps, or a wait for its recovery, left
+   * clearly less than it would have had alone (its own limit, or the whole budget if shorter), and that
+   * the request's budget then cut, was not given its chance: no more is known against it than if the
+   * client had left. A step that got (nearly) its share is held to it.
    */
   #judged(step: Step, failure: Failure, started: number): Failure {
-    if (failure.kind !== 'timeout' || failure.phase !== 'total' || this.#trail.attempts.length === 0)
-      return failure
+    if (failure.kind !== 'timeout' || failure.phase !== 'total') return failure
     const share = Math.min(step.timeouts.attempt, this.#o.route.totalMs)
     return this.#o.budgetEnd - started < share * 0.9 ? { kind: 'aborted' } : failure
   }

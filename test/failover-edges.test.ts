@@ -3,6 +3,7 @@
 
 import assert from 'node:assert/strict'
 import { after, afterEach, before, test } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { baseConfig, type RunningGateway, startGateway } from './gateway-process.ts'
 import { type Behaviour, MockUpstream, ok, status } from './mock-upstream.ts'
 
@@ -21,9 +22,14 @@ afterEach(async () => {
 
 type Steps = { provider: string; model?: string; [key: string]: unknown }[]
 
-async function gateway(steps: Steps, failover: Record<string, unknown> = {}) {
+async function gateway(
+  steps: Steps,
+  failover: Record<string, unknown> = {},
+  extra: Record<string, unknown> = {},
+) {
   const gw = await startGateway(
     baseConfig({
+      ...extra,
       default_timeout: '2s',
       failover: { rate_limit_cooldown: '30s', circuit_open: '30s', retry_backoff: '20ms', ...failover },
       providers: ['a', 'b'].map((name) => ({
@@ -73,4 +79,26 @@ test('a 429 whose body is cut short is still a 429: its Retry-After is kept, str
     await gw.stop()
     mock.reset()
   }
+})
+
+const target = async (gw: RunningGateway, provider: string) => {
+  const snapshot = (await (await gw.get('/v1/gateway/status')).json()) as {
+    targets: { provider: string; state: string }[]
+  }
+  return snapshot.targets.find((t) => t.provider === provider)
+}
+
+test('a step waited for until little of the budget is left is not marked down when the budget cuts it', async () => {
+  const gw = await gateway([{ provider: 'a' }], { max_retries: 0 }, { timeouts: { total: '2s' } })
+  const slowOk: Behaviour = async (req, res) => {
+    await sleep(1_000)
+    await ok()(req, res)
+  }
+  mock.script('a', status(429, 'slow down', { 'retry-after': '1.6' }), slowOk)
+  assert.equal((await ask(gw)).status, 429)
+  // Waits out the 1.6 s the provider asked for, then has well under its share of the budget left.
+  const waited = await ask(gw)
+  assert.equal(waited.status, 504, waited.text)
+  assert.equal(mock.requests('a').length, 2)
+  assert.equal((await target(gw, 'a'))?.state, 'healthy', 'a had 0.4 s of its 2 s')
 })
