@@ -4,7 +4,10 @@ import type { Failure } from './attempt.ts'
 import type { FailoverConfig } from './config-schema.ts'
 import { classifyFailure } from './health.ts'
 
-/** `stop`: the client left; `give_up`: the request's budget is spent, so no further step may start. */
+/**
+ * `stop`: the client left; `give_up`: the request's budget or its `max_attempts` is spent, so no
+ * further step may start.
+ */
 export type Decision =
   | { readonly action: 'retry'; readonly delayMs: number }
   | { readonly action: 'next' | 'stop' | 'give_up' }
@@ -16,6 +19,8 @@ export interface DecisionInput {
   /** Whether a later step of the route can be tried right now. */
   readonly laterStepAvailable: boolean
   readonly budgetLeftMs: number
+  /** Upstream calls this request may still make (`max_attempts` less those made). */
+  readonly attemptsLeft: number
   readonly policy: FailoverConfig
   /** 0 ≤ random() < 1, for jitter. */
   readonly random: () => number
@@ -26,15 +31,15 @@ export interface DecisionInput {
  * only when it is the last one available, the failure is transient, and the wait is short: never
  * sooner than the provider's hint, never after a timeout (a silent upstream costs one timeout, not one
  * per retry), never for a 429 without a hint (that is what the cooldown is for), and never past the
- * retry limit or the request's budget.
+ * retry limit, `max_attempts` or the request's budget.
  */
 export function decide(input: DecisionInput): Decision {
   const { failure, policy } = input
   const kind = classifyFailure(failure)
   if (kind === 'aborted') return { action: 'stop' }
-  if ((failure.kind === 'timeout' && failure.phase === 'total') || input.budgetLeftMs <= 0) {
-    return { action: 'give_up' }
-  }
+  const budgetSpent = (failure.kind === 'timeout' && failure.phase === 'total') || input.budgetLeftMs <= 0
+  // Out of attempts, a retry could only be waited for, never made.
+  if (budgetSpent || input.attemptsLeft <= 0) return { action: 'give_up' }
   if (input.laterStepAvailable || input.retries >= policy.max_retries) return { action: 'next' }
   if (kind !== 'rate_limited' && kind !== 'server') return { action: 'next' }
   if (failure.kind === 'timeout') return { action: 'next' }

@@ -103,6 +103,7 @@ class RouteRun<A extends { kind: string }> {
         retries,
         laterStepAvailable: this.#anyAvailableAfter(i),
         budgetLeftMs: this.#budgetLeft(),
+        attemptsLeft: this.#o.policy.max_attempts - this.#trail.attempts.length,
         policy: this.#o.policy,
         random: Math.random,
       })

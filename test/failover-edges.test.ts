@@ -102,3 +102,14 @@ test('a step waited for until little of the budget is left is not marked down wh
   assert.equal(mock.requests('a').length, 2)
   assert.equal((await target(gw, 'a'))?.state, 'healthy', 'a had 0.4 s of its 2 s')
 })
+
+test('a request that has used up max_attempts answers at once, without waiting for a retry it cannot make', async () => {
+  const gw = await gateway([{ provider: 'a' }], { max_attempts: 1 })
+  mock.script('a', status(429, 'slow down', { 'retry-after': '2' }))
+  const started = performance.now()
+  const answer = await ask(gw)
+  const took = performance.now() - started
+  assert.equal(answer.status, 429)
+  assert.equal(mock.requests('a').length, 1)
+  assert.ok(took < 1_000, `took ${Math.round(took)} ms`)
+})

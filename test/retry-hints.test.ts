@@ -107,7 +107,14 @@ describe('classifyFailure', () => {
 
 describe('decide', () => {
   const policy = configSchema.shape.failover.parse({})
-  const base = { retries: 0, laterStepAvailable: false, budgetLeftMs: 60_000, policy, random: () => 0.5 }
+  const base = {
+    retries: 0,
+    laterStepAvailable: false,
+    budgetLeftMs: 60_000,
+    attemptsLeft: 5,
+    policy,
+    random: () => 0.5,
+  }
   const http = (status: number, retryAfterMs?: number): Failure => ({
     kind: 'http_error',
     status,
@@ -149,6 +156,10 @@ describe('decide', () => {
     assert.deepEqual(decide({ ...base, failure: http(500), laterStepAvailable: true, budgetLeftMs: 0 }), {
       action: 'give_up',
     })
+  })
+  test('no attempt left gives up, rather than wait for a retry it cannot make', () => {
+    assert.deepEqual(decide({ ...base, failure: http(429, 2_000), attemptsLeft: 0 }), { action: 'give_up' })
+    assert.deepEqual(decide({ ...base, failure: http(503), attemptsLeft: 0 }), { action: 'give_up' })
   })
   test('the client leaving stops the route', () => {
     assert.deepEqual(decide({ ...base, failure: { kind: 'aborted' } }), { action: 'stop' })
