@@ -21,6 +21,8 @@ export interface DecisionInput {
   readonly budgetLeftMs: number
   /** Upstream calls this request may still make (`max_attempts` less those made). */
   readonly attemptsLeft: number
+  /** How long until this step may be tried again (0: now), as the failure left its target. */
+  readonly stepReadyInMs: number
   readonly policy: FailoverConfig
   /** 0 ≤ random() < 1, for jitter. */
   readonly random: () => number
@@ -51,5 +53,7 @@ export function decide(input: DecisionInput): Decision {
   const backoff = input.random() * policy.retry_backoff * 2 ** input.retries
   const delayMs = Math.ceil(Math.max(hint ?? 0, backoff))
   if (delayMs > policy.max_retry_delay || delayMs >= input.budgetLeftMs) return { action: 'next' }
+  // A failure that opened the circuit (or a quota now used up) leaves nothing to retry after the wait.
+  if (delayMs < input.stepReadyInMs) return { action: 'next' }
   return { action: 'retry', delayMs }
 }

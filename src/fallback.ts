@@ -104,6 +104,7 @@ class RouteRun<A extends { kind: string }> {
         laterStepAvailable: this.#anyAvailableAfter(i),
         budgetLeftMs: this.#budgetLeft(),
         attemptsLeft: this.#o.policy.max_attempts - this.#trail.attempts.length,
+        stepReadyInMs: this.#readyInMs(step),
         policy: this.#o.policy,
         random: Math.random,
       })
@@ -236,6 +237,12 @@ class RouteRun<A extends { kind: string }> {
     const { steps } = this.#o.route
     for (let i = index + 1; i < steps.length; i++) if (this.#availability(steps[i] as Step).ok) return true
     return false
+  }
+
+  /** How long until `step` may be tried again; 0 when it may be now. */
+  #readyInMs(step: Step): number {
+    const availability = this.#availability(step)
+    return availability.ok ? 0 : Math.max(0, availability.until - Date.now())
   }
 
   #availability(step: Step): Availability {

@@ -113,3 +113,14 @@ test('a request that has used up max_attempts answers at once, without waiting f
   assert.equal(mock.requests('a').length, 1)
   assert.ok(took < 1_000, `took ${Math.round(took)} ms`)
 })
+
+test('a failure that opens the circuit is not retried after a wait: the step is answered for at once', async () => {
+  const gw = await gateway([{ provider: 'a' }], { circuit_failures: 1 })
+  mock.script('a', status(503, 'overloaded', { 'retry-after': '2' }))
+  const started = performance.now()
+  const answer = await ask(gw)
+  const took = performance.now() - started
+  assert.equal(answer.status, 502, answer.text)
+  assert.equal(mock.requests('a').length, 1)
+  assert.ok(took < 1_000, `took ${Math.round(took)} ms`)
+})

@@ -112,6 +112,7 @@ describe('decide', () => {
     laterStepAvailable: false,
     budgetLeftMs: 60_000,
     attemptsLeft: 5,
+    stepReadyInMs: 0,
     policy,
     random: () => 0.5,
   }
@@ -155,6 +156,17 @@ describe('decide', () => {
     assert.deepEqual(decide({ ...base, failure: total, laterStepAvailable: true }), { action: 'give_up' })
     assert.deepEqual(decide({ ...base, failure: http(500), laterStepAvailable: true, budgetLeftMs: 0 }), {
       action: 'give_up',
+    })
+  })
+  test('no retry when the step will still be unavailable after the wait (its circuit just opened)', () => {
+    assert.deepEqual(decide({ ...base, failure: http(503, 2_000), stepReadyInMs: 30_000 }), {
+      action: 'next',
+    })
+    assert.deepEqual(decide({ ...base, failure: http(500), stepReadyInMs: 30_000 }), { action: 'next' })
+    // A 429's own cooldown ends with its hint, which the retry waits out.
+    assert.deepEqual(decide({ ...base, failure: http(429, 2_000), stepReadyInMs: 2_000 }), {
+      action: 'retry',
+      delayMs: 2_000,
     })
   })
   test('no attempt left gives up, rather than wait for a retry it cannot make', () => {
