@@ -43,12 +43,23 @@ function parseResetEpoch(value: string | string[] | undefined, now: number): num
 }
 
 /**
+ * A limit's reset time, unless its `remaining` says it has room (or, as Azure's `-1`, does not know):
+ * Groq and OpenAI send these on every answer, and when a limit that was not hit refills (Groq's
+ * requests per day: minutes away) says nothing of when to ask again, least of all after a 5xx.
+ */
+function resetOf(headers: Headers, limit: 'requests' | 'tokens'): number | undefined {
+  const left = first(headers[`x-ratelimit-remaining-${limit}`])
+  if (left !== undefined && left !== '0') return undefined
+  return parseDuration(first(headers[`x-ratelimit-reset-${limit}`]) ?? '')
+}
+
+/**
  * OpenAI-style `x-ratelimit-reset-requests` / `-tokens` (`1s`, `6m0s`, `20ms`). The one whose
  * `remaining` is exhausted is the limit that was hit; when that is unclear, the later reset is safe.
  */
 function parseResetPair(headers: Headers): number | undefined {
-  const requests = parseDuration(first(headers['x-ratelimit-reset-requests']) ?? '')
-  const tokens = parseDuration(first(headers['x-ratelimit-reset-tokens']) ?? '')
+  const requests = resetOf(headers, 'requests')
+  const tokens = resetOf(headers, 'tokens')
   if (requests === undefined || tokens === undefined) return requests ?? tokens
   if (first(headers['x-ratelimit-remaining-requests']) === '0') return requests
   if (first(headers['x-ratelimit-remaining-tokens']) === '0') return tokens

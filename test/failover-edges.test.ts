@@ -124,3 +124,20 @@ test('a failure that opens the circuit is not retried after a wait: the step is 
   assert.equal(mock.requests('a').length, 1)
   assert.ok(took < 1_000, `took ${Math.round(took)} ms`)
 })
+
+test('rate-limit headers with requests and tokens to spare are no hint: a 503 on the last step is retried', async () => {
+  // Groq and OpenAI send these on every answer; here no limit was hit, so they say nothing of when to retry.
+  const spare = {
+    'x-ratelimit-limit-requests': '14400',
+    'x-ratelimit-remaining-requests': '14370',
+    'x-ratelimit-reset-requests': '2m59.56s',
+    'x-ratelimit-limit-tokens': '6000',
+    'x-ratelimit-remaining-tokens': '5400',
+    'x-ratelimit-reset-tokens': '6s',
+  }
+  const gw = await gateway([{ provider: 'a' }])
+  mock.script('a', status(503, 'over capacity', spare), ok('on the retry'))
+  const answer = await ask(gw)
+  assert.equal(answer.status, 200, answer.text)
+  assert.equal(mock.requests('a').length, 2)
+})

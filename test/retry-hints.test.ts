@@ -27,6 +27,13 @@ describe('header hints', () => {
     assert.equal(headerRetryHint({ ...both, 'x-ratelimit-remaining-requests': '0' }, now), 2_000)
     assert.equal(headerRetryHint({ ...both, 'x-ratelimit-remaining-tokens': '0' }, now), 30_000)
     assert.equal(headerRetryHint(both, now), 30_000, 'unclear which limit: the later reset')
+    // A limit with room left (or an unknown remainder, Azure's -1) was not the one hit: no hint from it.
+    const room = { 'x-ratelimit-remaining-requests': '14370', 'x-ratelimit-remaining-tokens': '5400' }
+    assert.equal(headerRetryHint({ ...both, ...room }, now), undefined)
+    const azure = { 'x-ratelimit-remaining-tokens': '-1', 'x-ratelimit-reset-tokens': '0' }
+    assert.equal(headerRetryHint(azure, now), undefined)
+    const oneHit = { ...both, ...room, 'x-ratelimit-remaining-tokens': '0' }
+    assert.equal(headerRetryHint(oneHit, now), 30_000)
   })
   test('x-ratelimit-reset as epoch milliseconds, epoch seconds, or seconds from now', () => {
     assert.equal(headerRetryHint({ 'x-ratelimit-reset': String(now + 4_000) }, now), 4_000)
