@@ -138,6 +138,7 @@ describe('decide', () => {
   })
   test('the last step retries a transient failure after a jittered backoff', () => {
     assert.deepEqual(decide({ ...base, failure: http(503) }), { action: 'retry', delayMs: 125 })
+    assert.deepEqual(decide({ ...base, failure: http(408) }), { action: 'retry', delayMs: 125 })
     assert.deepEqual(decide({ ...base, failure: { kind: 'network', code: 'ECONNRESET', reason: '' } }), {
       action: 'retry',
       delayMs: 125,
