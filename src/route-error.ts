@@ -44,9 +44,10 @@ const skipNames = {
 
 /**
  * The client's error when no step answered, naming each step and why. A 429 with the soonest
- * `Retry-After` when every step was rate limited (answered 429, or skipped for a rate limit or quota),
- * so the client's own retry logic waits the right time; 504 when the request's budget ran out; 400 when
- * every provider refused the request itself; 503 when nothing could be tried; otherwise 502.
+ * `Retry-After` when every step was rate limited (answered 429, or skipped for a rate limit or quota)
+ * but those that refused the request itself, so the client's own retry logic waits the right time for
+ * a step that may still take it; 504 when the request's budget ran out; 400 when every provider
+ * refused the request itself; 503 when nothing could be tried; otherwise 502.
  */
 export function routeFailed(route: Route, trail: Trail, failures: Failure[], redact: Redactor): GatewayError {
   const tried = trail.attempts.map((a) => `${a.provider}/${a.model}: ${a.reason ?? a.outcome}`)
@@ -54,7 +55,6 @@ export function routeFailed(route: Route, trail: Trail, failures: Failure[], red
     (s) =>
       `${s.provider}/${s.model}: skipped, ${skipNames[s.reason]} (ready in ${Math.ceil(s.forMs / 1000)} s)`,
   )
-  const count = trail.attempts.length + trail.skipped.length
   // A step retried is still one step: the retries show in the attempt count and in the list.
   const steps = new Set([...trail.attempts, ...trail.skipped].map((entry) => entry.step)).size
   const attempted = new Set(trail.attempts.map((attempt) => attempt.step)).size
@@ -63,12 +63,14 @@ export function routeFailed(route: Route, trail: Trail, failures: Failure[], red
     `All ${steps} step(s) of route "${route.name}" failed${retried}. ${[...tried, ...passed].join('; ')}`,
   )
 
+  // A refusal of this request says nothing of when to ask again: the rate-limited steps decide that.
+  const limits = failures.filter((f) => classifyFailure(f) !== 'request')
   const limited =
-    failures.every((f) => f.kind === 'http_error' && f.status === 429) &&
+    limits.every((f) => f.kind === 'http_error' && f.status === 429) &&
     trail.skipped.every((s) => s.reason === 'rate_limited' || s.reason === 'quota')
-  if (limited && count > 0) {
+  if (limited && limits.length + trail.skipped.length > 0) {
     const waits = [
-      ...failures.map((f) => (f.kind === 'http_error' ? (f.retryAfterMs ?? 1_000) : 1_000)),
+      ...limits.map((f) => (f.kind === 'http_error' ? (f.retryAfterMs ?? 1_000) : 1_000)),
       ...trail.skipped.map((s) => s.forMs),
     ]
     const seconds = Math.max(1, Math.ceil(Math.min(...waits) / 1000))

@@ -141,3 +141,19 @@ test('rate-limit headers with requests and tokens to spare are no hint: a 503 on
   assert.equal(answer.status, 200, answer.text)
   assert.equal(mock.requests('a').length, 2)
 })
+
+test('a step rate limited while the others refused the request itself: 429 with its Retry-After, not 502 or 400', async () => {
+  const gw = await gateway([{ provider: 'a' }, { provider: 'b' }])
+  mock
+    .script('a', status(429, 'slow down', { 'retry-after': '30' }))
+    .always('b', status(400, 'context length exceeded'))
+  // a answers 429, then is skipped while it cools down; b refuses this prompt either way.
+  for (const turn of ['answered 429', 'skipped']) {
+    const answer = await ask(gw)
+    assert.equal(answer.status, 429, `${turn}: ${answer.text}`)
+    assert.equal(JSON.parse(answer.text).error.code, 'rate_limit_exceeded')
+    const retryAfter = Number(answer.res.headers.get('retry-after'))
+    assert.ok(retryAfter >= 29 && retryAfter <= 30, `${turn}: Retry-After ${retryAfter}`)
+  }
+  assert.equal(mock.requests('a').length, 1)
+})
