@@ -216,7 +216,13 @@ class RouteRun<A extends { kind: string }> {
     // No answer, no tokens spent: the prompt's share of the quota is given back.
     health.refund(step, tokens, Date.now(), began)
     if (result.kind === 'aborted') return this.#aborted()
-    this.#failures.push(result)
+    // A 429 tells the client to wait as long as its target now cools down: the provider's hint, or our
+    // guess when it gave none (asked sooner, the gateway could only try it anyway).
+    this.#failures.push(
+      result.kind === 'http_error' && result.status === 429
+        ? { ...result, retryAfterMs: this.#readyInMs(step) }
+        : result,
+    )
     this.#o.onAttemptFailed(record)
     return { kind: 'failed', failure: result }
   }

@@ -157,3 +157,13 @@ test('a step rate limited while the others refused the request itself: 429 with 
   }
   assert.equal(mock.requests('a').length, 1)
 })
+
+test('a 429 without a hint tells the client to wait out the cooldown it started, not one second', async () => {
+  const gw = await gateway([{ provider: 'a' }, { provider: 'b' }])
+  mock.always('a', status(429, 'slow down')).always('b', status(429, 'slow down'))
+  const answer = await ask(gw)
+  assert.equal(answer.status, 429, answer.text)
+  // Both cool down for rate_limit_cooldown (30 s here): asked again sooner, they would only be tried anyway.
+  const retryAfter = Number(answer.res.headers.get('retry-after'))
+  assert.ok(retryAfter >= 29 && retryAfter <= 30, `Retry-After ${retryAfter}`)
+})
