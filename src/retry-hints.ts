@@ -43,15 +43,19 @@ function parseResetEpoch(value: string | string[] | undefined, now: number): num
 }
 
 /**
- * A limit's reset time, unless its `remaining` says it has room (or, as Azure's `-1`, does not know):
- * Groq and OpenAI send these on every answer, and when a limit that was not hit refills (Groq's
+ * Whether a limit's `remaining` says it has room (or, as Azure's `-1`, does not know), so it was not
+ * the one hit. Providers send these on every answer, and when a limit that was not hit refills (Groq's
  * requests per day: minutes away) says nothing of when to ask again, least of all after a 5xx.
  */
-function resetOf(headers: Headers, limit: 'requests' | 'tokens'): number | undefined {
-  const left = first(headers[`x-ratelimit-remaining-${limit}`])
-  if (left !== undefined && left !== '0') return undefined
-  return parseDuration(first(headers[`x-ratelimit-reset-${limit}`]) ?? '')
+const hasRoom = (headers: Headers, name: string): boolean => {
+  const left = first(headers[name])
+  return left !== undefined && left !== '0'
 }
+
+const resetOf = (headers: Headers, limit: 'requests' | 'tokens'): number | undefined =>
+  hasRoom(headers, `x-ratelimit-remaining-${limit}`)
+    ? undefined
+    : parseDuration(first(headers[`x-ratelimit-reset-${limit}`]) ?? '')
 
 /**
  * OpenAI-style `x-ratelimit-reset-requests` / `-tokens` (`1s`, `6m0s`, `20ms`). The one whose
@@ -73,7 +77,9 @@ export function headerRetryHint(headers: Headers, now = Date.now()): number | un
   return (
     parseRetryAfter(headers['retry-after'], now) ??
     parseResetPair(headers) ??
-    parseResetEpoch(headers['x-ratelimit-reset'], now)
+    (hasRoom(headers, 'x-ratelimit-remaining')
+      ? undefined
+      : parseResetEpoch(headers['x-ratelimit-reset'], now))
   )
 }
 

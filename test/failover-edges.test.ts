@@ -135,11 +135,16 @@ test('rate-limit headers with requests and tokens to spare are no hint: a 503 on
     'x-ratelimit-remaining-tokens': '5400',
     'x-ratelimit-reset-tokens': '6s',
   }
-  const gw = await gateway([{ provider: 'a' }])
-  mock.script('a', status(503, 'over capacity', spare), ok('on the retry'))
-  const answer = await ask(gw)
-  assert.equal(answer.status, 200, answer.text)
-  assert.equal(mock.requests('a').length, 2)
+  const window = { 'x-ratelimit-limit': '60', 'x-ratelimit-remaining': '59', 'x-ratelimit-reset': '45' }
+  for (const headers of [spare, window]) {
+    const gw = await gateway([{ provider: 'a' }])
+    mock.script('a', status(503, 'over capacity', headers), ok('on the retry'))
+    const answer = await ask(gw)
+    assert.equal(answer.status, 200, answer.text)
+    assert.equal(mock.requests('a').length, 2)
+    await gw.stop()
+    mock.reset()
+  }
 })
 
 test('a step rate limited while the others refused the request itself: 429 with its Retry-After, not 502 or 400', async () => {

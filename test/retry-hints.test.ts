@@ -39,6 +39,12 @@ describe('header hints', () => {
     assert.equal(headerRetryHint({ 'x-ratelimit-reset': String(now + 4_000) }, now), 4_000)
     assert.equal(headerRetryHint({ 'x-ratelimit-reset': String(now / 1000 + 9) }, now), 9_000)
     assert.equal(headerRetryHint({ 'x-ratelimit-reset': '3' }, now), 3_000)
+    assert.equal(headerRetryHint({ 'x-ratelimit-reset': '3', 'x-ratelimit-remaining': '0' }, now), 3_000)
+    // With requests to spare, the window's reset is not when to ask again.
+    assert.equal(
+      headerRetryHint({ 'x-ratelimit-reset': '45', 'x-ratelimit-remaining': '59' }, now),
+      undefined,
+    )
   })
   test('no hint', () => {
     assert.equal(headerRetryHint({}, now), undefined)
