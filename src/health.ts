@@ -140,16 +140,15 @@ export class HealthBoard {
   /** Whether a step may be tried now; a half-open circuit admits exactly one probe at a time. */
   availability(step: Step, now: number, estimatedTokens = 0): Availability {
     const t = this.#target(step)
-    if (now < t.cooldownUntil && t.cooldownReason !== undefined) {
-      return { ok: false, reason: t.cooldownReason, until: t.cooldownUntil, firm: t.cooldownFirm }
-    }
-    if (t.circuitOpen) {
-      if (now < t.openUntil) return { ok: false, reason: 'circuit_open', until: t.openUntil, firm: false }
-      if (now < t.probeUntil) return { ok: false, reason: 'probe_in_flight', until: t.probeUntil, firm: true }
-    }
+    const held = heldBack(t, now)
     const quotaFreeAt = this.#quotas.blockedUntil(step, now, estimatedTokens)
-    if (quotaFreeAt !== undefined) return { ok: false, reason: 'quota', until: quotaFreeAt, firm: true }
-    return { ok: true, probe: t.circuitOpen }
+    if (quotaFreeAt === undefined) return held ?? { ok: true, probe: t.circuitOpen }
+    // A declared quota is firm: a target over it is not tried even where a cooldown of our own guess
+    // or an open circuit would be tried anyway, and the later of the two says when it is back.
+    if (held === undefined || !held.firm || quotaFreeAt > held.until) {
+      return { ok: false, reason: 'quota', until: quotaFreeAt, firm: true }
+    }
+    return held
   }
 
   /**
@@ -295,6 +294,17 @@ function stateOf(t: Target, now: number): [TargetState, number | undefined, stri
       : ['half_open', undefined, 'failures']
   }
   return ['healthy', undefined, undefined]
+}
+
+/** What keeps a target from being tried now, quotas aside: a cooldown, or an open circuit or its probe. */
+function heldBack(t: Target, now: number): Exclude<Availability, { ok: true }> | undefined {
+  if (now < t.cooldownUntil && t.cooldownReason !== undefined) {
+    return { ok: false, reason: t.cooldownReason, until: t.cooldownUntil, firm: t.cooldownFirm }
+  }
+  if (!t.circuitOpen) return undefined
+  if (now < t.openUntil) return { ok: false, reason: 'circuit_open', until: t.openUntil, firm: false }
+  if (now < t.probeUntil) return { ok: false, reason: 'probe_in_flight', until: t.probeUntil, firm: true }
+  return undefined
 }
 
 function endProbe(t: Target): void {

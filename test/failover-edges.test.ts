@@ -172,3 +172,16 @@ test('a 429 without a hint tells the client to wait out the cooldown it started,
   const retryAfter = Number(answer.res.headers.get('retry-after'))
   assert.ok(retryAfter >= 29 && retryAfter <= 30, `Retry-After ${retryAfter}`)
 })
+
+test('a declared quota used up is kept even while the target also cools down or its circuit is open', async () => {
+  // Cooling down without a hint, the only step would be tried anyway; its rpm says it may not be.
+  const gw = await gateway([{ provider: 'a', limits: { rpm: 2 } }], { max_retries: 0 })
+  mock.script('a', ok(), status(429, 'slow down')).always('a', ok('a third call'))
+  assert.equal((await ask(gw)).status, 200)
+  assert.equal((await ask(gw)).status, 429)
+  const third = await ask(gw)
+  assert.equal(third.status, 429, third.text)
+  assert.equal(mock.requests('a').length, 2, 'rpm 2: no third call within the minute')
+  const retryAfter = Number(third.res.headers.get('retry-after'))
+  assert.ok(retryAfter > 30 && retryAfter <= 60, `Retry-After ${retryAfter}: when the minute frees a request`)
+})
