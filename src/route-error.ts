@@ -50,6 +50,11 @@ const skipNames = {
  * refused the request itself; 503 when nothing could be tried; otherwise 502.
  */
 export function routeFailed(route: Route, trail: Trail, failures: Failure[], redact: Redactor): GatewayError {
+  // Nothing tried, nothing skipped: the budget was spent before the walk began (a slow upload).
+  if (trail.attempts.length === 0 && trail.skipped.length === 0) {
+    const message = `The request's time limit (timeouts.total) ran out before route "${route.name}" could try a step.`
+    return new GatewayError('gateway_timeout', redact(message))
+  }
   const tried = trail.attempts.map((a) => `${a.provider}/${a.model}: ${a.reason ?? a.outcome}`)
   const passed = trail.skipped.map(
     (s) =>

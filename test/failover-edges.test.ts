@@ -2,9 +2,11 @@
 // health board and the client make of them. Health is process state, so every test starts a gateway.
 
 import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import { connect } from 'node:net'
 import { after, afterEach, before, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { baseConfig, type RunningGateway, startGateway } from './gateway-process.ts'
+import { baseConfig, gatewayKey, type RunningGateway, startGateway } from './gateway-process.ts'
 import { type Behaviour, MockUpstream, ok, status } from './mock-upstream.ts'
 
 let mock: MockUpstream
@@ -184,4 +186,27 @@ test('a declared quota used up is kept even while the target also cools down or 
   assert.equal(mock.requests('a').length, 2, 'rpm 2: no third call within the minute')
   const retryAfter = Number(third.res.headers.get('retry-after'))
   assert.ok(retryAfter > 30 && retryAfter <= 60, `Retry-After ${retryAfter}: when the minute frees a request`)
+})
+
+test('a budget spent before any step could start (a slow upload) is a 504, not a 503 with no time to give', async () => {
+  const gw = await gateway([{ provider: 'a' }], {}, { timeouts: { total: '500ms' } })
+  mock.always('a', ok())
+  const body = JSON.stringify({ model: 'r', messages })
+  const { port } = new URL(gw.url)
+  const socket = connect(Number(port), '127.0.0.1')
+  await once(socket, 'connect')
+  socket.write(
+    `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${gatewayKey}\r\n` +
+      `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n`,
+  )
+  socket.write(body.slice(0, 10))
+  await sleep(700)
+  socket.end(body.slice(10))
+  let answer = ''
+  for await (const chunk of socket) answer += chunk
+  const [head = '', text = ''] = answer.split('\r\n\r\n')
+  assert.match(head, /^HTTP\/1.1 504 /, answer)
+  assert.equal(JSON.parse(text).error.code, 'gateway_timeout')
+  assert.doesNotMatch(head, /retry-after: Infinity/i)
+  assert.equal(mock.requests('a').length, 0)
 })
