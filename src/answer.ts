@@ -106,6 +106,12 @@ export function jsonAnswerOf(
   }
   const answer = json as Record<string, unknown> & { error?: unknown; choices?: unknown; usage?: unknown }
   if (answer.error !== undefined && answer.error !== null && answer.choices === undefined) {
+    // An aggregator (OpenRouter) relays the refusal of the provider behind it in a 200, with the HTTP
+    // status as its code: a 429 there is a rate limit, to cool down for, not a malformed answer.
+    const code = (answer.error as { code?: unknown }).code
+    if (typeof code === 'number' && Number.isInteger(code) && code >= 400 && code < 600) {
+      return httpError(code, headers, text, redact)
+    }
     return { kind: 'invalid_response', reason: sanitizeReason(errorMessageOf(text), redact) }
   }
   const contentType = headers['content-type']

@@ -7,7 +7,7 @@ import { connect } from 'node:net'
 import { after, afterEach, before, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { baseConfig, gatewayKey, type RunningGateway, startGateway } from './gateway-process.ts'
-import { type Behaviour, MockUpstream, ok, status } from './mock-upstream.ts'
+import { type Behaviour, json, MockUpstream, ok, status } from './mock-upstream.ts'
 
 let mock: MockUpstream
 const running: RunningGateway[] = []
@@ -209,4 +209,28 @@ test('a budget spent before any step could start (a slow upload) is a 504, not a
   assert.equal(JSON.parse(text).error.code, 'gateway_timeout')
   assert.doesNotMatch(head, /retry-after: Infinity/i)
   assert.equal(mock.requests('a').length, 0)
+})
+
+test('a 200 that relays a provider 429 in its body (OpenRouter) is a 429: the target cools down, the client gets 429', async () => {
+  // As OpenRouter answers when the provider behind it is rate limited, with the reset it relays.
+  const relayed = () =>
+    json(200, {
+      error: {
+        message: 'Provider returned error',
+        code: 429,
+        metadata: {
+          headers: { 'X-RateLimit-Remaining': '0', 'X-RateLimit-Reset': String(Date.now() + 30_000) },
+          provider_name: 'Kluster',
+        },
+      },
+    })
+  const gw = await gateway([{ provider: 'a' }, { provider: 'b' }])
+  mock
+    .script('a', (req, res) => relayed()(req, res))
+    .always('b', status(429, 'slow down', { 'retry-after': '40' }))
+  const answer = await ask(gw)
+  assert.equal(answer.status, 429, answer.text)
+  const retryAfter = Number(answer.res.headers.get('retry-after'))
+  assert.ok(retryAfter >= 29 && retryAfter <= 30, `Retry-After ${retryAfter}`)
+  assert.equal((await target(gw, 'a'))?.state, 'cooling_down')
 })
