@@ -30,7 +30,8 @@ export function httpError(
  * The human part of an upstream error body or error event: OpenAI-style `error` (a string, or its
  * `message`), a Responses API `response.failed` event's `response.error.message`, or a top-level
  * `message` (a Responses `error` event); failing those, the error's `code` or the event's `type`
- * rather than the raw JSON. Anything else: the text itself.
+ * rather than the raw JSON. Gemini wraps its error in a list: the first one is read. Anything else:
+ * the text itself.
  */
 export function errorMessageOf(text: string): string {
   let json: unknown
@@ -39,6 +40,7 @@ export function errorMessageOf(text: string): string {
   } catch {
     return text // not JSON: the text is the message
   }
+  if (Array.isArray(json) && json.length === 1) json = json[0]
   if (json === null || typeof json !== 'object' || Array.isArray(json)) return text
   const { error, response, message, type } = json as Record<string, unknown>
   if (typeof error === 'string') return error

@@ -234,3 +234,14 @@ test('a 200 that relays a provider 429 in its body (OpenRouter) is a 429: the ta
   assert.ok(retryAfter >= 29 && retryAfter <= 30, `Retry-After ${retryAfter}`)
   assert.equal((await target(gw, 'a'))?.state, 'cooling_down')
 })
+
+test('an error body wrapped in a list (Gemini) is reported by its message, not as raw JSON', async () => {
+  const gw = await gateway([{ provider: 'a' }], { max_retries: 0 })
+  const gemini = [{ error: { code: 503, message: 'The model is overloaded.', status: 'UNAVAILABLE' } }]
+  mock.script('a', json(503, gemini))
+  const answer = await ask(gw)
+  assert.equal(answer.status, 502)
+  const { message } = JSON.parse(answer.text).error as { message: string }
+  assert.match(message, /a\/model-a: HTTP 503: The model is overloaded\./)
+  assert.doesNotMatch(message, /UNAVAILABLE|\[\{/)
+})
