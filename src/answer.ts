@@ -17,13 +17,20 @@ export function httpError(
   const message =
     status >= 300 && status < 400 && typeof location === 'string'
       ? `redirected to ${location} (base_url should name the final address)`
-      : errorMessageOf(text)
+      : (pageTitleOf(text) ?? errorMessageOf(text))
   return {
     kind: 'http_error',
     status,
     reason: sanitizeReason(message, redact),
     ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
   }
+}
+
+/** An HTML error page (a CDN's or a proxy's in front of the provider) says what happened in its title. */
+function pageTitleOf(text: string): string | undefined {
+  if (!/^\s*</.test(text)) return undefined
+  const title = /<title[^>]*>([^<]*)<\/title>/i.exec(text)?.[1]?.trim()
+  return title === undefined || title === '' ? 'an HTML page' : title
 }
 
 /**

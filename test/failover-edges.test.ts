@@ -7,7 +7,7 @@ import { connect } from 'node:net'
 import { after, afterEach, before, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { baseConfig, gatewayKey, type RunningGateway, startGateway } from './gateway-process.ts'
-import { type Behaviour, json, MockUpstream, ok, status } from './mock-upstream.ts'
+import { type Behaviour, json, MockUpstream, ok, raw, status } from './mock-upstream.ts'
 
 let mock: MockUpstream
 const running: RunningGateway[] = []
@@ -244,4 +244,16 @@ test('an error body wrapped in a list (Gemini) is reported by its message, not a
   const { message } = JSON.parse(answer.text).error as { message: string }
   assert.match(message, /a\/model-a: HTTP 503: The model is overloaded\./)
   assert.doesNotMatch(message, /UNAVAILABLE|\[\{/)
+})
+
+test('an HTML error page (a proxy in front of the provider) is reported by its title, not as raw markup', async () => {
+  const gw = await gateway([{ provider: 'a' }], { max_retries: 0 })
+  const page =
+    '<!DOCTYPE html>\n<html lang="en-US"><head><title>api.example.com | 522: Connection timed out</title>' +
+    '<meta charset="UTF-8" /><style>body{margin:0}</style></head><body><div id="cf-wrapper">…</div></body></html>'
+  mock.script('a', raw(522, page, 'text/html; charset=UTF-8'))
+  const answer = await ask(gw)
+  const { message } = JSON.parse(answer.text).error as { message: string }
+  assert.match(message, /a\/model-a: HTTP 522: api\.example\.com \| 522: Connection timed out/)
+  assert.doesNotMatch(message, /<|DOCTYPE|style/)
 })
