@@ -16,7 +16,12 @@ export type Failure =
     }
   | { readonly kind: 'network'; readonly code: string; readonly reason: string }
   | { readonly kind: 'timeout'; readonly phase: TimeoutPhase; readonly afterMs: number }
-  | { readonly kind: 'invalid_response'; readonly reason: string }
+  | {
+      readonly kind: 'invalid_response'
+      readonly reason: string
+      /** Over `max_answer_size`: our limit, not a fault of the provider, which answered. */
+      readonly tooLarge?: true
+    }
   | { readonly kind: 'aborted' }
 
 export const isFailure = (value: { kind: string }): value is Failure =>

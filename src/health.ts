@@ -23,6 +23,9 @@ export function classifyFailure(failure: Failure): FailureClass {
       if (status >= 400 && status < 500 && status !== 408) return 'request'
       return 'server'
     }
+    case 'invalid_response':
+      // Too large for max_answer_size, it is a whole answer that this request would get again.
+      return failure.tooLarge === true ? 'request' : 'server'
     case 'aborted':
       return 'aborted'
     default:

@@ -171,6 +171,7 @@ function dispatchWhole(
           attempt.fail({
             kind: 'invalid_response',
             reason: `answer larger than ${options.maxAnswerBytes} bytes`,
+            tooLarge: true,
           })
           return
         }

@@ -257,3 +257,19 @@ test('an HTML error page (a proxy in front of the provider) is reported by its t
   assert.match(message, /a\/model-a: HTTP 522: api\.example\.com \| 522: Connection timed out/)
   assert.doesNotMatch(message, /<|DOCTYPE|style/)
 })
+
+test('answers larger than max_answer_size are not retried and do not open a healthy provider’s circuit', async () => {
+  const gw = await gateway([{ provider: 'a' }, { provider: 'b' }], {}, { max_answer_size: '1kb' })
+  const big = ok('x'.repeat(4_000))
+  mock.script('a', big, big, big, ok('small')).always('b', ok('from b'))
+  for (let i = 0; i < 3; i++) assert.equal((await ask(gw)).provider, 'b')
+  // a answered every time: it is as healthy as a provider that refused a prompt too long for it.
+  assert.equal((await ask(gw)).provider, 'a')
+
+  const single = await gateway([{ provider: 'a' }], {}, { max_answer_size: '1kb' })
+  mock.reset()
+  mock.script('a', big, big)
+  const answer = await ask(single)
+  assert.equal(mock.requests('a').length, 1, 'the same request gets the same answer: not asked twice')
+  assert.equal(JSON.parse(answer.text).error.code, 'request_rejected', answer.text)
+})

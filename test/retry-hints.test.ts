@@ -114,6 +114,7 @@ describe('classifyFailure', () => {
     assert.equal(classifyFailure({ kind: 'network', code: 'ECONNRESET', reason: '' }), 'server')
     assert.equal(classifyFailure({ kind: 'timeout', phase: 'headers', afterMs: 1 }), 'server')
     assert.equal(classifyFailure({ kind: 'invalid_response', reason: '' }), 'server')
+    assert.equal(classifyFailure({ kind: 'invalid_response', reason: '', tooLarge: true }), 'request')
     assert.equal(classifyFailure({ kind: 'aborted' }), 'aborted')
   })
 })
