@@ -68,6 +68,16 @@ export function sanitizeReason(text: string, redact: Redactor): string {
   return line.length > 200 ? `${line.slice(0, 197)}...` : line
 }
 
+/**
+ * The HTTP status an error body carries as its code. An aggregator (OpenRouter) relays the refusal of
+ * the provider behind it in a 200, or in an error event of a stream it began: a 429 there is a rate
+ * limit, to cool down for, not a malformed answer.
+ */
+export function relayedStatus(body: Readonly<Record<string, unknown>>): number | undefined {
+  const code = (body.error as { code?: unknown } | null | undefined)?.code
+  return typeof code === 'number' && Number.isInteger(code) && code >= 400 && code < 600 ? code : undefined
+}
+
 /** A complete non-streaming answer, as the provider sent it. */
 export interface JsonAnswer {
   readonly kind: 'json'
@@ -115,12 +125,8 @@ export function jsonAnswerOf(
   }
   const answer = json as Record<string, unknown> & { error?: unknown; choices?: unknown; usage?: unknown }
   if (answer.error !== undefined && answer.error !== null && answer.choices === undefined) {
-    // An aggregator (OpenRouter) relays the refusal of the provider behind it in a 200, with the HTTP
-    // status as its code: a 429 there is a rate limit, to cool down for, not a malformed answer.
-    const code = (answer.error as { code?: unknown }).code
-    if (typeof code === 'number' && Number.isInteger(code) && code >= 400 && code < 600) {
-      return httpError(code, headers, text, redact)
-    }
+    const status = relayedStatus(answer)
+    if (status !== undefined) return httpError(status, headers, text, redact)
     return { kind: 'invalid_response', reason: sanitizeReason(errorMessageOf(text), redact) }
   }
   const contentType = headers['content-type']

@@ -2,7 +2,7 @@
 // to (before that, a failing step can still be replaced). Forwarding them is stream-pipe.ts.
 
 import type { EventSourceMessage } from 'eventsource-parser'
-import { errorMessageOf, sanitizeReason, type Usage, usageOf } from './answer.ts'
+import { errorMessageOf, httpError, relayedStatus, sanitizeReason, type Usage, usageOf } from './answer.ts'
 import type { Attempt, Failure } from './attempt.ts'
 import type { Redactor } from './redact.ts'
 import { EventTooLarge, type Item, type Parsed, parseData, readItems } from './sse-read.ts'
@@ -147,6 +147,10 @@ export async function awaitCommit(
       if (next.value.kind === 'comment') continue
       const parsed = parseData(next.value.event.data)
       if (isErrorEvent(next.value.event, parsed)) {
+        const status = parsed.kind === 'json' ? relayedStatus(parsed.value) : undefined
+        if (status !== undefined) {
+          return attempt.fail(httpError(status, response.headers, next.value.event.data, redact))
+        }
         const reason = sanitizeReason(errorMessageOf(next.value.event.data), redact)
         return attempt.fail({ kind: 'invalid_response', reason: `error event before content: ${reason}` })
       }

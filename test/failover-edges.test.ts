@@ -7,7 +7,7 @@ import { connect } from 'node:net'
 import { after, afterEach, before, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { baseConfig, gatewayKey, type RunningGateway, startGateway } from './gateway-process.ts'
-import { type Behaviour, json, MockUpstream, ok, raw, status } from './mock-upstream.ts'
+import { type Behaviour, json, MockUpstream, ok, raw, sse, status, textChunks } from './mock-upstream.ts'
 
 let mock: MockUpstream
 const running: RunningGateway[] = []
@@ -232,6 +232,16 @@ test('a 200 that relays a provider 429 in its body (OpenRouter) is a 429: the ta
   assert.equal(answer.status, 429, answer.text)
   const retryAfter = Number(answer.res.headers.get('retry-after'))
   assert.ok(retryAfter >= 29 && retryAfter <= 30, `Retry-After ${retryAfter}`)
+  assert.equal((await target(gw, 'a'))?.state, 'cooling_down')
+})
+
+test('a stream whose first event relays a provider 429 (OpenRouter) is a 429 too: next step, then the target cools down', async () => {
+  const gw = await gateway([{ provider: 'a' }, { provider: 'b' }])
+  const relayed = { error: { message: 'Provider returned error', code: 429 } }
+  mock.script('a', sse([relayed], { end: 'no_done' })).always('b', sse(textChunks('from b')))
+  const res = await gw.post('/v1/chat/completions', { model: 'r', messages, stream: true })
+  assert.equal(res.headers.get('x-gateway-provider'), 'b')
+  assert.match(await res.text(), /from/)
   assert.equal((await target(gw, 'a'))?.state, 'cooling_down')
 })
 
