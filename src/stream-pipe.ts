@@ -167,7 +167,8 @@ function failureMessage(failure: Exclude<Failure, { kind: 'aborted' }>): string 
   const why =
     failure.kind === 'timeout'
       ? failure.phase === 'total'
-        ? `the request's time limit (timeouts.total) ran out after ${failure.afterMs} ms`
+        ? // afterMs is what was left of it when the stream was committed, not the limit: no number.
+          "the request's time limit (timeouts.total) ran out"
         : `no data from the provider for ${failure.afterMs} ms`
       : failure.kind === 'http_error'
         ? `status ${failure.status}`
