@@ -33,8 +33,9 @@ Commands:
   install-service   create the ai-gateway system user, /etc/ai-gateway (config.yaml and .env, mode 600),
                     install and reload the systemd unit; an existing config is kept unless --force
   deploy            on SSH_HOST: upload executable, unit, config.yaml and .env (without SSH_* lines),
-                    install, enable, restart, then check /health there, on the gateway's port
-                    (config.yaml's port:, else PORT in .env, else 8080)
+                    install, enable, restart, then check /health there, at the gateway's address
+                    (config.yaml's host:, else 127.0.0.1) and port (config.yaml's port:, else PORT
+                    in .env, else 8080)
   deploy-docker     on SSH_HOST: upload the compose project, `docker compose up -d --build`, wait until
                     the container reports healthy
   help              show this help
@@ -88,21 +89,26 @@ env_value() {
   printf '%s' "$value"
 }
 
-# gateway_port CONFIG ENV_FILE: the port the gateway will listen on, decided as it decides: the config's
-# port (a number, ${VAR} or ${VAR:-number}), else PORT, else 8080 (src/config.ts), with variables from
-# ENV_FILE, the service's whole environment (this shell's never reaches the server). The config is
-# read with patterns, not a YAML parser: only a top-level `port:` line counts, and a value in any other
-# form is taken as 8080, with a warning.
-gateway_port() {
-  local line value port
-  line="$(grep -E '^port:([[:space:]]|$)' "$1" || true)"
-  # The value, without a comment, surrounding blanks (a CR too) or quotes.
-  value="${line#port:}"
+# top_level CONFIG KEY: the value on CONFIG's top-level `KEY:` line, without a comment, surrounding
+# blanks (a CR too) or quotes; fails when there is no such line. The config is read with patterns, not
+# a YAML parser, so only such a line counts.
+top_level() {
+  local line value
+  line="$(grep -E "^$2:([[:space:]]|\$)" "$1")" || return 1
+  value="${line#"$2":}"
   value="${value%%[[:space:]]#*}"
   [[ "$value" =~ ^[[:space:]]*(.*[^[:space:]])?[[:space:]]*$ ]]
-  value="$(unquote "${BASH_REMATCH[1]}")"
+  unquote "${BASH_REMATCH[1]}"
+}
+
+# gateway_port CONFIG ENV_FILE: the port the gateway will listen on, decided as it decides: the config's
+# port (a number, ${VAR} or ${VAR:-number}), else PORT, else 8080 (src/config.ts), with variables from
+# ENV_FILE, the service's whole environment (this shell's never reaches the server). A value in any
+# other form is taken as 8080, with a warning.
+gateway_port() {
+  local value port
   # With no port in the config, the gateway does what ${PORT:-8080} says.
-  [[ -n "$line" ]] || value="\${PORT:-8080}"
+  value="$(top_level "$1" port)" || value="\${PORT:-8080}"
   if [[ "$value" =~ ^[0-9]+$ ]]; then
     port="$value"
   elif [[ "$value" =~ ^\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([0-9]+))?\}$ ]]; then
@@ -110,10 +116,33 @@ gateway_port() {
     [[ -n "$port" ]] || port="${BASH_REMATCH[3]}"
   fi
   if [[ ! "${port:-}" =~ ^[0-9]+$ ]]; then
-    log "cannot tell the gateway's port from config.yaml (${line:-no port: line}) and .env; checking 8080"
+    log "cannot tell the gateway's port from config.yaml (port: ${value}) and .env; checking 8080"
     port=8080
   fi
   printf '%s\n' "$port"
+}
+
+# gateway_host CONFIG ENV_FILE: the address the gateway can be reached at on its server, for a URL: the
+# config's host (a value, ${VAR} or ${VAR:-value}, variables from ENV_FILE), or 127.0.0.1 when it
+# listens on every interface (no host, 0.0.0.0 or ::). Anything but a host name or an IP address is
+# taken as 127.0.0.1, with a warning: it goes into a command run on the server.
+gateway_host() {
+  local value host
+  value="$(top_level "$1" host)" || value=''
+  host="$value"
+  if [[ "$value" =~ ^\$\{([A-Za-z_][A-Za-z0-9_]*)(:-(.*))?\}$ ]]; then
+    host="$(env_value "$2" "${BASH_REMATCH[1]}")"
+    [[ -n "$host" ]] || host="${BASH_REMATCH[3]}"
+  fi
+  case "$host" in
+    '' | 0.0.0.0 | ::) host=127.0.0.1 ;;
+    *[!A-Za-z0-9.:-]*)
+      log "cannot tell the gateway's address from config.yaml (host: ${value}) and .env; checking 127.0.0.1"
+      host=127.0.0.1
+      ;;
+    *:*) host="[$host]" ;;
+  esac
+  printf '%s\n' "$host"
 }
 
 cmd_build() {
@@ -263,14 +292,15 @@ cmd_deploy() {
   cp "$SELF_DIR/install.sh" "$SOURCE_DIR/config.yaml" "$stage/"
   stage_env "$stage/.env"
   # What the service will run with: install-service --force puts these two in place over there.
-  local port
+  local port host
   port="$(gateway_port "$stage/config.yaml" "$stage/.env")"
+  host="$(gateway_host "$stage/config.yaml" "$stage/.env")"
   upload "$stage"
   log "installing on $SSH_HOST"
   remote "cd '$REMOTE_DIR' && ${SUDO}./install.sh install && ${SUDO}./install.sh install-service --force \
     && ${SUDO}systemctl enable ai-gateway && ${SUDO}systemctl restart ai-gateway"
   log "checking health on $SSH_HOST"
-  remote_healthy() { remote "curl -fsS --max-time 3 http://127.0.0.1:$port/health" >/dev/null 2>&1; }
+  remote_healthy() { remote "curl -fsS --max-time 3 http://$host:$port/health" >/dev/null 2>&1; }
   service_log() { remote "journalctl -u ai-gateway -n 30 --no-pager"; }
   wait_for "${HEALTH_TRIES:-30}" 1 remote_healthy service_log \
     "ai-gateway did not answer /health on $SSH_HOST:$port"

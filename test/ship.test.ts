@@ -533,6 +533,43 @@ describe('deploy over SSH (stand-ins)', () => {
     }
   })
 
+  test('deploy checks /health at the address the gateway listens on, from config.yaml and the uploaded .env', () => {
+    const fakeBinary = join(tempDir('bin-'), 'ai-gateway')
+    writeFileSync(fakeBinary, '#!/bin/sh\nexit 0\n')
+    chmodSync(fakeBinary, 0o755)
+    // [config.yaml's lines about the host, .env lines, the address checked]
+    const cases: [string, string, string][] = [
+      ['', '', '127.0.0.1'],
+      ['host: 0.0.0.0', '', '127.0.0.1'],
+      ['host: "::"', '', '127.0.0.1'],
+      ['host: 127.0.0.2', '', '127.0.0.2'],
+      ["host: '10.0.0.5'   # the private network", '', '10.0.0.5'],
+      ['host: localhost', '', 'localhost'],
+      ['host: ::1', '', '[::1]'],
+      ['host: ${BIND_ADDRESS}', 'BIND_ADDRESS=10.0.0.6', '10.0.0.6'],
+      ['host: ${BIND_ADDRESS:-10.0.0.7}', '', '10.0.0.7'],
+      ['metrics:\n  host: 10.0.0.8', '', '127.0.0.1'],
+      // Not an address: never put into the command run on the server.
+      ['host: "$(touch /tmp/x)"', '', '127.0.0.1'],
+    ]
+    for (const [lines, envLines, expected] of cases) {
+      const sandbox = remoteSandbox()
+      const source = tempDir('ai-gateway-src-')
+      writeFileSync(join(source, 'config.yaml'), `api_key: k\nport: 20001\n${lines}\n`)
+      writeFileSync(join(source, '.env'), `SSH_HOST=gateway.test\n${envLines}\n`)
+      const { dir, log } = shims(sandbox)
+      const result = sh(['deploy'], {
+        PATH: `${dir}:${process.env.PATH}`,
+        SOURCE_DIR: source,
+        REMOTE_DIR: join(sandbox, 'opt/ai-gateway'),
+        BINARY: fakeBinary,
+        HEALTH_TRIES: '1',
+      })
+      const checked = /^curl -fsS --max-time 3 http:\/\/(\S+):20001\/health$/m.exec(readFileSync(log, 'utf8'))
+      assert.equal(checked?.[1], expected, `${lines} | ${envLines}\n${result.stderr}`)
+    }
+  })
+
   test('deploy fails loudly when the remote never becomes healthy', () => {
     const sandbox = remoteSandbox()
     const source = tempDir('ai-gateway-src-')
