@@ -122,22 +122,30 @@ gateway_port() {
   printf '%s\n' "$port"
 }
 
-# gateway_host CONFIG ENV_FILE: the address the gateway can be reached at on its server, for a URL: the
-# config's host (a value, ${VAR} or ${VAR:-value}, variables from ENV_FILE), or 127.0.0.1 when it
-# listens on every interface (no host, 0.0.0.0 or ::). Anything but a host name or an IP address is
-# taken as 127.0.0.1, with a warning: it goes into a command run on the server.
-gateway_host() {
+# config_host CONFIG ENV_FILE: the config's host (a value, ${VAR} or ${VAR:-value}, variables from
+# ENV_FILE, as for the port); nothing when it sets none.
+config_host() {
   local value host
-  value="$(top_level "$1" host)" || value=''
+  value="$(top_level "$1" host)" || return 0
   host="$value"
   if [[ "$value" =~ ^\$\{([A-Za-z_][A-Za-z0-9_]*)(:-(.*))?\}$ ]]; then
     host="$(env_value "$2" "${BASH_REMATCH[1]}")"
     [[ -n "$host" ]] || host="${BASH_REMATCH[3]}"
   fi
+  printf '%s' "$host"
+}
+
+# gateway_host CONFIG ENV_FILE: the address the gateway can be reached at on its server, for a URL: the
+# config's host, or 127.0.0.1 when it listens on every interface (no host, 0.0.0.0 or ::). Anything
+# but a host name or an IP address is taken as 127.0.0.1, with a warning: it goes into a command run
+# on the server.
+gateway_host() {
+  local host
+  host="$(config_host "$1" "$2")"
   case "$host" in
     '' | 0.0.0.0 | ::) host=127.0.0.1 ;;
     *[!A-Za-z0-9.:-]*)
-      log "cannot tell the gateway's address from config.yaml (host: ${value}) and .env; checking 127.0.0.1"
+      log "cannot tell the gateway's address from config.yaml's host: and .env; checking 127.0.0.1"
       host=127.0.0.1
       ;;
     *:*) host="[$host]" ;;
@@ -319,6 +327,12 @@ cmd_deploy_docker() {
     tsconfig.json bin src scripts) | (cd "$stage" && tar xf -)
   cp "$SOURCE_DIR/config.yaml" "$stage/"
   stage_env "$stage/.env"
+  # Traefik reaches the container over its network: bound to one address (127.0.0.1, say), the gateway
+  # would pass the health check, which asks 127.0.0.1 inside, and answer nothing else.
+  case "$(config_host "$stage/config.yaml" "$stage/.env")" in
+    '' | 0.0.0.0 | ::) ;;
+    *) die "in the container the gateway must listen on every interface: remove host: from config.yaml" ;;
+  esac
   upload "$stage"
   # The container's unprivileged user reads the mounted config as "other": at mode 600 (as
   # install-service and the gateway's warning have it) it is locked out and the container restarts

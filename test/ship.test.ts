@@ -589,6 +589,8 @@ describe('deploy over SSH (stand-ins)', () => {
   test('deploy-docker uploads the compose project and waits for a healthy container', () => {
     const sandbox = sandboxRoot()
     const source = sourceDir('GATEWAY_API_KEY=abc\nSSH_HOST=gateway.test\nDOMAIN=llm.example.com\n')
+    // In the container the gateway listens on every interface, where Traefik reaches it.
+    writeFileSync(join(source, 'config.yaml'), configYaml().replace(/^host: .*\n/m, ''))
     // As the gateway's own warning advises on a server: the container's user could not read it as is.
     chmodSync(join(source, 'config.yaml'), 0o600)
     const { dir, log } = shims(sandbox)
@@ -618,6 +620,37 @@ describe('deploy over SSH (stand-ins)', () => {
     assert.equal(mode(remoteDir), '700', 'and by no one else on the server')
     assert.equal(mode(join(remoteDir, '.env')), '600')
     assert.match(result.stderr, /https:\/\/llm\.example\.com/)
+  })
+
+  test('deploy-docker refuses a config that binds the gateway to one address, which Traefik cannot reach', () => {
+    // [config.yaml's host line, .env lines, refused]
+    const cases: [string, string, boolean][] = [
+      ['host: 127.0.0.1', '', true],
+      ['host: ${BIND_ADDRESS:-127.0.0.1}', '', true],
+      ['host: ${BIND_ADDRESS}', 'BIND_ADDRESS=10.0.0.5', true],
+      ['host: 0.0.0.0', '', false],
+      ['host: "::"', '', false],
+      ['host: ${BIND_ADDRESS:-0.0.0.0}', '', false],
+    ]
+    for (const [line, envLines, refused] of cases) {
+      const sandbox = sandboxRoot()
+      const source = sourceDir(`SSH_HOST=gateway.test\nDOMAIN=llm.example.com\n${envLines}\n`)
+      writeFileSync(join(source, 'config.yaml'), configYaml().replace(/^host: .*$/m, line))
+      const { dir, log } = shims(sandbox)
+      const result = sh(['deploy-docker'], {
+        PATH: `${dir}:${process.env.PATH}`,
+        SOURCE_DIR: source,
+        REMOTE_DIR: join(sandbox, 'srv/ai-gateway'),
+      })
+      const calls = existsSync(log) ? readFileSync(log, 'utf8') : ''
+      if (refused) {
+        assert.notEqual(result.code, 0, line)
+        assert.match(result.stderr, /must listen on every interface/, line)
+        assert.ok(!/^docker /m.test(calls), `${line}: nothing started`)
+      } else {
+        assert.equal(result.code, 0, `${line}\n${result.stderr}`)
+      }
+    }
   })
 })
 
