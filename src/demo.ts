@@ -1,5 +1,5 @@
-// The built-in demo: two fake providers on loopback (one always rate limited, one that answers,
-// streaming included) behind the real gateway, so a first run shows a fallback without any key.
+// The built-in demo: two fake providers on loopback (one always rate limited, one that answers every
+// endpoint, streaming included) behind the real gateway, so a first run shows a fallback without any key.
 
 import { once } from 'node:events'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
@@ -36,7 +36,7 @@ routes:
 
 export async function startDemo(env: Env): Promise<{ gateway: Gateway; cleanup: () => Promise<void> }> {
   const busy = await listen(createServer(rateLimited))
-  const local = await listen(createServer((req, res) => void answer(req, res)))
+  const local = await listen(createServer(serveLocal))
   const config = parseConfig(
     demoConfig,
     { ...env, DEMO_BUSY_URL: `${busy.url}/v1`, DEMO_LOCAL_URL: `${local.url}/v1` },
@@ -76,43 +76,79 @@ function rateLimited(req: IncomingMessage, res: ServerResponse): void {
   )
 }
 
+/** The local model: chat completions, legacy completions (both streaming too) and embeddings. */
+function serveLocal(req: IncomingMessage, res: ServerResponse): void {
+  // One odd request must not take the demo down with it.
+  answer(req, res).catch(() => res.destroy())
+}
+
+interface DemoRequest {
+  model: string
+  stream?: boolean
+  messages?: { content?: unknown }[]
+  prompt?: unknown
+  input?: unknown
+}
+
 async function answer(req: IncomingMessage, res: ServerResponse): Promise<void> {
   let raw = ''
   for await (const chunk of req) raw += chunk
-  const body = JSON.parse(raw) as { model: string; stream?: boolean; messages: { content?: unknown }[] }
-  const said = body.messages.at(-1)?.content
+  const body = JSON.parse(raw) as DemoRequest
+  if (req.url?.endsWith('/embeddings')) {
+    res.writeHead(200, { 'content-type': 'application/json' })
+    res.end(JSON.stringify(embeddingsOf(body)))
+    return
+  }
+  // Legacy completions carry `prompt` and answer with `text`; chat, `messages` and `message`/`delta`.
+  const legacy = req.url?.endsWith('/v1/completions') === true
+  const said = legacy ? body.prompt : body.messages?.at(-1)?.content
   const text = `Hello from the demo provider! You said: ${typeof said === 'string' ? said : '(something)'}`
-  const id = `chatcmpl-demo-${Date.now()}`
+  const id = `${legacy ? 'cmpl' : 'chatcmpl'}-demo-${Date.now()}`
   const created = Math.floor(Date.now() / 1000)
   const usage = {
     prompt_tokens: 12,
     completion_tokens: text.split(' ').length,
     total_tokens: 12 + text.split(' ').length,
   }
-  const chunk = (delta: object, finish: string | null) =>
-    `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model: body.model, choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`
   if (body.stream !== true) {
+    const choice = legacy
+      ? { index: 0, text, finish_reason: 'stop' }
+      : { index: 0, message: { role: 'assistant', content: text }, finish_reason: 'stop' }
+    const object = legacy ? 'text_completion' : 'chat.completion'
     res.writeHead(200, { 'content-type': 'application/json' })
-    res.end(
-      JSON.stringify({
-        id,
-        object: 'chat.completion',
-        created,
-        model: body.model,
-        choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: 'stop' }],
-        usage,
-      }),
-    )
+    res.end(JSON.stringify({ id, object, created, model: body.model, choices: [choice], usage }))
     return
   }
+  const object = legacy ? 'text_completion' : 'chat.completion.chunk'
+  const chunk = (delta: { role?: string; content?: string }, finish: string | null) => {
+    const choice = legacy
+      ? { index: 0, text: delta.content ?? '', finish_reason: finish }
+      : { index: 0, delta, finish_reason: finish }
+    return `data: ${JSON.stringify({ id, object, created, model: body.model, choices: [choice] })}\n\n`
+  }
   res.writeHead(200, { 'content-type': 'text/event-stream' })
-  res.write(chunk({ role: 'assistant', content: '' }, null))
+  if (!legacy) res.write(chunk({ role: 'assistant', content: '' }, null))
   for (const [i, word] of text.split(' ').entries()) {
     await sleep(60)
     res.write(chunk({ content: i === 0 ? word : ` ${word}` }, null))
   }
   res.write(chunk({}, 'stop'))
   res.end('data: [DONE]\n\n')
+}
+
+/** A small made-up vector per input. */
+function embeddingsOf(body: DemoRequest): object {
+  const inputs: unknown[] = Array.isArray(body.input) ? body.input : [body.input]
+  return {
+    object: 'list',
+    data: inputs.map((input, index) => ({
+      object: 'embedding',
+      index,
+      embedding: Array.from({ length: 8 }, (_, i) => Math.sin(JSON.stringify(input).length + i)),
+    })),
+    model: body.model,
+    usage: { prompt_tokens: inputs.length, total_tokens: inputs.length },
+  }
 }
 
 function banner(port: number, key: string): string {

@@ -46,3 +46,22 @@ test('the demo streams', async () => {
   for await (const part of stream) text += part.choices[0]?.delta.content ?? ''
   assert.match(text, /^Hello from the demo provider!/)
 })
+
+test('the demo answers every endpoint the gateway routes, and stays up', async () => {
+  const client = new OpenAI({ apiKey: 'demo-key', baseURL: `${gw.url}/v1` })
+  const embeddings = await client.embeddings.create({ model: 'demo', input: ['one', 'two'] })
+  assert.deepEqual(
+    embeddings.data.map((item) => item.index),
+    [0, 1],
+  )
+  assert.ok(embeddings.data.every((item) => item.embedding.length > 0))
+  const completion = await client.completions.create({ model: 'demo', prompt: 'Hi there' })
+  assert.match(completion.choices[0]?.text ?? '', /You said: Hi there/)
+  const stream = await client.completions.create({ model: 'demo', prompt: 'stream', stream: true })
+  let text = ''
+  for await (const part of stream) text += part.choices[0]?.text ?? ''
+  assert.match(text, /^Hello from the demo provider!/)
+  const response = await client.responses.create({ model: 'demo', input: 'Hi there' })
+  assert.match(response.output_text, /You said: Hi there/)
+  assert.equal((await fetch(`${gw.url}/health`)).status, 200)
+})
