@@ -197,8 +197,19 @@ function referenceProblems({ nested, unsupported, unnamed, missing }: Resolution
 /** The metrics server would listen where the gateway does. */
 function clashes(file: ConfigFile, port: number): boolean {
   const { metrics } = file
-  const sameHost = metrics.host === undefined || metrics.host === file.host
-  return metrics.port !== undefined && metrics.port !== 0 && metrics.port === port && sameHost
+  if (metrics.port === undefined || metrics.port === 0 || metrics.port !== port) return false
+  return metrics.host === undefined || overlap(file.host, metrics.host)
+}
+
+/**
+ * Two addresses one port cannot be had on at once: the same one, or one that covers the other. No host
+ * and `::` are every interface, IPv4's and IPv6's alike; `0.0.0.0` is every IPv4 interface.
+ */
+function overlap(a: string | undefined, b: string | undefined): boolean {
+  const everywhere = (host: string | undefined) => host === undefined || host === '::'
+  const ipv4Anywhere = (host: string | undefined, other: string | undefined) =>
+    host === '0.0.0.0' && other?.includes(':') !== true
+  return a === b || everywhere(a) || everywhere(b) || ipv4Anywhere(a, b) || ipv4Anywhere(b, a)
 }
 
 function resolvePort(fromFile: number | undefined, env: Env, problems: string[]): number {

@@ -423,6 +423,18 @@ routes:
     assert.deepEqual(problemsOf(`${valid}\nmetrics: { port: 9100 }\n`, { PORT: '9100' }).length, 1)
     const apart = `${valid}\nport: 9100\nhost: 127.0.0.1\nmetrics: { port: 9100, host: 127.0.0.2 }\n`
     assert.equal(parseConfig(apart, {}).metrics.port, 9100, 'the same port on another address is fine')
+    // An address on every interface takes the port on each of them: no other address can have it.
+    for (const [host, metricsHost] of [
+      [undefined, '127.0.0.1'],
+      ['0.0.0.0', '127.0.0.1'],
+      ['"::"', '127.0.0.1'],
+      ['"::"', '"::1"'],
+      ['127.0.0.1', '0.0.0.0'],
+      ['10.0.0.5', '"::"'],
+    ]) {
+      const text = `${valid}\nport: 9100\n${host === undefined ? '' : `host: ${host}\n`}metrics: { port: 9100, host: ${metricsHost} }\n`
+      assert.equal(problemsOf(text).length, 1, `${host} and ${metricsHost}`)
+    }
   })
 
   test('a token in a provider header is a secret with or without its scheme, whatever the scheme', () => {
