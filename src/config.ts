@@ -216,8 +216,9 @@ function resolvePort(fromFile: number | undefined, env: Env, problems: string[])
   if (fromFile !== undefined) return fromFile
   const fromEnv = env.PORT
   if (fromEnv === undefined || fromEnv === '') return 8080
-  const port = Number(fromEnv)
-  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+  // Digits only, as `port: ${PORT}` takes them: Number() would read " " as 0 and "0x1f90" as 8080.
+  const port = /^\d+$/.test(fromEnv) ? Number(fromEnv) : Number.NaN
+  if (!Number.isInteger(port) || port > 65535) {
     problems.push(`port: environment variable PORT=${JSON.stringify(fromEnv)} is not a port number`)
   }
   return port

@@ -49,6 +49,10 @@ describe('parseConfig', () => {
     assert.deepEqual(problemsOf(valid, { PORT: 'eighty' }), [
       'port: environment variable PORT="eighty" is not a port number',
     ])
+    // Digits only, as `port: ${PORT}` takes them: a blank would be port 0 (any free port), 0x1f90 8080.
+    for (const text of [' ', '0x1f90', '8e3', '80.0', '+80']) {
+      assert.equal(problemsOf(valid, { PORT: text }).length, 1, JSON.stringify(text))
+    }
   })
 
   test('the result is deeply frozen', () => {
