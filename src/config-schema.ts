@@ -1,5 +1,6 @@
 // The config file's shape: one strict schema (unknown keys are errors) from which the Config type is inferred.
 
+import { isIP } from 'node:net'
 import * as z from 'zod'
 import { maskUrl } from './redact.ts'
 import { parseDuration, parseSize } from './units.ts'
@@ -158,13 +159,21 @@ const failover = z.strictObject({
   max_wait: duration('15s'),
 })
 
+/** A DNS name (an underscore too, as /etc/hosts may have it): dot-separated labels, no port or scheme. */
+const hostName = /^\w([\w-]*\w)?(\.\w([\w-]*\w)?)*\.?$/
+
+/** Where to listen: an IP address or a name to look up. `127.0.0.1:8080` or `[::1]` would fail only at start. */
+const listenHost = nonEmpty.refine((value) => isIP(value) !== 0 || hostName.test(value), {
+  error: 'expected an IP address or a host name, e.g. 127.0.0.1 or ::1 (no port, scheme or brackets)',
+})
+
 const metrics = z.strictObject({
   enabled: flag.default(true),
   /** Require the gateway key on /metrics; default: yes on the main port, no on a metrics port of its own. */
   require_key: flag.optional(),
   /** Serve /metrics on this port instead of the main one. */
   port: port.optional(),
-  host: z.string().trim().min(1).optional(),
+  host: listenHost.optional(),
 })
 
 /** `*`, or a browser origin exactly as a browser sends it: `scheme://host[:port]`, no path. */
@@ -237,7 +246,7 @@ const route = z.strictObject({
 export const configSchema = z.strictObject({
   api_key: gatewayKey,
   port: port.optional(),
-  host: nonEmpty.optional(),
+  host: listenHost.optional(),
   default_timeout: timeout('60s'),
   timeouts: routeTimeouts.prefault({}),
   // Every key has a default, so an absent section is an empty one.

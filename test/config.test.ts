@@ -441,6 +441,32 @@ routes:
     }
   })
 
+  test('a listening address is an IP address or a host name, without a port, scheme or brackets', () => {
+    for (const host of [
+      '127.0.0.1',
+      '0.0.0.0',
+      '"::"',
+      '"::1"',
+      'localhost',
+      'gw-1.internal',
+      '"fe80::1%eth0"',
+    ]) {
+      assert.equal(
+        parseConfig(`${valid}\nhost: ${host}\nmetrics: { port: 9100, host: ${host} }\n`, {}).port,
+        8080,
+      )
+    }
+    for (const host of ['"127.0.0.1:8080"', '"[::1]"', 'http://0.0.0.0', '"my host"', '"*"']) {
+      assert.deepEqual(
+        problemsOf(`${valid}\nhost: ${host}\nmetrics: { port: 9100, host: ${host} }\n`).map(
+          (p) => p.split(':')[0],
+        ),
+        ['host', 'metrics.host'],
+        host,
+      )
+    }
+  })
+
   test('a token in a provider header is a secret with or without its scheme, whatever the scheme', () => {
     const text = valid.replace(
       'base_url: https://api.groq.com/openai/v1',
