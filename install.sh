@@ -186,9 +186,10 @@ ensure_user() {
   log "created system user $SERVICE_USER"
 }
 
-# Copies a secret file with mode 600, owned by the service user; keeps an existing one unless forced.
+# Copies a secret file with mode 600, owned by the service user, through FILTER (default cat); keeps an
+# existing one unless forced.
 install_secret() {
-  local source="$1" target="$2" ids="$3"
+  local source="$1" target="$2" ids="$3" filter="${4:-cat}"
   if [[ ! -f "$source" ]]; then
     log "no $(basename "$source") next to install.sh, skipping"
     return 0
@@ -197,9 +198,16 @@ install_secret() {
     log "keeping existing $target (use --force to overwrite)"
     return 0
   fi
-  install -m 0600 -o "${ids%%:*}" -g "${ids##*:}" "$source" "$target"
+  # Made empty with its owner and mode first: the secrets never sit in a file others may read.
+  install -m 0600 -o "${ids%%:*}" -g "${ids##*:}" /dev/null "$target"
+  "$filter" <"$source" >"$target"
   log "installed $target"
 }
+
+# An env file as systemd's EnvironmentFile= reads it. That parser ignores a line starting with
+# `export NAME=` (an invalid assignment, logged and dropped), which a shell, docker compose and this
+# script all take: the prefix is dropped.
+systemd_env() { sed -E 's/^([[:space:]]*)export[[:space:]]+([A-Za-z_][A-Za-z0-9_]*=)/\1\2/'; }
 
 cmd_install_service() {
   [[ -f "$UNIT_FILE" ]] || die "$UNIT_FILE not found"
@@ -208,7 +216,7 @@ cmd_install_service() {
   ids="$(service_ids)"
   install -d -m 0750 -o "${ids%%:*}" -g "${ids##*:}" "$DESTDIR$CONF_DIR"
   install_secret "$SOURCE_DIR/config.yaml" "$DESTDIR$CONF_DIR/config.yaml" "$ids"
-  install_secret "$SOURCE_DIR/.env" "$DESTDIR$CONF_DIR/.env" "$ids"
+  install_secret "$SOURCE_DIR/.env" "$DESTDIR$CONF_DIR/.env" "$ids" systemd_env
   install -D -m 0644 "$UNIT_FILE" "$DESTDIR$UNIT_DIR/ai-gateway.service"
   log "installed $DESTDIR$UNIT_DIR/ai-gateway.service"
   if [[ -z "$DESTDIR" ]] && command -v systemctl >/dev/null 2>&1 && [[ -d /run/systemd/system ]]; then

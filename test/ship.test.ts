@@ -347,6 +347,32 @@ describe('install and install-service into a temporary root', () => {
   })
 })
 
+test('install-service writes .env as systemd reads it: without the export a shell or docker compose accepts', () => {
+  const dest = sandboxRoot()
+  // systemd's EnvironmentFile= ignores `export NAME=value` ("Ignoring invalid environment assignment").
+  const source = sourceDir(
+    'export GATEWAY_API_KEY=abc\n  export PROVIDER_KEY="sk-1 2"\nPORT=8081\n# export OLD=1\n',
+  )
+  const env = { DESTDIR: dest, SOURCE_DIR: source }
+  const result = sh(['install-service'], env)
+  assert.equal(result.code, 0, result.stderr)
+  const installed = join(dest, 'etc/ai-gateway/.env')
+  assert.equal(
+    readFileSync(installed, 'utf8'),
+    'GATEWAY_API_KEY=abc\n  PROVIDER_KEY="sk-1 2"\nPORT=8081\n# export OLD=1\n',
+  )
+  assert.equal(mode(installed), '600')
+  const entry = readFileSync(join(dest, 'etc/passwd'), 'utf8')
+    .split('\n')
+    .find((line) => line.startsWith('ai-gateway:'))
+  assert.equal(statSync(installed).uid, Number(entry?.split(':')[2]))
+  assert.equal(
+    readFileSync(join(dest, 'etc/ai-gateway/config.yaml'), 'utf8'),
+    configYaml(),
+    'the config as it is',
+  )
+})
+
 /**
  * Stand-ins for the remote machine: ssh runs the command in a shell here, with DESTDIR pointing at
  * the sandbox; scp copies into the sandbox; systemctl records and, on restart, starts the installed
