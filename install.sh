@@ -55,7 +55,9 @@ die() {
 }
 need() { command -v "$1" >/dev/null 2>&1 || die "$1 is required but not installed${2:+ ($2)}"; }
 
-# A line of a .env file: KEY=VALUE or export KEY=VALUE, the value perhaps in quotes (see unquote).
+# A line of a .env file: KEY=VALUE or export KEY=VALUE, the value perhaps in quotes (see unquote). A
+# line may end in CR LF (saved on Windows): the CR is dropped before matching, as systemd's
+# EnvironmentFile= (for which a CR ends a line) drops it.
 readonly ENV_LINE='^[[:space:]]*(export[[:space:]]+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$'
 unquote() {
   local value="$1"
@@ -69,6 +71,7 @@ load_env_file() {
   local file="$SOURCE_DIR/.env" line key value
   [[ -f "$file" ]] || return 0
   while IFS= read -r line || [[ -n "$line" ]]; do
+    line="${line%$'\r'}"
     [[ "$line" =~ $ENV_LINE ]] || continue
     key="${BASH_REMATCH[2]}"
     value="$(unquote "${BASH_REMATCH[3]}")"
@@ -82,6 +85,7 @@ env_value() {
   local line value=''
   [[ -f "$1" ]] || return 0
   while IFS= read -r line || [[ -n "$line" ]]; do
+    line="${line%$'\r'}"
     if [[ "$line" =~ $ENV_LINE && "${BASH_REMATCH[2]}" == "$2" ]]; then
       value="$(unquote "${BASH_REMATCH[3]}")"
     fi

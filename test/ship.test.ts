@@ -531,6 +531,8 @@ describe('deploy over SSH (stand-ins)', () => {
       ['', 'PORT=20007', {}, '20007'],
       ['metrics:\n  port: 20008', '', {}, '8080'],
       ['', '', { PORT: '20009' }, '8080'],
+      // A .env saved with Windows line endings, as systemd (for which a CR ends a line) reads it.
+      ['', 'PORT=20011\r\nOTHER=1\r', {}, '20011'],
       // The gateway will not start (the variable is missing); the check fails at 8080, showing its log.
       ['port: ${GW_PORT}', '', { GW_PORT: '20010' }, '8080'],
     ]
