@@ -66,7 +66,9 @@ unquote() {
   printf '%s' "$value"
 }
 
-# KEY=VALUE lines of ./.env, for settings not already in the environment. Parsed, never sourced.
+# KEY=VALUE lines of ./.env, for settings not already in the environment. Parsed, never sourced, and
+# never exported: the rest of the file is the service's environment (keys, NODE_ENV=production, which
+# makes `npm ci` leave out what the build needs), none of npm's or ssh's business.
 load_env_file() {
   local file="$SOURCE_DIR/.env" line key value
   [[ -f "$file" ]] || return 0
@@ -75,7 +77,7 @@ load_env_file() {
     [[ "$line" =~ $ENV_LINE ]] || continue
     key="${BASH_REMATCH[2]}"
     value="$(unquote "${BASH_REMATCH[3]}")"
-    [[ -n "${!key:-}" ]] || export "$key=$value"
+    [[ -n "${!key:-}" ]] || printf -v "$key" '%s' "$value"
   done <"$file"
 }
 

@@ -110,6 +110,20 @@ describe('install.sh', () => {
     assert.notEqual(noBinary.code, 0)
     assert.match(noBinary.stderr, /run \.\/install\.sh build first/)
   })
+
+  test(".env settings stay in the script: the build's npm never sees the service's variables", () => {
+    // NODE_ENV=production, a common line in a Node service's .env, makes `npm ci` leave out the
+    // devDependencies the build needs (Node 24 and esbuild among them); keys have no business there either.
+    const source = sourceDir('NODE_ENV=production\nGATEWAY_API_KEY=gw-secret\nDOMAIN=llm.example.com\n')
+    const shims = tempDir('npm-')
+    const seen = join(shims, 'env.txt')
+    writeFileSync(join(shims, 'npm'), `#!/bin/sh\nenv > '${seen}'\n`)
+    chmodSync(join(shims, 'npm'), 0o755)
+    const result = sh(['build'], { PATH: `${shims}:${nodeBin}:${process.env.PATH}`, SOURCE_DIR: source })
+    assert.equal(result.code, 0, result.stderr)
+    const env = readFileSync(seen, 'utf8')
+    assert.ok(!/^(NODE_ENV|GATEWAY_API_KEY|DOMAIN)=/m.test(env), env)
+  })
 })
 
 describe('the single executable', () => {
