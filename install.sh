@@ -323,7 +323,7 @@ cmd_deploy() {
     && ${SUDO}systemctl enable ai-gateway && ${SUDO}systemctl restart ai-gateway"
   log "checking health on $SSH_HOST"
   remote_healthy() { remote "curl -fsS --max-time 3 http://$host:$port/health" >/dev/null 2>&1; }
-  service_log() { remote "journalctl -u ai-gateway -n 30 --no-pager"; }
+  service_log() { remote "${SUDO}journalctl -u ai-gateway -n 30 --no-pager"; }
   wait_for "${HEALTH_TRIES:-30}" 1 remote_healthy service_log \
     "ai-gateway did not answer /health on $SSH_HOST:$port"
   print_url "$port"

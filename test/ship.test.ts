@@ -616,8 +616,8 @@ describe('deploy over SSH (stand-ins)', () => {
     const sandbox = remoteSandbox()
     const source = tempDir('ai-gateway-src-')
     writeFileSync(join(source, 'config.yaml'), 'api_key: [broken')
-    writeFileSync(join(source, '.env'), 'SSH_HOST=gateway.test\nPORT=9\n')
-    const { dir } = shims(sandbox)
+    writeFileSync(join(source, '.env'), 'SSH_HOST=gateway.test\nSSH_USER=deploy\nPORT=9\n')
+    const { dir, log } = shims(sandbox)
     const result = sh(['deploy'], {
       PATH: `${dir}:${process.env.PATH}`,
       SOURCE_DIR: source,
@@ -626,6 +626,10 @@ describe('deploy over SSH (stand-ins)', () => {
     })
     assert.notEqual(result.code, 0)
     assert.match(result.stderr, /did not answer \/health/)
+    // The service's own lines, read as root: a user outside the adm and systemd-journal groups would
+    // see none of a system service's journal.
+    assert.match(readFileSync(log, 'utf8'), /^sudo journalctl -u ai-gateway/m)
+    assert.match(result.stderr, /invalid config/)
   })
 
   test('deploy-docker uploads the compose project and waits for a healthy container', () => {
