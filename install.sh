@@ -322,7 +322,12 @@ cmd_deploy() {
   remote "cd '$REMOTE_DIR' && ${SUDO}./install.sh install && ${SUDO}./install.sh install-service --force \
     && ${SUDO}systemctl enable ai-gateway && ${SUDO}systemctl restart ai-gateway"
   log "checking health on $SSH_HOST"
-  remote_healthy() { remote "curl -fsS --max-time 3 http://$host:$port/health" >/dev/null 2>&1; }
+  # curl, or wget where it is missing (Debian's standard system utilities bring wget, not curl).
+  local url="http://$host:$port/health"
+  remote_healthy() {
+    remote "if command -v curl >/dev/null; then curl -fsS --max-time 3 $url; else wget -q -T 3 -O - $url; fi" \
+      >/dev/null 2>&1
+  }
   service_log() { remote "${SUDO}journalctl -u ai-gateway -n 30 --no-pager"; }
   wait_for "${HEALTH_TRIES:-30}" 1 remote_healthy service_log \
     "ai-gateway did not answer /health on $SSH_HOST:$port"

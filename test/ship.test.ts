@@ -12,9 +12,11 @@ import {
   existsSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   rmSync,
   statSync,
+  symlinkSync,
   writeFileSync,
 } from 'node:fs'
 import { createSecureServer } from 'node:http2'
@@ -492,6 +494,42 @@ describe('deploy over SSH (stand-ins)', () => {
       assert.ok(existsSync(join(installed, 'etc/systemd/system/ai-gateway.service')))
       const health = await fetch(`http://127.0.0.1:${port}/health`)
       assert.equal(health.status, 200, 'the deployed gateway is running')
+    } finally {
+      const pid = join(sandbox, 'root/run.pid')
+      if (existsSync(pid)) spawnSync('kill', [readFileSync(pid, 'utf8').trim()])
+    }
+  })
+
+  test('deploy checks /health with wget on a server without curl (Debian standard utilities have only wget)', async () => {
+    assert.ok(existsSync(binary), 'the single executable is built by the test above')
+    const sandbox = remoteSandbox()
+    const port = await unusedPort()
+    const source = tempDir('ai-gateway-src-')
+    writeFileSync(join(source, 'config.yaml'), configYaml(port))
+    writeFileSync(
+      join(source, '.env'),
+      `GATEWAY_API_KEY=${gatewayKey}\nPROVIDER_KEY=sk-deployed\nSSH_HOST=gateway.test\nBINARY=${binary}\n`,
+    )
+    const { dir, log } = shims(sandbox)
+    rmSync(join(dir, 'curl'))
+    // Every command of this machine but curl.
+    const tools = tempDir('tools-')
+    for (const from of ['/usr/local/bin', '/usr/bin', '/bin', '/usr/sbin', '/sbin']) {
+      if (!existsSync(from)) continue
+      for (const name of readdirSync(from)) {
+        if (name !== 'curl' && !existsSync(join(tools, name)))
+          symlinkSync(join(from, name), join(tools, name))
+      }
+    }
+    try {
+      const result = sh(['deploy'], {
+        PATH: `${dir}:${tools}`,
+        SOURCE_DIR: source,
+        REMOTE_DIR: join(sandbox, 'opt/ai-gateway'),
+        HEALTH_TRIES: '20',
+      })
+      assert.equal(result.code, 0, result.stderr)
+      assert.match(readFileSync(log, 'utf8'), /^systemctl restart ai-gateway$/m)
     } finally {
       const pid = join(sandbox, 'root/run.pid')
       if (existsSync(pid)) spawnSync('kill', [readFileSync(pid, 'utf8').trim()])
