@@ -346,6 +346,12 @@ cmd_deploy_docker() {
     tsconfig.json bin src scripts) | (cd "$stage" && tar xf -)
   cp "$SOURCE_DIR/config.yaml" "$stage/"
   stage_env "$stage/.env"
+  # docker-compose.yml reads these from .env on the server: given in this shell instead (which wins over
+  # .env here, as for every setting), they go there too, last, where they win.
+  local name
+  for name in DOMAIN CERT_RESOLVER; do
+    [[ -z "${!name:-}" ]] || printf '\n%s=%s\n' "$name" "${!name}" >>"$stage/.env"
+  done
   # Traefik reaches the container over its network: bound to one address (127.0.0.1, say), the gateway
   # would pass the health check, which asks 127.0.0.1 inside, and answer nothing else.
   case "$(config_host "$stage/config.yaml" "$stage/.env")" in

@@ -706,6 +706,35 @@ describe('deploy over SSH (stand-ins)', () => {
     assert.match(result.stderr, /https:\/\/llm\.example\.com/)
   })
 
+  test('deploy-docker takes DOMAIN and CERT_RESOLVER from this shell too, as its other settings', () => {
+    const sandbox = sandboxRoot()
+    // .env.example leaves DOMAIN empty; the shell's value wins, as for every setting.
+    const source = sourceDir('GATEWAY_API_KEY=abc\nDOMAIN=')
+    writeFileSync(join(source, 'config.yaml'), configYaml().replace(/^host: .*\n/m, ''))
+    const { dir } = shims(sandbox)
+    const remoteDir = join(sandbox, 'srv/ai-gateway')
+    const result = sh(['deploy-docker'], {
+      PATH: `${dir}:${process.env.PATH}`,
+      SOURCE_DIR: source,
+      REMOTE_DIR: remoteDir,
+      SSH_HOST: 'gateway.test',
+      DOMAIN: 'llm.example.com',
+      CERT_RESOLVER: 'le-staging',
+    })
+    assert.equal(result.code, 0, result.stderr)
+    // What docker compose reads on the server, for Host() and the cert resolver: the last line wins.
+    const uploaded = readFileSync(join(remoteDir, '.env'), 'utf8').split('\n')
+    assert.equal(
+      uploaded.findLast((line) => line.startsWith('DOMAIN=')),
+      'DOMAIN=llm.example.com',
+    )
+    assert.equal(
+      uploaded.findLast((line) => line.startsWith('CERT_RESOLVER=')),
+      'CERT_RESOLVER=le-staging',
+    )
+    assert.ok(uploaded.includes('GATEWAY_API_KEY=abc'))
+  })
+
   test('deploy-docker refuses a config that binds the gateway to one address, which Traefik cannot reach', () => {
     // [config.yaml's host line, .env lines, refused]
     const cases: [string, string, boolean][] = [
