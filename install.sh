@@ -215,15 +215,33 @@ install_secret() {
 # script all take: the prefix is dropped.
 systemd_env() { sed -E 's/^([[:space:]]*)export[[:space:]]+([A-Za-z_][A-Za-z0-9_]*=)/\1\2/'; }
 
+# $1 for the right-hand side of a sed s|…|…| command. (sed, not ${1//…}: bash 5.2 reads & there too.)
+# shellcheck disable=SC2001
+sed_text() { sed -e 's/[\\&|]/\\&/g' <<<"$1"; }
+
+# unit_text GROUP: the unit, running what install and install-service put where BIN_DIR, CONF_DIR and
+# SERVICE_USER say (deploy/ai-gateway.service holds the defaults).
+unit_text() {
+  sed -e "s|/usr/local/bin/ai-gateway|$(sed_text "$BIN_DIR")/ai-gateway|g" \
+    -e "s|/etc/ai-gateway|$(sed_text "$CONF_DIR")|g" \
+    -e "s|^User=ai-gateway\$|User=$(sed_text "$SERVICE_USER")|" \
+    -e "s|^Group=ai-gateway\$|Group=$(sed_text "$1")|" "$UNIT_FILE"
+}
+
 cmd_install_service() {
   [[ -f "$UNIT_FILE" ]] || die "$UNIT_FILE not found"
+  # Unquoted in the unit's ExecStart=, a blank would split the path.
+  [[ "$BIN_DIR$CONF_DIR" != *[[:space:]]* ]] || die "BIN_DIR and CONF_DIR cannot hold blanks (systemd splits them)"
   ensure_user
-  local ids
+  local ids group
   ids="$(service_ids)"
+  # The name of the user's group, for the unit (its number, should the group file not name it).
+  group="$(cut -d: -f1,3 "$DESTDIR/etc/group" | grep -m1 -E ":${ids##*:}\$" | cut -d: -f1 || true)"
   install -d -m 0750 -o "${ids%%:*}" -g "${ids##*:}" "$DESTDIR$CONF_DIR"
   install_secret "$SOURCE_DIR/config.yaml" "$DESTDIR$CONF_DIR/config.yaml" "$ids"
   install_secret "$SOURCE_DIR/.env" "$DESTDIR$CONF_DIR/.env" "$ids" systemd_env
-  install -D -m 0644 "$UNIT_FILE" "$DESTDIR$UNIT_DIR/ai-gateway.service"
+  install -D -m 0644 /dev/null "$DESTDIR$UNIT_DIR/ai-gateway.service"
+  unit_text "${group:-${ids##*:}}" >"$DESTDIR$UNIT_DIR/ai-gateway.service"
   log "installed $DESTDIR$UNIT_DIR/ai-gateway.service"
   if [[ -z "$DESTDIR" ]] && command -v systemctl >/dev/null 2>&1 && [[ -d /run/systemd/system ]]; then
     systemctl daemon-reload

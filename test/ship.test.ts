@@ -363,6 +363,45 @@ describe('install and install-service into a temporary root', () => {
   })
 })
 
+test('the installed unit runs what install and install-service put where BIN_DIR, CONF_DIR and SERVICE_USER say', () => {
+  const dest = sandboxRoot()
+  const source = sourceDir('GATEWAY_API_KEY=abc\n')
+  const fakeBinary = join(tempDir('bin-'), 'ai-gateway')
+  writeFileSync(fakeBinary, '#!/bin/sh\nexit 0\n')
+  chmodSync(fakeBinary, 0o755)
+  const env = {
+    DESTDIR: dest,
+    SOURCE_DIR: source,
+    BINARY: fakeBinary,
+    BIN_DIR: '/opt/gw/bin',
+    CONF_DIR: '/srv/gw',
+    SERVICE_USER: 'gw',
+  }
+  assert.equal(sh(['install'], env).code, 0)
+  const result = sh(['install-service'], env)
+  assert.equal(result.code, 0, result.stderr)
+  assert.ok(existsSync(join(dest, 'opt/gw/bin/ai-gateway')))
+  assert.ok(existsSync(join(dest, 'srv/gw/config.yaml')))
+  const lines = readFileSync(join(dest, 'etc/systemd/system/ai-gateway.service'), 'utf8').split('\n')
+  for (const line of [
+    'User=gw',
+    'Group=gw',
+    'WorkingDirectory=/srv/gw',
+    'EnvironmentFile=-/srv/gw/.env',
+    'ExecStart=/opt/gw/bin/ai-gateway --config /srv/gw/config.yaml',
+  ]) {
+    assert.ok(lines.includes(line), line)
+  }
+  // systemd-analyze verify checks that ExecStart's program is there.
+  mkdirSync(join(dest, 'usr/lib/systemd'), { recursive: true })
+  execFileSync('cp', ['-a', '/usr/lib/systemd/system', join(dest, 'usr/lib/systemd/')])
+  const verify = spawnSync('systemd-analyze', ['verify', `--root=${dest}`, 'ai-gateway.service'], {
+    encoding: 'utf8',
+  })
+  assert.equal(verify.status, 0, verify.stderr)
+  assert.equal(verify.stderr.trim(), '', verify.stderr)
+})
+
 test('install-service writes .env as systemd reads it: without the export a shell or docker compose accepts', () => {
   const dest = sandboxRoot()
   // systemd's EnvironmentFile= ignores `export NAME=value` ("Ignoring invalid environment assignment").
