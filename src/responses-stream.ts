@@ -16,6 +16,7 @@ import {
   usageOf,
 } from './responses-output.ts'
 import type { Item } from './responses-request.ts'
+import { isFinishReason } from './sse.ts'
 import type { StreamWriter } from './stream-pipe.ts'
 
 interface OpenText {
@@ -97,7 +98,7 @@ export class ResponsesStreamWriter implements StreamWriter {
     const refusal = choice?.delta?.refusal
     if (typeof refusal === 'string' && refusal !== '') out += this.#textDelta('refusal', refusal)
     for (const call of objectsIn(choice?.delta?.tool_calls)) out += this.#callDelta(call)
-    if (choice?.finish_reason != null) this.#finish = choice.finish_reason
+    if (isFinishReason(choice?.finish_reason)) this.#finish = choice?.finish_reason ?? null
     return out
   }
 

@@ -36,10 +36,16 @@ export function observeChunk(stats: StreamStats, chunk: Record<string, unknown>)
   }
 }
 
+/**
+ * Whether a choice's `finish_reason` says it stopped. Some servers (SGLang, Ollama in 2024) send `""`
+ * on every chunk until then: that is no reason, and a stream cut after it was not finished.
+ */
+export const isFinishReason = (reason: unknown): boolean => reason != null && reason !== ''
+
 function observeChoice(stats: StreamStats, value: unknown): void {
   const choice = value as { index?: unknown; finish_reason?: unknown } | null
   const index = typeof choice?.index === 'number' ? choice.index : 0
-  if (choice?.finish_reason != null) {
+  if (isFinishReason(choice?.finish_reason)) {
     stats.choices.set(index, true)
     stats.finished = !Array.from(stats.choices.values()).includes(false)
   } else if (!stats.choices.has(index)) {
@@ -88,7 +94,7 @@ export function isCommitPoint(chunk: Record<string, unknown>): boolean {
   if (!Array.isArray(chunk.choices)) return false
   return chunk.choices.some(
     (choice: { delta?: Record<string, unknown>; finish_reason?: unknown; text?: unknown }) => {
-      if (choice?.finish_reason != null) return true
+      if (isFinishReason(choice?.finish_reason)) return true
       // Legacy completions stream `choices[].text` instead of a delta.
       if (typeof choice?.text === 'string' && choice.text !== '') return true
       const delta = choice?.delta

@@ -1,0 +1,87 @@
+// Real clients (the OpenAI SDK) against providers' quirks, through the gateway.
+
+import assert from 'node:assert/strict'
+import { after, before, beforeEach, test } from 'node:test'
+import OpenAI from 'openai'
+import { baseConfig, gatewayKey, type RunningGateway, startGateway } from './gateway-process.ts'
+import { chunk, MockUpstream, sse } from './mock-upstream.ts'
+
+let mock: MockUpstream
+let gw: RunningGateway
+let client: OpenAI
+
+before(async () => {
+  mock = await MockUpstream.start()
+  gw = await startGateway(
+    baseConfig({
+      providers: [
+        { name: 'p', api_key: 'sk-compat-p-0000', base_url: mock.url('p') },
+        { name: 'q', api_key: 'sk-compat-q-0000', base_url: mock.url('q') },
+      ],
+      routes: [
+        {
+          name: 'r',
+          steps: [
+            { provider: 'p', model: 'model-p' },
+            { provider: 'q', model: 'model-q' },
+          ],
+        },
+      ],
+    }),
+  )
+  client = new OpenAI({ apiKey: gatewayKey, baseURL: `${gw.url}/v1`, maxRetries: 0 })
+})
+after(async () => {
+  await gw.stop()
+  await mock.close()
+})
+beforeEach(() => mock.reset())
+
+/** A chunk as SGLang 0.4.3 and early Ollama sent them: `finish_reason: ""` while the answer goes on. */
+const unfinished = (delta: Record<string, unknown>) => {
+  const c = chunk(delta)
+  return { ...c, choices: c.choices.map((choice) => ({ ...choice, finish_reason: '' })) }
+}
+
+test('finish_reason "" is no finish: a stream cut after it raises, whole and translated', async () => {
+  const cut = () =>
+    sse([unfinished({ role: 'assistant', content: 'cut' }), unfinished({ content: ' short' })], {
+      end: 'no_done',
+    })
+  mock.script('p', cut())
+  const stream = await client.chat.completions.create({
+    model: 'r',
+    messages: [{ role: 'user', content: 'hi' }],
+    stream: true,
+  })
+  let text = ''
+  await assert.rejects(async () => {
+    for await (const part of stream) text += part.choices[0]?.delta.content ?? ''
+  }, OpenAI.APIError)
+  assert.equal(text, 'cut short')
+
+  mock.script('p', cut())
+  await assert.rejects(client.responses.stream({ model: 'r', input: 'hi' }).finalResponse(), OpenAI.APIError)
+
+  // The real reason that follows still ends the stream well, [DONE] or not.
+  const whole = () =>
+    sse([unfinished({ role: 'assistant', content: 'whole' }), chunk({}, 'stop')], { end: 'no_done' })
+  mock.script('p', whole())
+  const final = await client.chat.completions
+    .stream({ model: 'r', messages: [{ role: 'user', content: 'hi' }] })
+    .finalChatCompletion()
+  assert.equal(final.choices[0]?.message.content, 'whole')
+  mock.script('p', whole())
+  const response = await client.responses.stream({ model: 'r', input: 'hi' }).finalResponse()
+  assert.deepEqual([response.status, response.output_text], ['completed', 'whole'])
+})
+
+test('finish_reason "" on a role-only preamble does not commit the stream: the next step still answers', async () => {
+  mock
+    .script('p', sse([unfinished({ role: 'assistant', content: '' }), { error: { message: 'overloaded' } }]))
+    .script('q', sse([chunk({ role: 'assistant', content: 'from q' }), chunk({}, 'stop')]))
+  const final = await client.chat.completions
+    .stream({ model: 'r', messages: [{ role: 'user', content: 'hi' }] })
+    .finalChatCompletion()
+  assert.equal(final.choices[0]?.message.content, 'from q')
+})
