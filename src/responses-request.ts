@@ -200,6 +200,7 @@ const acceptedNotSent = new Set([
   'include',
   'service_tier',
   'prompt_cache_key',
+  'prompt_cache_retention',
   'safety_identifier',
   'stream_options',
 ])
@@ -214,7 +215,9 @@ export function toChatRequest(body: Readonly<Json>, conversation: readonly Item[
   if (body.background === true)
     throw refused('background', 'background responses need a provider that speaks the Responses API')
   for (const key of Object.keys(body)) {
-    if (!known.has(key)) throw refused(key, 'this field has no chat completions equivalent')
+    // A field sent as null asks for nothing (as OpenAI reads it; the Python SDK sends None so).
+    if (!known.has(key) && body[key] !== null)
+      throw refused(key, 'this field has no chat completions equivalent')
   }
   const messages: Json[] = []
   if (typeof body.instructions === 'string' && body.instructions !== '')

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict'
 import { after, before, beforeEach, test } from 'node:test'
 import OpenAI from 'openai'
 import { baseConfig, gatewayKey, type RunningGateway, startGateway } from './gateway-process.ts'
-import { chunk, MockUpstream, sse } from './mock-upstream.ts'
+import { chunk, MockUpstream, ok, sse } from './mock-upstream.ts'
 
 let mock: MockUpstream
 let gw: RunningGateway
@@ -84,4 +84,21 @@ test('finish_reason "" on a role-only preamble does not commit the stream: the n
     .stream({ model: 'r', messages: [{ role: 'user', content: 'hi' }] })
     .finalChatCompletion()
   assert.equal(final.choices[0]?.message.content, 'from q')
+})
+
+test('Responses: a field sent as null asks for nothing, and a cache retention hint is taken as the cache key is', async () => {
+  mock.script('p', ok('fine'), ok('fine'))
+  // The Python SDK sends None as null; OpenAI takes these as not set.
+  const nulls = { top_logprobs: null, max_tool_calls: null, prompt: null, conversation: null }
+  const response = await client.responses.create({ model: 'r', input: 'hi', ...nulls })
+  assert.equal(response.output_text, 'fine')
+  // LangChain's promptCacheRetention.
+  await client.responses.create({ model: 'r', input: 'hi', prompt_cache_retention: '24h' })
+  for (const seen of mock.requests('p')) {
+    assert.deepEqual(Object.keys(seen.body).sort(), ['messages', 'model'])
+  }
+  // A value is still refused by name where it cannot be honoured.
+  const res = await gw.post('/v1/responses', { model: 'r', input: 'hi', top_logprobs: 3 })
+  assert.equal(res.status, 400)
+  assert.equal(((await res.json()) as { error: { param: string } }).error.param, 'top_logprobs')
 })
