@@ -153,8 +153,9 @@ function chatTools(tools: unknown): Json[] | undefined {
         'built-in tools need a provider that speaks the Responses API',
       )
     const fn: Json = { name: tool.name, parameters: tool.parameters ?? { type: 'object', properties: {} } }
-    if (tool.description !== undefined) fn.description = tool.description
-    if (tool.strict !== undefined) fn.strict = tool.strict
+    // Null is "not set" here (LangChain sends `strict: null`), but chat refuses it: OpenAI wants a boolean.
+    if (tool.description != null) fn.description = tool.description
+    if (tool.strict != null) fn.strict = tool.strict
     return { type: 'function', function: fn }
   })
 }
@@ -176,8 +177,8 @@ function responseFormat(text: unknown): unknown {
   if (format.type === 'json_object') return { type: 'json_object' }
   if (format.type === 'json_schema') {
     const schema: Json = { name: format.name ?? 'response', schema: format.schema }
-    if (format.strict !== undefined) schema.strict = format.strict
-    if (format.description !== undefined) schema.description = format.description
+    if (format.strict != null) schema.strict = format.strict
+    if (format.description != null) schema.description = format.description
     return { type: 'json_schema', json_schema: schema }
   }
   throw refused('text.format', `format "${String(format.type)}"`)

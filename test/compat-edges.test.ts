@@ -2,9 +2,10 @@
 
 import assert from 'node:assert/strict'
 import { after, before, beforeEach, test } from 'node:test'
+import { ChatOpenAI } from '@langchain/openai'
 import OpenAI from 'openai'
 import { baseConfig, gatewayKey, type RunningGateway, startGateway } from './gateway-process.ts'
-import { chunk, MockUpstream, ok, sse } from './mock-upstream.ts'
+import { type Behaviour, chunk, MockUpstream, ok, type SeenRequest, sse, status } from './mock-upstream.ts'
 
 let mock: MockUpstream
 let gw: RunningGateway
@@ -101,4 +102,57 @@ test('Responses: a field sent as null asks for nothing, and a cache retention hi
   const res = await gw.post('/v1/responses', { model: 'r', input: 'hi', top_logprobs: 3 })
   assert.equal(res.status, 400)
   assert.equal(((await res.json()) as { error: { param: string } }).error.param, 'top_logprobs')
+})
+
+/** Refuses a null `strict` in a tool or a JSON schema, as OpenAI's chat API does; else answers `then`. */
+const strictAboutNull =
+  (then: Behaviour): Behaviour =>
+  (req: SeenRequest, res) => {
+    const tools = (req.body.tools ?? []) as { function: Record<string, unknown> }[]
+    const schema = (req.body.response_format as { json_schema?: Record<string, unknown> } | undefined)
+      ?.json_schema
+    const nulls = [...tools.map((tool) => tool.function), schema ?? {}].some(
+      (declared) => declared.strict === null || declared.description === null,
+    )
+    return (nulls ? status(400, "Invalid type for 'tools.0.function.strict': expected a boolean") : then)(
+      req,
+      res,
+    )
+  }
+
+test("Responses: LangChain's tools (strict: null) and JSON schema reach the provider without null fields", async () => {
+  mock.always('p', strictAboutNull(ok('{"city":"Paris"}')))
+  // As n8n's OpenAI node and LangChain's useResponsesApi send them: `strict: null` when not set.
+  const model = new ChatOpenAI({
+    model: 'r',
+    apiKey: gatewayKey,
+    configuration: { baseURL: `${gw.url}/v1` },
+    useResponsesApi: true,
+    maxRetries: 0,
+  })
+  const weather = {
+    type: 'function',
+    function: {
+      name: 'get_weather',
+      parameters: { type: 'object', properties: { city: { type: 'string' } } },
+    },
+  } as const
+  const message = await model.bindTools([weather]).invoke('Weather in Paris?')
+  assert.equal(message.text, '{"city":"Paris"}')
+  const format = {
+    type: 'json_schema',
+    name: 'o',
+    schema: { type: 'object' },
+    strict: null,
+    description: null,
+  }
+  const res = await gw.post('/v1/responses', { model: 'r', input: 'x', text: { format } })
+  assert.equal(res.status, 200)
+  const [first, second] = mock.requests('p')
+  const tools = first?.body.tools as { function: object }[] | undefined
+  assert.deepEqual(tools?.[0]?.function, weather.function)
+  assert.deepEqual(second?.body.response_format, {
+    type: 'json_schema',
+    json_schema: { name: 'o', schema: { type: 'object' } },
+  })
 })
