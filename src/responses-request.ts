@@ -225,7 +225,8 @@ export function toChatRequest(body: Readonly<Json>, conversation: readonly Item[
     messages.push({ role: 'system', content: body.instructions })
   messages.push(...itemsToMessages(conversation))
   const chat: Json = { messages }
-  for (const key of passedAsIs) if (body[key] !== undefined) chat[key] = body[key]
+  // Null is "not set" in both APIs, but chat refuses it for some of these (`parallel_tool_calls`).
+  for (const key of passedAsIs) if (body[key] != null) chat[key] = body[key]
   const tools = chatTools(body.tools)
   if (tools !== undefined && tools.length > 0) chat.tools = tools
   const toolChoice = chatToolChoice(body.tool_choice)

@@ -90,7 +90,15 @@ test('finish_reason "" on a role-only preamble does not commit the stream: the n
 test('Responses: a field sent as null asks for nothing, and a cache retention hint is taken as the cache key is', async () => {
   mock.script('p', ok('fine'), ok('fine'))
   // The Python SDK sends None as null; OpenAI takes these as not set.
-  const nulls = { top_logprobs: null, max_tool_calls: null, prompt: null, conversation: null }
+  const nulls = {
+    top_logprobs: null,
+    max_tool_calls: null,
+    prompt: null,
+    conversation: null,
+    parallel_tool_calls: null,
+    temperature: null,
+    top_p: null,
+  }
   const response = await client.responses.create({ model: 'r', input: 'hi', ...nulls })
   assert.equal(response.output_text, 'fine')
   // LangChain's promptCacheRetention.
