@@ -60,6 +60,13 @@ const incompleteReasons: Record<string, string> = {
 }
 
 /**
+ * A chat tool call's `arguments` as the JSON text a Response carries. Some servers (llama.cpp's
+ * llama-server, text-generation-inference) send them as an object, which clients would fail to parse.
+ */
+export const argumentsText = (value: unknown): string =>
+  typeof value === 'string' ? value : value == null ? '' : JSON.stringify(value)
+
+/**
  * The status of each output item: `incomplete` when the provider stopped early (as the Response's own
  * status), since the item's text or arguments may be cut short; else `completed`.
  */
@@ -150,13 +157,13 @@ export function chatToResponse(chat: Json, shell: ResponseShell): Json {
   if (typeof refusal === 'string' && refusal !== '')
     output.push(messageItem([partOf('refusal', refusal)], status))
   for (const call of objectsIn(choice?.message?.tool_calls)) {
-    const fn = call.function as { name?: string; arguments?: string } | undefined
+    const fn = call.function as { name?: string; arguments?: unknown } | undefined
     output.push({
       type: 'function_call',
       id: newId('fc'),
       call_id: callIdOf(call.id),
       name: fn?.name,
-      arguments: fn?.arguments ?? '',
+      arguments: argumentsText(fn?.arguments),
       status,
     })
   }

@@ -2,6 +2,7 @@
 // numbers. Pure apart from the ids it makes.
 
 import {
+  argumentsText,
   callIdOf,
   itemStatusOf,
   type Json,
@@ -155,7 +156,7 @@ export class ResponsesStreamWriter implements StreamWriter {
 
   #callDelta(call: Json): string {
     const key = this.#callKey(call)
-    const fn = (call.function ?? {}) as { name?: string; arguments?: string }
+    const fn = (call.function ?? {}) as { name?: string; arguments?: unknown }
     let out = ''
     let open = this.#calls.get(key)
     if (open === undefined) {
@@ -173,12 +174,13 @@ export class ResponsesStreamWriter implements StreamWriter {
       this.#items.push(open)
       out += this.#emit('response.output_item.added', { output_index: open.outputIndex, item })
     }
-    if (typeof fn.arguments === 'string' && fn.arguments !== '') {
-      open.arguments += fn.arguments
+    const delta = argumentsText(fn.arguments)
+    if (delta !== '') {
+      open.arguments += delta
       out += this.#emit('response.function_call_arguments.delta', {
         item_id: open.item.id,
         output_index: open.outputIndex,
-        delta: fn.arguments,
+        delta,
       })
     }
     return out

@@ -5,7 +5,16 @@ import { after, before, beforeEach, test } from 'node:test'
 import { ChatOpenAI } from '@langchain/openai'
 import OpenAI from 'openai'
 import { baseConfig, gatewayKey, type RunningGateway, startGateway } from './gateway-process.ts'
-import { type Behaviour, chunk, MockUpstream, ok, type SeenRequest, sse, status } from './mock-upstream.ts'
+import {
+  type Behaviour,
+  chunk,
+  json,
+  MockUpstream,
+  ok,
+  type SeenRequest,
+  sse,
+  status,
+} from './mock-upstream.ts'
 
 let mock: MockUpstream
 let gw: RunningGateway
@@ -163,4 +172,35 @@ test("Responses: LangChain's tools (strict: null) and JSON schema reach the prov
     type: 'json_schema',
     json_schema: { name: 'o', schema: { type: 'object' } },
   })
+})
+
+test('Responses: tool call arguments sent as an object (llama-server, TGI) arrive as JSON text, whole and streamed', async () => {
+  const call = {
+    id: 'call_1',
+    type: 'function',
+    function: { name: 'get_weather', arguments: { city: 'Paris' } },
+  }
+  mock.script(
+    'p',
+    json(200, {
+      id: 'c',
+      object: 'chat.completion',
+      model: 'model-p',
+      choices: [
+        {
+          index: 0,
+          message: { role: 'assistant', content: null, tool_calls: [call] },
+          finish_reason: 'tool_calls',
+        },
+      ],
+    }),
+    sse([chunk({ role: 'assistant', tool_calls: [{ index: 0, ...call }] }), chunk({}, 'tool_calls')]),
+  )
+  const whole = await client.responses.create({ model: 'r', input: 'Weather in Paris?' })
+  const streamed = await client.responses.stream({ model: 'r', input: 'Weather in Paris?' }).finalResponse()
+  for (const response of [whole, streamed]) {
+    const item = response.output[0]
+    assert.ok(item?.type === 'function_call')
+    assert.equal(item.arguments, '{"city":"Paris"}')
+  }
 })
