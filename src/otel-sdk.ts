@@ -9,8 +9,16 @@ import { OTLPLogExporter } from '@opentelemetry/exporter-logs-otlp-http'
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http'
 import { resourceFromAttributes } from '@opentelemetry/resources'
 import { BatchLogRecordProcessor, LoggerProvider } from '@opentelemetry/sdk-logs'
-import { BatchSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace'
-import type { OtlpSettings } from './otlp-config.ts'
+import {
+  AlwaysOffSampler,
+  AlwaysOnSampler,
+  BatchSpanProcessor,
+  ParentBasedSampler,
+  type Sampler,
+  TraceIdRatioBasedSampler,
+  TracerProvider,
+} from '@opentelemetry/sdk-trace'
+import type { OtlpSettings, SamplerSettings } from './otlp-config.ts'
 import { maskUrls, type Redactor } from './redact.ts'
 import type { TelemetryHooks } from './telemetry.ts'
 
@@ -42,6 +50,7 @@ export function loadSdk(otlp: OtlpSettings, version: string, hooks: TelemetryHoo
   // A signal not exported has no processor: its spans still carry the trace ids into the log lines.
   const tracerProvider = new TracerProvider({
     resource,
+    sampler: samplerOf(otlp.sampler),
     spanProcessors:
       otlp.tracesUrl === undefined
         ? []
@@ -100,6 +109,17 @@ export function loadSdk(otlp: OtlpSettings, version: string, hooks: TelemetryHoo
       ])
     },
   }
+}
+
+/** The sampler OTEL_TRACES_SAMPLER names; by default, parentbased_always_on. */
+function samplerOf({ parentBased, ratio }: SamplerSettings): Sampler {
+  const root =
+    ratio >= 1
+      ? new AlwaysOnSampler()
+      : ratio <= 0
+        ? new AlwaysOffSampler()
+        : new TraceIdRatioBasedSampler(ratio)
+  return parentBased ? new ParentBasedSampler({ root }) : root
 }
 
 const severities: Record<string, number> = { trace: 1, debug: 5, info: 9, warn: 13, error: 17, fatal: 21 }

@@ -20,6 +20,15 @@ export interface OtlpSettings {
   readonly logsHeaders: Readonly<Record<string, string>>
   readonly serviceName: string
   readonly resourceAttributes: Readonly<Record<string, string>>
+  readonly sampler: SamplerSettings
+}
+
+/** Which traces are recorded: OTEL_TRACES_SAMPLER and its argument, as the OpenTelemetry spec names them. */
+export interface SamplerSettings {
+  /** The client's `traceparent`, sampled or not, decides for the request (the `parentbased_*` samplers). */
+  readonly parentBased: boolean
+  /** The share of the other traces recorded: 1 for `always_on`, 0 for `always_off`. */
+  readonly ratio: number
 }
 
 export interface TelemetrySettings {
@@ -88,8 +97,32 @@ export function telemetrySettings(env: Env, problems: string[]): TelemetrySettin
         [env.OTEL_SERVICE_NAME, env.OTLP_SERVICE_NAME, resourceAttributes['service.name']].find(set) ??
         'ai-gateway',
       resourceAttributes,
+      sampler: samplerOf(env, problems),
     },
   }
+}
+
+/**
+ * OTEL_TRACES_SAMPLER (case-insensitive, as the spec has it) and OTEL_TRACES_SAMPLER_ARG. The SDK's
+ * tracer provider does not read them by itself: set, they were ignored and every request was traced.
+ * A sampler or ratio that cannot be honoured is a problem rather than a silent 100 %.
+ */
+function samplerOf(env: Env, problems: string[]): SamplerSettings {
+  const name = env.OTEL_TRACES_SAMPLER?.trim().toLowerCase() || 'parentbased_always_on'
+  const match = /^(parentbased_)?(always_on|always_off|traceidratio)$/.exec(name)
+  if (match === null) {
+    problems.push(
+      `OTEL_TRACES_SAMPLER: ${JSON.stringify(name)} is not one of always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off, parentbased_traceidratio`,
+    )
+    return { parentBased: true, ratio: 1 }
+  }
+  const parentBased = match[1] !== undefined
+  if (match[2] !== 'traceidratio') return { parentBased, ratio: match[2] === 'always_on' ? 1 : 0 }
+  const arg = env.OTEL_TRACES_SAMPLER_ARG
+  const ratio = set(arg) ? Number(arg) : 1
+  if (ratio >= 0 && ratio <= 1) return { parentBased, ratio }
+  problems.push(`OTEL_TRACES_SAMPLER_ARG: ${JSON.stringify(arg?.trim())} is not a number from 0 to 1`)
+  return { parentBased, ratio: 1 }
 }
 
 /**

@@ -3,12 +3,13 @@
 
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http'
+import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { after, afterEach, before, describe, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { parseConfig } from '../src/config.ts'
 import { grafanaInstanceId, parseHeaderList, signalUrl, telemetrySettings } from '../src/otlp-config.ts'
+import { attributes, CLIENT, ERROR, FakeCollector, SERVER } from './fake-collector.ts'
 import {
   baseConfig,
   gatewayKey,
@@ -20,100 +21,6 @@ import {
 } from './gateway-process.ts'
 import { completion, json, MockUpstream, ok, status } from './mock-upstream.ts'
 
-interface Export {
-  path: string
-  headers: IncomingHttpHeaders
-  raw: string
-  body: Record<string, unknown>
-}
-
-class FakeCollector {
-  readonly exports: Export[] = []
-  readonly #server: Server
-  constructor(server: Server) {
-    this.#server = server
-  }
-  static async start(): Promise<FakeCollector> {
-    const server = createServer()
-    const collector = new FakeCollector(server)
-    server.on('request', async (req, res) => {
-      let raw = ''
-      for await (const chunk of req) raw += chunk
-      collector.exports.push({
-        path: req.url ?? '',
-        headers: req.headers,
-        raw,
-        body: JSON.parse(raw) as Record<string, unknown>,
-      })
-      res.writeHead(200, { 'content-type': 'application/json' })
-      res.end('{}')
-    })
-    server.listen(0, '127.0.0.1')
-    await once(server, 'listening')
-    return collector
-  }
-  get url(): string {
-    return `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}`
-  }
-  async close(): Promise<void> {
-    this.#server.closeAllConnections()
-    this.#server.close()
-  }
-  spans(): Span[] {
-    return this.exports.flatMap((e) =>
-      ((e.body.resourceSpans ?? []) as { scopeSpans: { spans: Span[] }[] }[]).flatMap((r) =>
-        r.scopeSpans.flatMap((s) => s.spans),
-      ),
-    )
-  }
-  logs(): LogRecord[] {
-    return this.exports.flatMap((e) =>
-      ((e.body.resourceLogs ?? []) as { scopeLogs: { logRecords: LogRecord[] }[] }[]).flatMap((r) =>
-        r.scopeLogs.flatMap((s) => s.logRecords),
-      ),
-    )
-  }
-  resourceAttributes(): Record<string, unknown> {
-    const first = this.exports.find((e) => e.body.resourceSpans !== undefined)
-    const resource = (
-      first?.body.resourceSpans as { resource: { attributes: Attribute[] } }[] | undefined
-    )?.[0]?.resource
-    return attributes(resource?.attributes ?? [])
-  }
-}
-
-interface Attribute {
-  key: string
-  value: { stringValue?: string; intValue?: number | string; boolValue?: boolean; doubleValue?: number }
-}
-interface Span {
-  traceId: string
-  spanId: string
-  parentSpanId?: string
-  name: string
-  kind: number
-  attributes: Attribute[]
-  status?: { code?: number }
-  events?: { name: string }[]
-}
-interface LogRecord {
-  traceId?: string
-  spanId?: string
-  body?: { stringValue?: string }
-  attributes: Attribute[]
-}
-
-const attributes = (list: Attribute[]): Record<string, unknown> =>
-  Object.fromEntries(
-    list.map((a) => [
-      a.key,
-      a.value.stringValue ?? a.value.intValue ?? a.value.boolValue ?? a.value.doubleValue,
-    ]),
-  )
-
-const SERVER = 2
-const CLIENT = 3
-const ERROR = 2
 const providerKey = 'sk-telemetry-provider-key-123'
 
 let mock: MockUpstream

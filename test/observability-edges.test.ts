@@ -1,0 +1,107 @@
+// Observability at its edges: sampling from the standard variables, what a span says about a request
+// that failed or was refused, and what the log records and metrics make of it.
+
+import assert from 'node:assert/strict'
+import { after, afterEach, before, describe, test } from 'node:test'
+import { telemetrySettings } from '../src/otlp-config.ts'
+import { FakeCollector } from './fake-collector.ts'
+import { baseConfig, type RunningGateway, startGateway, waitFor } from './gateway-process.ts'
+import { MockUpstream, ok } from './mock-upstream.ts'
+
+let mock: MockUpstream
+let collector: FakeCollector
+const running: RunningGateway[] = []
+
+before(async () => {
+  mock = await MockUpstream.start()
+  collector = await FakeCollector.start()
+})
+after(async () => {
+  await mock.close()
+  await collector.close()
+})
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((gw) => gw.stop()))
+  mock.reset()
+  collector.exports.length = 0
+})
+
+async function gateway(env: Record<string, string>) {
+  const gw = await startGateway(
+    baseConfig({
+      providers: [{ name: 'a', api_key: 'sk-edges-provider-key-123', base_url: mock.url('a') }],
+      routes: [{ name: 'r', steps: [{ provider: 'a', model: 'model-a' }] }],
+    }),
+    { env: { OTLP_ENDPOINT: collector.url, ...env } },
+  )
+  running.push(gw)
+  return gw
+}
+
+const sampled = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'
+const notSampled = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00'
+
+describe('OTEL_TRACES_SAMPLER', () => {
+  const samplerFrom = (env: Record<string, string>) => {
+    const problems: string[] = []
+    const settings = telemetrySettings({ OTLP_ENDPOINT: 'h:1', ...env }, problems)
+    return { sampler: settings.otlp?.sampler, problems }
+  }
+
+  test('the spec names, case-insensitive, and the ratio argument', () => {
+    assert.deepEqual(samplerFrom({}), { sampler: { parentBased: true, ratio: 1 }, problems: [] })
+    assert.deepEqual(samplerFrom({ OTEL_TRACES_SAMPLER: 'Always_Off' }).sampler, {
+      parentBased: false,
+      ratio: 0,
+    })
+    assert.deepEqual(
+      samplerFrom({ OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.25' })
+        .sampler,
+      { parentBased: true, ratio: 0.25 },
+    )
+    assert.deepEqual(samplerFrom({ OTEL_TRACES_SAMPLER: 'traceidratio' }).sampler, {
+      parentBased: false,
+      ratio: 1,
+    })
+  })
+
+  test('a sampler or ratio that cannot be honoured is a problem naming its variable', () => {
+    const variables = (env: Record<string, string>) =>
+      samplerFrom(env).problems.map((problem) => problem.slice(0, problem.indexOf(':')))
+    assert.deepEqual(variables({ OTEL_TRACES_SAMPLER: 'jaeger_remote' }), ['OTEL_TRACES_SAMPLER'])
+    for (const arg of ['1.5', '-0.1', 'half'])
+      assert.deepEqual(variables({ OTEL_TRACES_SAMPLER: 'traceidratio', OTEL_TRACES_SAMPLER_ARG: arg }), [
+        'OTEL_TRACES_SAMPLER_ARG',
+      ])
+  })
+
+  test('always_off: no span is exported, the log records still are, and the provider is told', async () => {
+    const gw = await gateway({ OTEL_TRACES_SAMPLER: 'always_off' })
+    mock.script('a', ok())
+    const res = await gw.post(
+      '/v1/chat/completions',
+      { model: 'r', messages: [] },
+      { 'x-request-id': 'off-1' },
+    )
+    assert.equal(res.status, 200)
+    assert.equal(await gw.stop(), 0)
+    assert.ok(collector.logs().some((l) => l.body?.stringValue === 'request'))
+    assert.deepEqual(collector.spans(), [])
+    assert.match(String(mock.requests('a')[0]?.headers.traceparent), /^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/)
+  })
+
+  test('parentbased_traceidratio at 0: only the traces a client sampled are recorded', async () => {
+    const gw = await gateway({
+      OTEL_TRACES_SAMPLER: 'parentbased_traceidratio',
+      OTEL_TRACES_SAMPLER_ARG: '0',
+    })
+    mock.always('a', ok())
+    await gw.post('/v1/chat/completions', { model: 'r', messages: [] })
+    await gw.post('/v1/chat/completions', { model: 'r', messages: [] }, { traceparent: notSampled })
+    await gw.post('/v1/chat/completions', { model: 'r', messages: [] }, { traceparent: sampled })
+    await waitFor(() => collector.spans().length >= 2, 'the sampled request and its attempt')
+    assert.equal(await gw.stop(), 0)
+    const traces = new Set(collector.spans().map((s) => s.traceId))
+    assert.deepEqual([...traces], ['4bf92f3577b34da6a3ce929d0e0e4736'])
+  })
+})
