@@ -216,7 +216,10 @@ class ServerSpan implements RequestTrace {
         'gateway.skip.reason': skipped.reason,
       })
     }
-    if (result.status >= 500 || result.error !== undefined) {
+    // As the HTTP conventions have it for a SERVER span, a 4xx (no key, no such route, every provider
+    // rate limited) is the client's error and leaves the status unset, `error.type` naming it: marked
+    // ERROR, every scanner's 401 counted in the gateway's error rate.
+    if (result.status >= 500) {
       span.setStatus({
         code: api.SpanStatusCode.ERROR,
         ...(result.error === undefined ? {} : { message: result.error }),

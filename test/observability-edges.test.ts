@@ -4,9 +4,9 @@
 import assert from 'node:assert/strict'
 import { after, afterEach, before, describe, test } from 'node:test'
 import { telemetrySettings } from '../src/otlp-config.ts'
-import { FakeCollector } from './fake-collector.ts'
+import { attributes, ERROR, FakeCollector, SERVER } from './fake-collector.ts'
 import { baseConfig, type RunningGateway, startGateway, waitFor } from './gateway-process.ts'
-import { MockUpstream, ok } from './mock-upstream.ts'
+import { MockUpstream, ok, status } from './mock-upstream.ts'
 
 let mock: MockUpstream
 let collector: FakeCollector
@@ -103,5 +103,27 @@ describe('OTEL_TRACES_SAMPLER', () => {
     assert.equal(await gw.stop(), 0)
     const traces = new Set(collector.spans().map((s) => s.traceId))
     assert.deepEqual([...traces], ['4bf92f3577b34da6a3ce929d0e0e4736'])
+  })
+})
+
+describe('the status of the SERVER span', () => {
+  const serverSpan = (requestPath: string) =>
+    collector.spans().find((s) => s.kind === SERVER && attributes(s.attributes)['url.path'] === requestPath)
+
+  // As the HTTP conventions have it: a 4xx is the client's error, not a failure of the server's.
+  test('a request refused with a 4xx leaves it unset, its code in error.type; a 5xx sets ERROR', async () => {
+    const gw = await gateway({})
+    mock.script('a', status(500))
+    assert.equal((await gw.post('/v1/chat/completions', { model: 'r', messages: [] })).status, 502)
+    assert.equal((await gw.get('/v1/models', { authorization: 'Bearer wrong-key' })).status, 401)
+    assert.equal((await gw.get('/v1/unknown')).status, 404)
+    await gw.stop()
+    const refused = serverSpan('/v1/models')
+    assert.equal(attributes(refused?.attributes ?? [])['error.type'], 'invalid_api_key')
+    assert.notEqual(refused?.status?.code, ERROR)
+    assert.notEqual(serverSpan('/v1/unknown')?.status?.code, ERROR)
+    const failed = serverSpan('/v1/chat/completions')
+    assert.equal(failed?.status?.code, ERROR)
+    assert.equal(attributes(failed?.attributes ?? [])['error.type'], 'upstream_failed')
   })
 })
