@@ -269,6 +269,7 @@ function finish(options: ServerOptions, exchange: Exchange, failure: GatewayErro
     ...(facts.model === undefined ? {} : { model: facts.model }),
     ...(facts.usage === undefined ? {} : { usage: facts.usage }),
     ...(facts.attempts === undefined ? {} : { attempts: facts.attempts.length }),
+    ...(facts.streamEnd === undefined ? {} : { streamEnd: facts.streamEnd }),
     ...(facts.skipped === undefined ? {} : { skipped: facts.skipped }),
     ...(failure === undefined ? {} : { error: failure.code }),
   }))

@@ -36,6 +36,8 @@ export interface RequestEnd {
   readonly usage?: Usage
   readonly error?: string
   readonly attempts?: number
+  /** How a committed stream ended (`completed`, `client_gone`, or how the provider failed it). */
+  readonly streamEnd?: string
   readonly skipped?: readonly { provider: string; model: string; reason: string }[]
 }
 
@@ -198,6 +200,10 @@ class ServerSpan implements RequestTrace {
     const result = describe()
     const { api } = this.#sdk
     const span = this.#span
+    // A stream the provider broke after commit answered 200, and its client read a `stream_interrupted`
+    // error event instead of the end: a failed request all the same.
+    const interrupted = result.streamEnd !== undefined && !streamEndsWell.has(result.streamEnd)
+    const error = interrupted ? 'stream_interrupted' : result.error
     span.setAttributes({
       'http.response.status_code': result.status,
       ...(result.route === undefined
@@ -207,7 +213,7 @@ class ServerSpan implements RequestTrace {
       ...(result.model === undefined ? {} : { 'gen_ai.response.model': result.model }),
       ...usageAttributes(result.usage),
       ...(result.attempts === undefined ? {} : { 'gateway.attempts': result.attempts }),
-      ...(result.error === undefined ? {} : { 'error.type': result.error }),
+      ...(error === undefined ? {} : { 'error.type': error }),
     })
     for (const skipped of result.skipped ?? []) {
       span.addEvent('gateway.step_skipped', {
@@ -219,15 +225,18 @@ class ServerSpan implements RequestTrace {
     // As the HTTP conventions have it for a SERVER span, a 4xx (no key, no such route, every provider
     // rate limited) is the client's error and leaves the status unset, `error.type` naming it: marked
     // ERROR, every scanner's 401 counted in the gateway's error rate.
-    if (result.status >= 500) {
+    if (result.status >= 500 || interrupted) {
       span.setStatus({
         code: api.SpanStatusCode.ERROR,
-        ...(result.error === undefined ? {} : { message: result.error }),
+        ...(error === undefined ? {} : { message: error }),
       })
     }
     span.end()
   }
 }
+
+/** Stream ends that are no failure: the provider finished, or the client left or stopped reading. */
+const streamEndsWell: ReadonlySet<string> = new Set(['completed', 'client_gone', 'client_stalled'])
 
 function attemptAttributes(result: AttemptEnd, redact: Redactor): Record<string, string | number> {
   return {

@@ -6,7 +6,7 @@ import { after, afterEach, before, describe, test } from 'node:test'
 import { telemetrySettings } from '../src/otlp-config.ts'
 import { attributes, ERROR, FakeCollector, SERVER } from './fake-collector.ts'
 import { baseConfig, type RunningGateway, startGateway, waitFor } from './gateway-process.ts'
-import { MockUpstream, ok, status } from './mock-upstream.ts'
+import { MockUpstream, ok, sse, status, textChunks } from './mock-upstream.ts'
 
 let mock: MockUpstream
 let collector: FakeCollector
@@ -125,5 +125,32 @@ describe('the status of the SERVER span', () => {
     const failed = serverSpan('/v1/chat/completions')
     assert.equal(failed?.status?.code, ERROR)
     assert.equal(attributes(failed?.attributes ?? [])['error.type'], 'upstream_failed')
+  })
+
+  // The client got a 200 head and then a `stream_interrupted` error event.
+  test('a stream cut after commit sets ERROR with error.type stream_interrupted', async () => {
+    const gw = await gateway({})
+    mock.script('a', sse(textChunks('whole answer')))
+    const whole = await gw.post(
+      '/v1/chat/completions',
+      { model: 'r', messages: [], stream: true },
+      {
+        traceparent: sampled,
+      },
+    )
+    assert.doesNotMatch(await whole.text(), /stream_interrupted/)
+    mock.script('a', sse(textChunks('partial answer'), { end: 'cut', delayMs: 30 }))
+    const res = await gw.post('/v1/chat/completions', { model: 'r', messages: [], stream: true })
+    assert.equal(res.status, 200)
+    assert.match(await res.text(), /stream_interrupted/)
+    await gw.stop()
+    const spans = collector.spans().filter((s) => s.kind === SERVER)
+    const cut = spans.find((s) => s.traceId !== sampled.split('-')[1])
+    assert.equal(cut?.status?.code, ERROR)
+    assert.equal(attributes(cut?.attributes ?? [])['error.type'], 'stream_interrupted')
+    const completed = spans.find((s) => s.traceId === sampled.split('-')[1])
+    assert.ok(completed)
+    assert.notEqual(completed.status?.code, ERROR)
+    assert.equal(attributes(completed.attributes)['error.type'], undefined)
   })
 })
