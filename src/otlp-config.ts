@@ -144,13 +144,17 @@ function normalizeUrl(value: string): string {
 
 /**
  * The URL for one signal from a base: `https://host/otlp` → `https://host/otlp/v1/traces`. A URL that
- * already ends in a signal path is kept for that signal, and its sibling derived from it.
+ * already ends in a signal path is kept for that signal, and its sibling derived from it. The signal
+ * path ends the base's path, not its query: `https://host/otlp?tenant=a` (a backend that takes its
+ * tenant or token there) became `…/otlp?tenant=a/v1/traces`, both signals sent to `/otlp`.
  */
 export function signalUrl(base: string, signal: 'traces' | 'logs'): string {
   const url = normalizeUrl(base)
-  const match = /\/v1\/(traces|logs|metrics)$/.exec(url)
-  if (match !== null) return `${url.slice(0, match.index)}/v1/${signal}`
-  return `${url}/v1/${signal}`
+  const cut = url.search(/[?#]/)
+  const query = cut === -1 ? '' : url.slice(cut)
+  const path = (cut === -1 ? url : url.slice(0, cut)).replace(/\/+$/, '')
+  const match = /\/v1\/(traces|logs|metrics)$/.exec(path)
+  return `${match === null ? path : path.slice(0, match.index)}/v1/${signal}${query}`
 }
 
 /** Every variable a header list for OTLP export is read from; the SDK reads all but OTLP_HEADERS itself. */

@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict'
 import { after, afterEach, before, describe, test } from 'node:test'
-import { telemetrySettings } from '../src/otlp-config.ts'
+import { signalUrl, telemetrySettings } from '../src/otlp-config.ts'
 import { attributes, ERROR, FakeCollector, SERVER } from './fake-collector.ts'
 import { baseConfig, type RunningGateway, startGateway, waitFor } from './gateway-process.ts'
 import { MockUpstream, ok, sse, status, textChunks } from './mock-upstream.ts'
@@ -153,4 +153,17 @@ describe('the status of the SERVER span', () => {
     assert.notEqual(completed.status?.code, ERROR)
     assert.equal(attributes(completed.attributes)['error.type'], undefined)
   })
+})
+
+// A backend that takes its tenant or token in the query (the query's secret-looking values are redacted).
+test('a query on the OTLP endpoint stays the query of both signal URLs', async () => {
+  assert.equal(signalUrl('https://c:4318/otlp?tenant=a', 'traces'), 'https://c:4318/otlp/v1/traces?tenant=a')
+  assert.equal(signalUrl('https://c:4318/?tenant=a', 'logs'), 'https://c:4318/v1/logs?tenant=a')
+  assert.equal(signalUrl('c:4318/v1/traces?tenant=a', 'logs'), 'https://c:4318/v1/logs?tenant=a')
+  const gw = await gateway({ OTLP_ENDPOINT: `${collector.url}/otlp?tenant=a` })
+  mock.script('a', ok())
+  await gw.post('/v1/chat/completions', { model: 'r', messages: [] })
+  await gw.stop()
+  const paths = new Set(collector.exports.map((e) => e.path))
+  assert.deepEqual([...paths].sort(), ['/otlp/v1/logs?tenant=a', '/otlp/v1/traces?tenant=a'])
 })
