@@ -132,7 +132,7 @@ function emitLogLine(logger: api.Logger, line: string): void {
   } catch {
     return
   }
-  const { level, time, msg, trace_id, span_id, ...rest } = record
+  const { level, time, msg, trace_id, span_id, trace_flags, ...rest } = record
   const attributes: Record<string, string | number | boolean> = {}
   for (const [key, value] of Object.entries(rest)) {
     if (value === null || value === undefined) continue
@@ -143,7 +143,11 @@ function emitLogLine(logger: api.Logger, line: string): void {
       ? api.trace.setSpanContext(api.ROOT_CONTEXT, {
           traceId: trace_id,
           spanId: span_id,
-          traceFlags: api.TraceFlags.SAMPLED,
+          // Not sampled, the trace is never exported: a record must not claim it was.
+          traceFlags:
+            typeof trace_flags === 'string'
+              ? Number.parseInt(trace_flags, 16) & api.TraceFlags.SAMPLED
+              : api.TraceFlags.SAMPLED,
         })
       : undefined
   logger.emit({

@@ -42,7 +42,7 @@ export interface RequestEnd {
 }
 
 export interface RequestTrace {
-  /** `trace_id` and `span_id` for the request's log lines; empty with tracing off. */
+  /** `trace_id`, `span_id` and `trace_flags` for the request's log lines; empty with tracing off. */
   readonly logFields: Readonly<Record<string, string>>
   /** Names the span after the matched endpoint (`POST /v1/chat/completions`). */
   named(route: string): void
@@ -143,8 +143,14 @@ class ServerSpan implements RequestTrace {
     const attributes = { 'http.request.method': method, 'url.path': redact(path) }
     this.#span = sdk.tracer.startSpan(method, { kind: api.SpanKind.SERVER, attributes }, parent)
     this.#context = api.trace.setSpan(parent, this.#span)
-    const { traceId, spanId } = this.#span.spanContext()
-    this.logFields = { trace_id: traceId, span_id: spanId }
+    // `trace_flags` as OpenTelemetry's pino instrumentation writes it: whether the trace is recorded
+    // (a sampler or the client's `traceparent` may say no), so a log record links to a trace that exists.
+    const { traceId, spanId, traceFlags } = this.#span.spanContext()
+    this.logFields = {
+      trace_id: traceId,
+      span_id: spanId,
+      trace_flags: traceFlags.toString(16).padStart(2, '0'),
+    }
   }
 
   named(route: string): void {

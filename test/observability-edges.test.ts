@@ -167,3 +167,31 @@ test('a query on the OTLP endpoint stays the query of both signal URLs', async (
   const paths = new Set(collector.exports.map((e) => e.path))
   assert.deepEqual([...paths].sort(), ['/otlp/v1/logs?tenant=a', '/otlp/v1/traces?tenant=a'])
 })
+
+// With a ratio sampler most requests are not recorded: their log records must not claim a sampled trace.
+test('log records carry the trace flags of their request, sampled or not', async () => {
+  const gw = await gateway({})
+  mock.always('a', ok())
+  await gw.post(
+    '/v1/chat/completions',
+    { model: 'r', messages: [] },
+    { traceparent: notSampled, 'x-request-id': 'no' },
+  )
+  await gw.post(
+    '/v1/chat/completions',
+    { model: 'r', messages: [] },
+    { traceparent: sampled, 'x-request-id': 'yes' },
+  )
+  await gw.stop()
+  const flagsOf = (requestId: string) => {
+    const line = gw.logs.find((l) => l.msg === 'request' && l.requestId === requestId)
+    const record = collector
+      .logs()
+      .find((l) => l.body?.stringValue === 'request' && attributes(l.attributes).requestId === requestId)
+    assert.equal(record?.traceId, '4bf92f3577b34da6a3ce929d0e0e4736')
+    assert.equal(record?.traceId, line?.trace_id)
+    return { stdout: line?.trace_flags, exported: (record?.flags ?? 0) & 1 }
+  }
+  assert.deepEqual(flagsOf('no'), { stdout: '00', exported: 0 })
+  assert.deepEqual(flagsOf('yes'), { stdout: '01', exported: 1 })
+})
