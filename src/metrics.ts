@@ -17,6 +17,14 @@ import type { AccessFacts } from './server.ts'
 const seconds = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300]
 const targetStates: readonly TargetState[] = ['healthy', 'cooling_down', 'circuit_open', 'half_open']
 
+/**
+ * A token count a counter can take. The provider's number may be negative, and JSON's `1e400` reads as
+ * Infinity: a counter that went down reads as a reset to every rate() over it, and one at +Inf stays
+ * there until a restart. prom-client's own counters refuse both; series.ts does not check.
+ */
+const isCount = (value: number | undefined): value is number =>
+  value !== undefined && value >= 0 && Number.isFinite(value)
+
 export class Metrics {
   readonly registry = new Registry()
   readonly #routes: ReadonlySet<string>
@@ -132,10 +140,10 @@ export class Metrics {
       this.#ttft.observe({ route, ...target }, facts.ttfbMs / 1000)
     }
     const usage = facts.usage
-    if (usage?.prompt_tokens !== undefined) {
+    if (isCount(usage?.prompt_tokens)) {
       this.#tokens.inc({ ...target, direction: 'input' }, usage.prompt_tokens)
     }
-    if (usage?.completion_tokens !== undefined) {
+    if (isCount(usage?.completion_tokens)) {
       this.#tokens.inc({ ...target, direction: 'output' }, usage.completion_tokens)
     }
   }

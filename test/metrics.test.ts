@@ -15,7 +15,7 @@ import {
   startGateway,
   writeConfig,
 } from './gateway-process.ts'
-import { chunk, MockUpstream, ok, sse, status, textChunks } from './mock-upstream.ts'
+import { chunk, completion, MockUpstream, ok, raw, sse, status, textChunks } from './mock-upstream.ts'
 
 let mock: MockUpstream
 let gw: RunningGateway
@@ -99,6 +99,23 @@ test('counters and histograms follow the traffic', async () => {
   assert.equal(sample('ai_gateway_target_state', { provider: 'a', state: 'healthy' }), 0)
   assert.equal(sample('ai_gateway_target_state', { provider: 'b', state: 'healthy' }), 1)
   assert.ok(sample('ai_gateway_process_resident_memory_bytes') > 0, 'process metrics')
+})
+
+// JSON.parse reads 1e400 as Infinity; a counter that went down or to +Inf would read as a reset, or
+// stay +Inf until the gateway restarts, for every rate() over it.
+test('token counts a provider reports as negative or infinite are not counted', async () => {
+  const usage = '{"prompt_tokens":-5,"completion_tokens":1e400,"total_tokens":3}'
+  const body = JSON.stringify(completion('hi', 'model-b')).replace(/"usage":\{[^}]*\}/, `"usage":${usage}`)
+  // Provider a is still cooling down from the first test: b answers.
+  mock.script('b', raw(200, body, 'application/json'))
+  const tokens = (sample: (name: string, labels?: Record<string, string>) => number) => ({
+    input: sample('ai_gateway_tokens_total', { provider: 'b', direction: 'input' }),
+    output: sample('ai_gateway_tokens_total', { provider: 'b', direction: 'output' }),
+  })
+  const before = tokens(await scrape())
+  const res = await gw.post('/v1/chat/completions', { model: 'r', messages: [] })
+  assert.equal(res.headers.get('x-gateway-provider'), 'b')
+  assert.deepEqual(tokens(await scrape()), before)
 })
 
 test('labels never carry user input', async () => {
