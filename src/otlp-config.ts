@@ -81,9 +81,12 @@ export function telemetrySettings(env: Env, problems: string[]): TelemetrySettin
     if (!isExportUrl(url) && !problems.includes(problem)) problems.push(problem)
     return url
   }
-  const resourceAttributes = parseHeaderList(
-    [env.OTEL_RESOURCE_ATTRIBUTES, env.OTLP_RESOURCE_ATTRIBUTES].find(set),
-  )
+  // Both lists, ours winning where they meet: the OpenTelemetry Operator injects OTEL_RESOURCE_ATTRIBUTES
+  // into the pods it instruments, and with it set OTLP_RESOURCE_ATTRIBUTES was silently ignored.
+  const resourceAttributes = {
+    ...parseHeaderList(env.OTEL_RESOURCE_ATTRIBUTES),
+    ...parseHeaderList(env.OTLP_RESOURCE_ATTRIBUTES),
+  }
   return {
     captureContent,
     otlp: {

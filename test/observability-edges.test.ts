@@ -195,3 +195,22 @@ test('log records carry the trace flags of their request, sampled or not', async
   assert.deepEqual(flagsOf('no'), { stdout: '00', exported: 0 })
   assert.deepEqual(flagsOf('yes'), { stdout: '01', exported: 1 })
 })
+
+// The OpenTelemetry Operator injects OTEL_RESOURCE_ATTRIBUTES (k8s.pod.name, …) into every pod it instruments.
+test('both resource attribute lists count, OTLP_RESOURCE_ATTRIBUTES winning where they meet', () => {
+  const problems: string[] = []
+  const settings = telemetrySettings(
+    {
+      OTLP_ENDPOINT: 'h:1',
+      OTEL_RESOURCE_ATTRIBUTES: 'k8s.pod.name=gw-7f9c,deployment.environment=default',
+      OTLP_RESOURCE_ATTRIBUTES: 'deployment.environment=prod%20eu,team=llm',
+    },
+    problems,
+  )
+  assert.deepEqual(problems, [])
+  assert.deepEqual(settings.otlp?.resourceAttributes, {
+    'k8s.pod.name': 'gw-7f9c',
+    'deployment.environment': 'prod eu',
+    team: 'llm',
+  })
+})
