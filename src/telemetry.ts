@@ -174,18 +174,25 @@ class ServerSpan implements RequestTrace {
           'server.port': step.port,
           'http.request.method': 'POST',
           'gateway.step.index': step.index,
-          ...(this.#capture && input !== undefined
-            ? { 'gen_ai.input.messages': this.#redact(JSON.stringify(input)) }
-            : {}),
         },
       },
       this.#context,
     )
+    // A span the sampler left out records nothing: the prompt is not serialized and redacted, nor the
+    // answer described, for it (a large prompt cost more than the rest of the request).
+    const recording = span.isRecording()
+    if (recording && this.#capture && input !== undefined) {
+      span.setAttribute('gen_ai.input.messages', this.#redact(JSON.stringify(input)))
+    }
     const headers: Record<string, string> = {}
     this.#sdk.propagator.inject(api.trace.setSpan(this.#context, span), headers, traceparentSetter)
     return {
       headers,
       end: (describe) => {
+        if (!recording) {
+          span.end()
+          return
+        }
         const result = describe()
         span.setAttributes(attemptAttributes(result, this.#redact))
         if (this.#capture && result.output !== undefined) {
@@ -203,9 +210,13 @@ class ServerSpan implements RequestTrace {
   }
 
   end(describe: () => RequestEnd): void {
+    const span = this.#span
+    if (!span.isRecording()) {
+      span.end()
+      return
+    }
     const result = describe()
     const { api } = this.#sdk
-    const span = this.#span
     // A stream the provider broke after commit answered 200, and its client read a `stream_interrupted`
     // error event instead of the end: a failed request all the same.
     const interrupted = result.streamEnd !== undefined && !streamEndsWell.has(result.streamEnd)
