@@ -12,6 +12,7 @@ import type { Trail } from '../src/fallback.ts'
 import { createLogging } from '../src/logger.ts'
 import { estimatePromptTokens, QuotaBook } from '../src/quota.ts'
 import { createRedactor, maskUrl } from '../src/redact.ts'
+import { toChatRequest, translatedBody } from '../src/responses-request.ts'
 import { parseRetryAfter } from '../src/retry-hints.ts'
 import { describeFailure, routeFailed } from '../src/route-error.ts'
 import type { Route, Step } from '../src/router.ts'
@@ -341,4 +342,14 @@ test('a token correction goes where its estimate went, so it leaves the window w
   book.countTokens(step, -900, sent + 20_000, sent) // refunded 20 s later: it got no answer
   book.countTokens(step, 1_000, sent + 60_500) // a minute on, the whole limit is spent
   assert.notEqual(book.blockedUntil(step, sent + 60_600, 900), undefined, '1,000 used: 900 more must wait')
+})
+
+test('a translated stream asks for usage, except of Mistral, which refuses the field and sends usage unasked', () => {
+  const chat = toChatRequest({ model: 'r', input: 'hi', stream: true }, [])
+  const step = (host: string) => ({ model: 'm', host, conflictResolution: undefined }) as unknown as Step
+  const sent = (host: string) => JSON.parse(translatedBody(chat, step(host))) as Record<string, unknown>
+  assert.deepEqual(sent('api.groq.com').stream_options, { include_usage: true })
+  assert.equal(sent('api.mistral.ai').stream_options, undefined)
+  assert.equal(sent('api.mistral.ai').stream, true)
+  assert.equal(sent('api.mistral.ai').model, 'm')
 })
