@@ -2,7 +2,6 @@
 // /chat/completions. Pure. Fields that cannot be honoured are refused by name, never dropped silently.
 
 import { GatewayError } from './errors.ts'
-import { rewriteBody, type Step } from './router.ts'
 
 type Json = Record<string, unknown>
 
@@ -237,18 +236,4 @@ export function toChatRequest(body: Readonly<Json>, conversation: readonly Item[
   if (typeof body.max_output_tokens === 'number') chat.max_tokens = body.max_output_tokens
   if (body.stream === true) chat.stream_options = { include_usage: true }
   return chat
-}
-
-/** Providers that refuse `stream_options` (Mistral: 422, "extra inputs are not permitted"). */
-const refusesStreamOptions = new Set(['api.mistral.ai'])
-
-/**
- * The chat request as one step sends it. A stream asks for usage, which the Response reports; Mistral
- * refuses the asking field, and sends usage in its last chunk unasked.
- */
-export function translatedBody(chat: Readonly<Json>, step: Step): string {
-  if (chat.stream_options === undefined || !refusesStreamOptions.has(step.host))
-    return rewriteBody(chat, step)
-  const { stream_options: _, ...rest } = chat
-  return rewriteBody(rest, step)
 }

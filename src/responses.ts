@@ -8,9 +8,9 @@ import { type HandlerDeps, routeOf } from './handlers.ts'
 import { proxyThroughRoute, type StepPlan } from './proxy.ts'
 import type { ResponseStore, StoredResponse } from './response-store.ts'
 import { chatToResponse, echoedSettings, newId, type ResponseShell } from './responses-output.ts'
-import { type Item, inputItems, isItemReference, toChatRequest, translatedBody } from './responses-request.ts'
+import { type Item, inputItems, isItemReference, toChatRequest } from './responses-request.ts'
 import { ResponsesStreamWriter } from './responses-stream.ts'
-import type { Route, Step } from './router.ts'
+import { type Route, rewriteBody, type Step } from './router.ts'
 import { type Endpoint, type Exchange, sendJson } from './server.ts'
 import { formatEvent } from './sse.ts'
 import type { StreamWriter } from './stream-pipe.ts'
@@ -153,7 +153,7 @@ function translatedPlan(
   const writer = new ResponsesStreamWriter(shell)
   return {
     endpoint: '/chat/completions',
-    body: translatedBody(chat, step),
+    body: rewriteBody(chat, step),
     answer: (answer) => {
       const response = chatToResponse(answer.value as Json, shell)
       remember(response)

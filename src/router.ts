@@ -124,11 +124,18 @@ const asksForFormat = (format: unknown): boolean =>
   format != null && (format as { type?: unknown }).type !== 'text'
 
 /**
+ * Providers that refuse `stream_options` (Mistral: 422, "extra inputs are not permitted") and report a
+ * stream's usage unasked. LangChain asks for it on every stream, so such a step would never answer one.
+ */
+const refusesStreamOptions = new Set(['api.mistral.ai'])
+
+/**
  * The body sent to one step: the client's, with `model` replaced and the step's conflict resolution
  * applied. Some providers reject `tools` together with `response_format`; a step declares which wins.
  */
 export function rewriteBody(body: Readonly<Record<string, unknown>>, step: Step): string {
   const out: Record<string, unknown> = { ...body, model: step.model }
+  if (out.stream_options !== undefined && refusesStreamOptions.has(step.host)) delete out.stream_options
   if (step.conflictResolution === 'tools' && Array.isArray(out.tools) && out.tools.length > 0) {
     delete out.response_format
   } else if (step.conflictResolution === 'format' && asksForFormat(out.response_format)) {

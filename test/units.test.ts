@@ -12,10 +12,10 @@ import type { Trail } from '../src/fallback.ts'
 import { createLogging } from '../src/logger.ts'
 import { estimatePromptTokens, QuotaBook } from '../src/quota.ts'
 import { createRedactor, maskUrl } from '../src/redact.ts'
-import { toChatRequest, translatedBody } from '../src/responses-request.ts'
+import { toChatRequest } from '../src/responses-request.ts'
 import { parseRetryAfter } from '../src/retry-hints.ts'
 import { describeFailure, routeFailed } from '../src/route-error.ts'
-import type { Route, Step } from '../src/router.ts'
+import { type Route, rewriteBody, type Step } from '../src/router.ts'
 import { normalizePath } from '../src/server.ts'
 import { formatEvent, isCommitPoint } from '../src/sse.ts'
 import { parseDuration, parseSize } from '../src/units.ts'
@@ -344,12 +344,15 @@ test('a token correction goes where its estimate went, so it leaves the window w
   assert.notEqual(book.blockedUntil(step, sent + 60_600, 900), undefined, '1,000 used: 900 more must wait')
 })
 
-test('a translated stream asks for usage, except of Mistral, which refuses the field and sends usage unasked', () => {
-  const chat = toChatRequest({ model: 'r', input: 'hi', stream: true }, [])
+test('a stream asks for usage as the client (or the Responses translation) did, except of Mistral, which refuses the field and sends usage unasked', () => {
+  const translated = toChatRequest({ model: 'r', input: 'hi', stream: true }, [])
+  const langchain = { model: 'r', messages: [], stream: true, stream_options: { include_usage: true } }
   const step = (host: string) => ({ model: 'm', host, conflictResolution: undefined }) as unknown as Step
-  const sent = (host: string) => JSON.parse(translatedBody(chat, step(host))) as Record<string, unknown>
-  assert.deepEqual(sent('api.groq.com').stream_options, { include_usage: true })
-  assert.equal(sent('api.mistral.ai').stream_options, undefined)
-  assert.equal(sent('api.mistral.ai').stream, true)
-  assert.equal(sent('api.mistral.ai').model, 'm')
+  for (const body of [translated, langchain]) {
+    const sent = (host: string) => JSON.parse(rewriteBody(body, step(host))) as Record<string, unknown>
+    assert.deepEqual(sent('api.groq.com').stream_options, { include_usage: true })
+    assert.equal(sent('api.mistral.ai').stream_options, undefined)
+    assert.equal(sent('api.mistral.ai').stream, true)
+    assert.equal(sent('api.mistral.ai').model, 'm')
+  }
 })
