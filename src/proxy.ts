@@ -93,7 +93,7 @@ export async function proxyThroughRoute(
     budgetEnd,
     estimateTokens,
     tryStep: async (step) => {
-      const input = deps.telemetry.captureContent ? request.body.messages : undefined
+      const input = deps.telemetry.captureContent ? promptOf(request) : undefined
       const span = exchange.trace.attempt(step, request.operation, input)
       const attempt = new Attempt(client, budgetEnd)
       const plan = request.plan(step)
@@ -181,7 +181,14 @@ async function deliver(
       // Nothing can be retried once the client has bytes, but the provider's health still learns.
       const reason = describeFailure(end)
       deps.logger.warn(
-        { requestId, route: route.name, provider: step.provider, model: step.model, reason },
+        {
+          requestId,
+          ...exchange.trace.logFields,
+          route: route.name,
+          provider: step.provider,
+          model: step.model,
+          reason,
+        },
         'stream failed after commit',
       )
       // A stream the request's own budget cut was flowing: that says nothing against the provider.
@@ -194,6 +201,13 @@ async function deliver(
     if (answer.kind === 'stream' && !piped) void answer.rest.return(undefined).catch(() => {})
     answer.attempt.end()
   }
+}
+
+/** What a captured span records as the prompt: chat's `messages`, the Responses API's `input`, or `prompt`. */
+function promptOf(request: ProxyRequest): unknown {
+  if (request.operation === 'embeddings') return undefined
+  const { body } = request
+  return body.messages ?? body.input ?? body.prompt
 }
 
 /**

@@ -19,7 +19,7 @@ import {
   waitFor,
   writeConfig,
 } from './gateway-process.ts'
-import { completion, json, MockUpstream, ok, status } from './mock-upstream.ts'
+import { completion, json, MockUpstream, ok, sse, status, textChunks } from './mock-upstream.ts'
 
 const providerKey = 'sk-telemetry-provider-key-123'
 
@@ -570,4 +570,23 @@ test('an unreachable collector neither slows nor breaks requests', async () => {
     await sleep(250)
     counted = await lost()
   }
+})
+
+test('captured prompts are the input of a Responses request too, and a stream cut after commit logs its trace', async () => {
+  const gw = await gateway({
+    OTLP_ENDPOINT: collector.url,
+    OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT: 'true',
+  })
+  mock.script('a', ok())
+  const res = await gw.post('/v1/responses', { model: 'r', input: 'a responses prompt' })
+  assert.equal(res.status, 200)
+  await waitFor(() => collector.spans().some((s) => s.kind === CLIENT), 'the attempt span')
+  const attempt = collector.spans().find((s) => s.kind === CLIENT)
+  assert.match(String(attributes(attempt?.attributes ?? [])['gen_ai.input.messages']), /a responses prompt/)
+
+  mock.script('a', sse(textChunks('cut after this').slice(0, -1), { end: 'cut', delayMs: 20 }))
+  const cut = await gw.post('/v1/chat/completions', { model: 'r', messages: [], stream: true })
+  assert.match(await cut.text(), /stream_interrupted/)
+  const line = await gw.waitForLog((l) => l.msg === 'stream failed after commit')
+  assert.match(String(line.trace_id), /^[0-9a-f]{32}$/)
 })
