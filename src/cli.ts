@@ -131,7 +131,11 @@ function compactHeap(): void {
   globalThis.gc?.({ type: 'major', execution: 'sync', flavor: 'last-resort' })
 }
 
-/** Runs until SIGTERM or SIGINT, then stops gracefully. A second signal exits at once. */
+/**
+ * Runs until SIGTERM, SIGINT or SIGHUP, then stops gracefully. A second signal exits at once. There is
+ * nothing to reload: a hang-up (the terminal of a foreground run closing) drains and flushes the logs,
+ * where Node's default would end the process mid-request.
+ */
 async function serve(started: { gateway: Gateway; cleanup?: () => Promise<void> }): Promise<number> {
   const { gateway } = started
   compactHeap()
@@ -146,9 +150,10 @@ async function serve(started: { gateway: Gateway; cleanup?: () => Promise<void> 
   const signal = await Promise.race([
     once(process, 'SIGTERM').then(() => 'SIGTERM'),
     once(process, 'SIGINT').then(() => 'SIGINT'),
+    once(process, 'SIGHUP').then(() => 'SIGHUP'),
   ])
   const force = () => process.exit(1)
-  process.once('SIGTERM', force).once('SIGINT', force)
+  process.once('SIGTERM', force).once('SIGINT', force).once('SIGHUP', force)
   gateway.logger.info({ signal }, 'received stop signal')
   await gateway.stop()
   await started.cleanup?.()

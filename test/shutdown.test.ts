@@ -121,3 +121,15 @@ test('while draining, kept-alive connections end with their answer instead of ta
     await Promise.all([a.close(), b.close()])
   }
 })
+
+test('SIGHUP (a closed terminal) stops gracefully too: the stream in flight finishes, the last lines are written', async () => {
+  const gw = await startGateway(config('5s'))
+  mock.script('slow', sse(textChunks('finishes after the hang-up'), { delayMs: 100 }))
+  const res = await gw.post('/v1/chat/completions', { model: 'slow', messages: [], stream: true })
+  const body = res.text()
+  await sleep(150)
+  assert.equal(await gw.stop('SIGHUP'), 0)
+  assert.match(await body, /data: \[DONE\]/)
+  assert.ok(gw.logs.some((l) => l.msg === 'received stop signal' && l.signal === 'SIGHUP'))
+  assert.ok(gw.logs.some((l) => l.msg === 'request' && l.status === 200))
+})
