@@ -24,7 +24,8 @@ export function parseRetryAfter(value: string | string[] | undefined, now = Date
   if (text === undefined) return undefined
   if (isNumber(text)) return Number(text) * 1000
   if (!isHttpDate(text)) return undefined
-  const date = Date.parse(text)
+  // Every HTTP-date is GMT; asctime's form does not say so, and Date.parse would read it as local time.
+  const date = Date.parse(/GMT$/i.test(text) ? text : `${text} GMT`)
   return Number.isNaN(date) ? undefined : Math.max(0, date - now)
 }
 

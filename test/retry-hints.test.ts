@@ -7,7 +7,7 @@ import { configSchema } from '../src/config-schema.ts'
 import { decide } from '../src/decide.ts'
 import { runRoute } from '../src/fallback.ts'
 import { type Availability, classifyFailure, type HealthBoard } from '../src/health.ts'
-import { bodyRetryHint, headerRetryHint, retryHint } from '../src/retry-hints.ts'
+import { bodyRetryHint, headerRetryHint, parseRetryAfter, retryHint } from '../src/retry-hints.ts'
 import type { Route, Step } from '../src/router.ts'
 
 const now = Date.parse('2026-01-01T00:00:00Z')
@@ -235,4 +235,18 @@ describe('runRoute, when every step must be waited for', () => {
     assert.equal(calls, 1)
     assert.deepEqual(outcomes.map((o) => o.kind).sort(), ['answered', 'failed', 'failed'])
   })
+})
+
+test("an asctime Retry-After is GMT, as every HTTP-date, whatever the machine's time zone", () => {
+  const zone = process.env.TZ
+  process.env.TZ = 'America/New_York'
+  try {
+    const now = Date.parse('Sun, 06 Nov 1994 08:49:00 GMT')
+    assert.equal(parseRetryAfter('Sun Nov  6 08:49:37 1994', now), 37_000)
+    assert.equal(parseRetryAfter('Sunday, 06-Nov-94 08:49:37 GMT', now), 37_000)
+    assert.equal(parseRetryAfter('Sun, 06 Nov 1994 08:49:37 GMT', now), 37_000)
+  } finally {
+    if (zone === undefined) delete process.env.TZ
+    else process.env.TZ = zone
+  }
 })
