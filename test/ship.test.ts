@@ -487,20 +487,37 @@ function remoteSandbox(): string {
   return sandbox
 }
 
+/**
+ * What deploy starts from: a sandbox for the server with its stand-ins, and a source folder holding a
+ * config.yaml on a free port and the `.env` given (by default: keys, the host, the executable).
+ */
+async function deploySource(
+  env: (port: number, sandbox: string) => string = () =>
+    `GATEWAY_API_KEY=${gatewayKey}\nPROVIDER_KEY=sk-deployed\nSSH_HOST=gateway.test\nBINARY=${binary}\n`,
+) {
+  const sandbox = remoteSandbox()
+  const port = await unusedPort()
+  const source = tempDir('ai-gateway-src-')
+  writeFileSync(join(source, 'config.yaml'), configYaml(port))
+  writeFileSync(join(source, '.env'), env(port, sandbox))
+  return { sandbox, port, source, ...shims(sandbox) }
+}
+
+/** Stops the gateway the systemctl stand-in started, if it did. */
+function stopDeployed(sandbox: string): void {
+  const pid = join(sandbox, 'root/run.pid')
+  if (existsSync(pid)) spawnSync('kill', [readFileSync(pid, 'utf8').trim()])
+}
+
 describe('deploy over SSH (stand-ins)', () => {
   test('deploy uploads, installs, enables, restarts, and checks /health on the remote', async () => {
     assert.ok(existsSync(binary), 'the single executable is built by the test above')
-    const sandbox = remoteSandbox()
-    const port = await unusedPort()
-    const source = tempDir('ai-gateway-src-')
-    const remoteDir = join(sandbox, 'opt/ai-gateway')
-    writeFileSync(join(source, 'config.yaml'), configYaml(port))
     // A non-root SSH user, and a deploy setting (REMOTE_DIR) given in .env rather than the environment.
-    writeFileSync(
-      join(source, '.env'),
-      `GATEWAY_API_KEY=${gatewayKey}\nPROVIDER_KEY=sk-deployed\nSSH_HOST=gateway.test\nSSH_USER=deploy\nSSH_PORT=2222\nexport SSH_KEY=/tmp/key\nDOMAIN=llm.example.com\nPORT=${port}\nREMOTE_DIR=${remoteDir}\nBINARY=${binary}\n`,
+    const { sandbox, port, source, dir, log } = await deploySource(
+      (port, sandbox) =>
+        `GATEWAY_API_KEY=${gatewayKey}\nPROVIDER_KEY=sk-deployed\nSSH_HOST=gateway.test\nSSH_USER=deploy\nSSH_PORT=2222\nexport SSH_KEY=/tmp/key\nDOMAIN=llm.example.com\nPORT=${port}\nREMOTE_DIR=${join(sandbox, 'opt/ai-gateway')}\nBINARY=${binary}\n`,
     )
-    const { dir, log } = shims(sandbox)
+    const remoteDir = join(sandbox, 'opt/ai-gateway')
     try {
       const result = sh(['deploy'], {
         PATH: `${dir}:${process.env.PATH}`,
@@ -534,22 +551,13 @@ describe('deploy over SSH (stand-ins)', () => {
       const health = await fetch(`http://127.0.0.1:${port}/health`)
       assert.equal(health.status, 200, 'the deployed gateway is running')
     } finally {
-      const pid = join(sandbox, 'root/run.pid')
-      if (existsSync(pid)) spawnSync('kill', [readFileSync(pid, 'utf8').trim()])
+      stopDeployed(sandbox)
     }
   })
 
   test('deploy checks /health with wget on a server without curl (Debian standard utilities have only wget)', async () => {
     assert.ok(existsSync(binary), 'the single executable is built by the test above')
-    const sandbox = remoteSandbox()
-    const port = await unusedPort()
-    const source = tempDir('ai-gateway-src-')
-    writeFileSync(join(source, 'config.yaml'), configYaml(port))
-    writeFileSync(
-      join(source, '.env'),
-      `GATEWAY_API_KEY=${gatewayKey}\nPROVIDER_KEY=sk-deployed\nSSH_HOST=gateway.test\nBINARY=${binary}\n`,
-    )
-    const { dir, log } = shims(sandbox)
+    const { sandbox, source, dir, log } = await deploySource()
     rmSync(join(dir, 'curl'))
     // Every command of this machine but curl.
     const tools = tempDir('tools-')
@@ -570,22 +578,13 @@ describe('deploy over SSH (stand-ins)', () => {
       assert.equal(result.code, 0, result.stderr)
       assert.match(readFileSync(log, 'utf8'), /^systemctl restart ai-gateway$/m)
     } finally {
-      const pid = join(sandbox, 'root/run.pid')
-      if (existsSync(pid)) spawnSync('kill', [readFileSync(pid, 'utf8').trim()])
+      stopDeployed(sandbox)
     }
   })
 
   test('deploy checks /health on the port in config.yaml, whatever PORT says here', async () => {
     assert.ok(existsSync(binary), 'the single executable is built by the test above')
-    const sandbox = remoteSandbox()
-    const port = await unusedPort()
-    const source = tempDir('ai-gateway-src-')
-    writeFileSync(join(source, 'config.yaml'), configYaml(port))
-    writeFileSync(
-      join(source, '.env'),
-      `GATEWAY_API_KEY=${gatewayKey}\nPROVIDER_KEY=sk-deployed\nSSH_HOST=gateway.test\nBINARY=${binary}\n`,
-    )
-    const { dir, log } = shims(sandbox)
+    const { sandbox, port, source, dir, log } = await deploySource()
     try {
       // PORT in this shell (a dev server's, say) never reaches the server: the config's port is used.
       const result = sh(['deploy'], {
@@ -602,8 +601,7 @@ describe('deploy over SSH (stand-ins)', () => {
       )
       assert.match(result.stderr, new RegExp(`is up on gateway\\.test port ${port} `))
     } finally {
-      const pid = join(sandbox, 'root/run.pid')
-      if (existsSync(pid)) spawnSync('kill', [readFileSync(pid, 'utf8').trim()])
+      stopDeployed(sandbox)
     }
   })
 
