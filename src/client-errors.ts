@@ -1,6 +1,6 @@
 // Answers to what never becomes a request: bytes node:http cannot parse, a request too slow to
 // arrive, an Expect it cannot meet, a CONNECT. OpenAI envelopes too, so a client reads every error
-// the same way.
+// the same way. And the end of a connection whose client is still sending a body that was refused.
 
 import { type IncomingMessage, type Server, type ServerResponse, STATUS_CODES } from 'node:http'
 import type { Socket } from 'node:net'
@@ -84,3 +84,22 @@ function endRaw(socket: Duplex, error: GatewayError): void {
     () => socket.destroy(),
   )
 }
+
+/**
+ * Writes the last of an answer to a request whose body is still arriving (refused before it was read,
+ * or too large), and ends the connection once the body has. Closed at once, the connection would
+ * meet the client's next bytes with a reset, and a client reset while still writing (fetch, the OpenAI
+ * SDKs) reports a connection error instead of the answer it was sent. So the rest is read and dropped
+ * meanwhile, for `lingerMs` at most: a client trickling an endless body does not hold the connection.
+ */
+export function endWhileReceiving(req: IncomingMessage, res: ServerResponse, text: string): void {
+  res.write(text)
+  const end = () => res.end()
+  const timer = setTimeout(end, lingerMs)
+  res.once('close', () => clearTimeout(timer))
+  req.once('end', end)
+  req.resume()
+}
+
+/** Enough for a client on a local network to send tens of megabytes more. */
+const lingerMs = 1_000

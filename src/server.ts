@@ -7,7 +7,7 @@ import { once } from 'node:events'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Usage } from './answer.ts'
-import { answerProtocolErrors } from './client-errors.ts'
+import { answerProtocolErrors, endWhileReceiving } from './client-errors.ts'
 import { allowsOrigin, type Cors } from './cors.ts'
 import { type EndpointTable, matchEndpoint, methodsAt, tableOf } from './endpoint-table.ts'
 import { GatewayError, toGatewayError } from './errors.ts'
@@ -239,13 +239,20 @@ function sendError(exchange: Exchange, error: GatewayError, redact: Redactor): v
   }
   const text = redact(JSON.stringify(error.toEnvelope()))
   // A body not read yet (refused before it was: no key, no such path) would be read to its end for the
-  // connection to serve again, however long or slow it is. The connection ends with the answer.
-  const { req } = exchange
+  // connection to serve again, however long or slow it is. The connection ends instead, once the body
+  // has come or soon after the answer.
+  const { req, res } = exchange
   const pending =
     !req.complete &&
     (req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length']) > 0)
-  const headers = pending ? { ...error.headers, connection: 'close' } : error.headers
-  sendText(exchange, error.status, 'application/json', text, headers)
+  if (!pending) {
+    sendText(exchange, error.status, 'application/json', text, error.headers)
+    return
+  }
+  const length = Buffer.byteLength(text)
+  const headers = { ...error.headers, connection: 'close', 'content-type': 'application/json' }
+  writeHead(exchange, error.status, { ...headers, 'content-length': length })
+  endWhileReceiving(req, res, text)
 }
 
 /** The end of a request: its access log line, its metrics, and the end of its span. */

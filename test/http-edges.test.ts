@@ -1,0 +1,52 @@
+import assert from 'node:assert/strict'
+import { after, before, test } from 'node:test'
+import { baseConfig, gatewayKey, type RunningGateway, startGateway } from './gateway-process.ts'
+import { MockUpstream, ok } from './mock-upstream.ts'
+
+let mock: MockUpstream
+let gw: RunningGateway
+
+before(async () => {
+  mock = await MockUpstream.start()
+  mock.always('p', ok('fine'))
+  gw = await startGateway(
+    baseConfig({
+      max_body_size: '64kb',
+      providers: [{ name: 'p', api_key: 'sk-edges-secret-xyz', base_url: mock.url('p') }],
+      routes: [{ name: 'chat', steps: [{ provider: 'p', model: 'm1' }] }],
+    }),
+  )
+})
+
+after(async () => {
+  await gw.stop()
+  await mock.close()
+})
+
+/** The status fetch reports, or the error it raised instead. */
+async function statusOf(key: string, body: string): Promise<number | string> {
+  try {
+    const res = await fetch(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body,
+    })
+    await res.text()
+    return res.status
+  } catch (err) {
+    const cause = (err as { cause?: { code?: string; message?: string } }).cause
+    return `${(err as Error).message}: ${cause?.code ?? cause?.message}`
+  }
+}
+
+test('a client still sending a refused body gets the answer, not a reset connection', async () => {
+  // Far over the limit, and more than socket buffers hold: the client is still writing when refused.
+  const big = JSON.stringify({ model: 'chat', messages: [{ role: 'user', content: 'x'.repeat(16 << 20) }] })
+  const seen: (number | string)[] = []
+  for (let i = 0; i < 4; i++) {
+    seen.push(await statusOf(gatewayKey, big))
+    seen.push(await statusOf('wrong-key', big))
+  }
+  assert.deepEqual(seen, [413, 401, 413, 401, 413, 401, 413, 401])
+  assert.equal((await fetch(`${gw.url}/health`)).status, 200)
+})
