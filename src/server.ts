@@ -87,7 +87,8 @@ export function createHttpServer(options: ServerOptions): HttpServer {
   const server: Server = createServer(
     // Above common proxy idle timeouts (Traefik's backend default is 90 s), so a proxy never reuses a
     // connection we are closing.
-    { keepAliveTimeout: 95_000, headersTimeout: 60_000, requestTimeout: 300_000 },
+    // Host is checked in dispatch: node:http's own refusal has no envelope and never reaches the log.
+    { keepAliveTimeout: 95_000, headersTimeout: 60_000, requestTimeout: 300_000, requireHostHeader: false },
     (req, res) => {
       inFlight++
       void handle(req, res, options, table, drain, () => {
@@ -171,6 +172,8 @@ async function handle(
 
 /** The endpoint's handler, once the request may reach it; not async, so it adds no promise of its own. */
 function dispatch(exchange: Exchange, options: ServerOptions, table: EndpointTable): Promise<void> | void {
+  if (exchange.req.headers.host === undefined && exchange.req.httpVersion === '1.1')
+    throw new GatewayError('invalid_request', 'An HTTP/1.1 request must carry a Host header.')
   const endpoint = matchEndpoint(table, exchange.req.method ?? 'GET', exchange.path)
   exchange.trace.named(
     typeof endpoint.path === 'string' ? endpoint.path : (endpoint.template ?? exchange.path),

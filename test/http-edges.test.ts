@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { connect } from 'node:net'
 import { after, before, test } from 'node:test'
 import { baseConfig, gatewayKey, type RunningGateway, startGateway } from './gateway-process.ts'
 import { MockUpstream, ok } from './mock-upstream.ts'
@@ -49,4 +50,29 @@ test('a client still sending a refused body gets the answer, not a reset connect
   }
   assert.deepEqual(seen, [413, 401, 413, 401, 413, 401, 413, 401])
   assert.equal((await fetch(`${gw.url}/health`)).status, 200)
+})
+
+/** What a raw client gets for `text` before the gateway closes the connection. */
+const rawExchange = (text: string) =>
+  new Promise<string>((resolve) => {
+    const socket = connect(Number(new URL(gw.url).port), '127.0.0.1')
+    let out = ''
+    socket.on('data', (bytes: Buffer) => {
+      out += bytes.toString('latin1')
+    })
+    socket.on('close', () => resolve(out))
+    socket.on('error', () => {})
+    socket.write(text)
+  })
+
+test('an HTTP/1.1 request without Host is a 400 envelope with a request id; HTTP/1.0 needs none', async () => {
+  const out = await rawExchange(
+    'GET /health HTTP/1.1\r\nx-request-id: no-host-1\r\nconnection: close\r\n\r\n',
+  )
+  assert.match(out, /^HTTP\/1\.1 400 /)
+  assert.match(out, /\r\nx-request-id: no-host-1\r\n/)
+  assert.equal(JSON.parse(out.slice(out.indexOf('\r\n\r\n') + 4)).error.code, 'invalid_request')
+  const line = await gw.waitForLog((l) => l.msg === 'request' && l.requestId === 'no-host-1')
+  assert.equal(line.status, 400)
+  assert.match(await rawExchange('GET /health HTTP/1.0\r\n\r\n'), /^HTTP\/1\.1 200 /)
 })
