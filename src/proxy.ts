@@ -1,6 +1,7 @@
 // Proxying one client request through a route: try the steps (fallback.ts decides how), then answer
 // with the first success (a JSON body or a committed stream), or with the route's failure.
 
+import type { ServerResponse } from 'node:http'
 import type { JsonAnswer, Usage } from './answer.ts'
 import { Attempt, ClientLink, type Failure, isFailure } from './attempt.ts'
 import type { FailoverConfig } from './config-schema.ts'
@@ -151,6 +152,9 @@ async function deliver(
         'content-length': Buffer.byteLength(body),
       })
       res.end(body)
+      // A client that does not read holds the answer in memory as long as it likes; as with a stream,
+      // it has until the request's budget runs out. Most answers are in the socket's buffer by now.
+      if (res.writableLength > 0) cutAtBudgetEnd(res, exchange.startedAt + route.totalMs)
       answer.plan.delivered?.()
       facts.ttfbMs = elapsedMs(exchange)
       recordUsage(deps, exchange, step, answer.usage, estimated, outcome.began)
@@ -208,6 +212,12 @@ function promptOf(request: ProxyRequest): unknown {
   if (request.operation === 'embeddings') return undefined
   const { body } = request
   return body.messages ?? body.input ?? body.prompt
+}
+
+/** Ends the connection of a client that has not taken all of its answer when the budget runs out. */
+function cutAtBudgetEnd(res: ServerResponse, budgetEnd: number): void {
+  const timer = setTimeout(() => res.destroy(), Math.max(0, budgetEnd - performance.now()))
+  res.once('close', () => clearTimeout(timer))
 }
 
 /**

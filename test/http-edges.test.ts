@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { connect } from 'node:net'
 import { after, before, test } from 'node:test'
 import { baseConfig, gatewayKey, type RunningGateway, startGateway } from './gateway-process.ts'
-import { MockUpstream, ok } from './mock-upstream.ts'
+import { completion, MockUpstream, ok, raw } from './mock-upstream.ts'
 
 let mock: MockUpstream
 let gw: RunningGateway
@@ -75,4 +75,34 @@ test('an HTTP/1.1 request without Host is a 400 envelope with a request id; HTTP
   const line = await gw.waitForLog((l) => l.msg === 'request' && l.requestId === 'no-host-1')
   assert.equal(line.status, 400)
   assert.match(await rawExchange('GET /health HTTP/1.0\r\n\r\n'), /^HTTP\/1\.1 200 /)
+})
+
+test('a client that stops reading a large answer is let go when the request budget runs out', async () => {
+  // More than the sockets on both sides buffer, so the answer waits on the client.
+  const large = JSON.stringify(completion('y'.repeat(24 << 20)))
+  const own = await startGateway(
+    baseConfig({
+      max_answer_size: '64mb',
+      timeouts: { total: '2s' },
+      providers: [{ name: 'p', base_url: mock.url('p') }],
+      routes: [{ name: 'chat', steps: [{ provider: 'p', model: 'm1' }] }],
+    }),
+  )
+  try {
+    mock.script('p', raw(200, large, 'application/json'))
+    const body = JSON.stringify({ model: 'chat', messages: [] })
+    const socket = connect(Number(new URL(own.url).port), '127.0.0.1')
+    socket.on('error', () => {})
+    socket.pause() // reads nothing
+    socket.write(
+      `POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer ${gatewayKey}\r\n` +
+        `x-request-id: stalled-1\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    )
+    // Held until the gateway stops, it pins the answer in memory as long as the client likes.
+    const line = await own.waitForLog((l) => l.msg === 'request' && l.requestId === 'stalled-1', 6_000)
+    assert.equal(line.status, 499)
+    socket.destroy()
+  } finally {
+    await own.stop()
+  }
 })
