@@ -146,15 +146,13 @@ async function deliver(
     if (answer.kind === 'json') {
       const body =
         answer.plan.answer?.(answer) ?? (answer.bytes.length > largeAnswerBytes ? answer.bytes : answer.text)
+      const length = Buffer.byteLength(body)
       writeHead(exchange, answer.status, {
         ...headers,
         'content-type': answer.plan.answer === undefined ? answer.contentType : 'application/json',
-        'content-length': Buffer.byteLength(body),
+        'content-length': length,
       })
-      res.end(body)
-      // A client that does not read holds the answer in memory as long as it likes; as with a stream,
-      // it has until the request's budget runs out. Most answers are in the socket's buffer by now.
-      if (res.writableLength > 0) cutAtBudgetEnd(res, exchange.startedAt + route.totalMs)
+      sendAnswer(res, body, length, exchange.startedAt + route.totalMs)
       answer.plan.delivered?.()
       facts.ttfbMs = elapsedMs(exchange)
       recordUsage(deps, exchange, step, answer.usage, estimated, outcome.began)
@@ -214,11 +212,24 @@ function promptOf(request: ProxyRequest): unknown {
   return body.messages ?? body.input ?? body.prompt
 }
 
-/** Ends the connection of a client that has not taken all of its answer when the budget runs out. */
-function cutAtBudgetEnd(res: ServerResponse, budgetEnd: number): void {
+/**
+ * Writes a whole answer. A large one is ended only once the socket has taken it: node:http counts a
+ * connection whose answer has ended as idle, even with most of it still to send, and a graceful stop
+ * closes idle connections. A client that does not read holds the answer in memory as long as it
+ * likes; as with a stream, it has until the request's budget runs out.
+ */
+function sendAnswer(res: ServerResponse, body: string | Buffer, length: number, budgetEnd: number): void {
+  if (length <= endAtOnceBytes) res.end(body)
+  else if (res.write(body)) res.end()
+  else res.once('drain', () => res.end())
+  // Most answers are in the socket's buffer by now.
+  if (res.writableLength === 0) return
   const timer = setTimeout(() => res.destroy(), Math.max(0, budgetEnd - performance.now()))
   res.once('close', () => clearTimeout(timer))
 }
+
+/** What a socket takes at once, the rest of the answer following while the client reads. */
+const endAtOnceBytes = 64 * 1024
 
 /**
  * A name from the config as a header value: node:http refuses anything outside latin-1 and control

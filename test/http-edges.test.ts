@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict'
+import { once } from 'node:events'
 import { connect } from 'node:net'
 import { after, before, test } from 'node:test'
-import { baseConfig, gatewayKey, type RunningGateway, startGateway } from './gateway-process.ts'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { baseConfig, gatewayKey, type RunningGateway, startGateway, waitFor } from './gateway-process.ts'
 import { completion, MockUpstream, ok, raw } from './mock-upstream.ts'
 
 let mock: MockUpstream
@@ -105,4 +107,37 @@ test('a client that stops reading a large answer is let go when the request budg
   } finally {
     await own.stop()
   }
+})
+
+test('a graceful stop lets a slow client finish reading a large answer', async () => {
+  const large = JSON.stringify(completion('y'.repeat(24 << 20)))
+  const own = await startGateway(
+    baseConfig({
+      max_answer_size: '64mb',
+      shutdown_timeout: '20s',
+      providers: [{ name: 'p', base_url: mock.url('p') }],
+      routes: [{ name: 'chat', steps: [{ provider: 'p', model: 'm1' }] }],
+    }),
+  )
+  mock.script('p', raw(200, large, 'application/json'))
+  const body = JSON.stringify({ model: 'chat', messages: [] })
+  const socket = connect(Number(new URL(own.url).port), '127.0.0.1')
+  socket.on('error', () => {})
+  const chunks: Buffer[] = []
+  socket.on('data', (bytes: Buffer) => chunks.push(bytes))
+  socket.pause() // not reading yet: most of the answer waits in the gateway
+  socket.write(
+    `POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer ${gatewayKey}\r\n` +
+      `content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  )
+  await waitFor(() => mock.requests('p').length > 0, 'the upstream request')
+  await sleep(1_000)
+  const stopped = own.stop()
+  await sleep(300)
+  socket.resume()
+  await once(socket, 'close')
+  const received = Buffer.concat(chunks)
+  const answer = received.subarray(received.indexOf('\r\n\r\n') + 4)
+  assert.equal(answer.length, Buffer.byteLength(large))
+  assert.equal(await stopped, 0)
 })
