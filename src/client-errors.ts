@@ -46,9 +46,25 @@ function onClientError(err: NodeJS.ErrnoException, duplex: Duplex): void {
     endAfterAnswers(socket)
     return
   }
-  if (socket.writable) endRaw(socket, unparsedError(err.code))
-  else socket.destroy(err)
+  if (!socket.writable) {
+    socket.destroy(err)
+    return
+  }
+  const error = unparsedError(err.code)
+  // A request whose body was arriving: its handler sees the connection end, and logs this instead.
+  if (res != null && isRefusal(err.code)) refusals.set(res, error)
+  endRaw(socket, error)
 }
+
+/** Whether node:http gave up on the request (unparsable, too slow), rather than the client hanging up. */
+const isRefusal = (code: string | undefined): boolean =>
+  code === 'ERR_HTTP_REQUEST_TIMEOUT' ||
+  (code?.startsWith('HPE_') === true && code !== 'HPE_INVALID_EOF_STATE')
+
+const refusals = new WeakMap<ServerResponse, GatewayError>()
+
+/** The error a request was refused with here, while its body was arriving, if it was. */
+export const refusalOf = (res: ServerResponse): GatewayError | undefined => refusals.get(res)
 
 /** node:http's own handler looks at the same field: the response in flight on this socket. */
 type InFlight = Socket & { _httpMessage?: ServerResponse | null }

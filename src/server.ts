@@ -7,7 +7,7 @@ import { once } from 'node:events'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Usage } from './answer.ts'
-import { answerProtocolErrors, endWhileReceiving } from './client-errors.ts'
+import { answerProtocolErrors, endWhileReceiving, refusalOf } from './client-errors.ts'
 import { allowsOrigin, type Cors } from './cors.ts'
 import { type EndpointTable, matchEndpoint, methodsAt, tableOf } from './endpoint-table.ts'
 import { GatewayError, toGatewayError } from './errors.ts'
@@ -160,9 +160,12 @@ async function handle(
       preflight(exchange, options.cors, methodsAt(table, exchange.path))
     else await dispatch(exchange, options, table)
   } catch (err) {
-    // A client that hung up while sending its body is gone, not a failure of ours: logged as a 499.
-    if (req.destroyed && (err as { code?: unknown })?.code === 'ECONNRESET') res.destroy()
-    else {
+    // A client that hung up while sending its body is gone, not a failure of ours: logged as a 499,
+    // unless its body was refused as it came (too slow, broken), with an answer written there.
+    if (req.destroyed && (err as { code?: unknown })?.code === 'ECONNRESET') {
+      failure = refusalOf(res)
+      res.destroy()
+    } else {
       failure = toGatewayError(err)
       sendError(exchange, failure, options.redact)
     }
@@ -261,7 +264,8 @@ function sendError(exchange: Exchange, error: GatewayError, redact: Redactor): v
 /** The end of a request: its access log line, its metrics, and the end of its span. */
 function finish(options: ServerOptions, exchange: Exchange, failure: GatewayError | undefined): void {
   const { req, res, facts } = exchange
-  const status = res.writableFinished ? res.statusCode : 499 // 499: the client closed first, as nginx logs it
+  // 499: the client closed first, as nginx logs it.
+  const status = res.writableFinished ? res.statusCode : (refusalOf(res)?.status ?? 499)
   const durationMs = elapsedMs(exchange)
   const head = { requestId: exchange.requestId, method: req.method, path: exchange.path, status, durationMs }
   if (failure?.code === 'internal_error') {

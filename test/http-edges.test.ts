@@ -79,6 +79,28 @@ test('an HTTP/1.1 request without Host is a 400 envelope with a request id; HTTP
   assert.match(await rawExchange('GET /health HTTP/1.0\r\n\r\n'), /^HTTP\/1\.1 200 /)
 })
 
+test('a body refused while it arrives (a broken chunk) is logged with the 400 sent, not as a 499', async () => {
+  const out = await rawExchange(
+    `POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer ${gatewayKey}\r\n` +
+      'x-request-id: broken-chunk-1\r\ntransfer-encoding: chunked\r\n\r\n5\r\n{"mod\r\nZZZ\r\n',
+  )
+  assert.match(out, /^HTTP\/1\.1 400 /)
+  const line = await gw.waitForLog((l) => l.msg === 'request' && l.requestId === 'broken-chunk-1')
+  assert.equal(line.status, 400)
+  assert.equal(line.error, 'invalid_request')
+  // A client that resets its connection mid-body is still one that left.
+  const socket = connect(Number(new URL(gw.url).port), '127.0.0.1')
+  socket.write(
+    `POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer ${gatewayKey}\r\n` +
+      'x-request-id: reset-mid-body-1\r\ncontent-length: 1000\r\n\r\n{"model":',
+  )
+  await sleep(200)
+  socket.resetAndDestroy()
+  const gone = await gw.waitForLog((l) => l.msg === 'request' && l.requestId === 'reset-mid-body-1')
+  assert.equal(gone.status, 499)
+  assert.equal(gone.error, undefined)
+})
+
 test('a client that stops reading a large answer is let go when the request budget runs out', async () => {
   // More than the sockets on both sides buffer, so the answer waits on the client.
   const large = JSON.stringify(completion('y'.repeat(24 << 20)))
