@@ -13,7 +13,8 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   if (Number(req.headers['content-length']) > limit) return Promise.reject(tooLarge(limit))
   const coding = req.headers['content-encoding']
   // A compressed body would otherwise be judged as broken JSON; no OpenAI client compresses requests.
-  if (coding !== undefined && coding.trim().toLowerCase() !== 'identity') {
+  // An empty header is an empty list of codings: none.
+  if (coding !== undefined && coding !== '' && coding.trim().toLowerCase() !== 'identity') {
     return Promise.reject(
       new GatewayError(
         'unsupported_encoding',

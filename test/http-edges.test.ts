@@ -54,6 +54,20 @@ test('a client still sending a refused body gets the answer, not a reset connect
   assert.equal((await fetch(`${gw.url}/health`)).status, 200)
 })
 
+test('an empty Content-Encoding (an empty list of codings) is an uncompressed body', async () => {
+  const res = await fetch(`${gw.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: {
+      authorization: `Bearer ${gatewayKey}`,
+      'content-type': 'application/json',
+      'content-encoding': '',
+    },
+    body: JSON.stringify({ model: 'chat', messages: [] }),
+  })
+  assert.equal(res.status, 200)
+  await res.text()
+})
+
 /** What a raw client gets for `text` before the gateway closes the connection. */
 const rawExchange = (text: string) =>
   new Promise<string>((resolve) => {
