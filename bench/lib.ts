@@ -1,11 +1,12 @@
 // Shared pieces of the benchmarks: starting gateway processes as users start them, and statistics.
 
 import { spawn, spawnSync } from 'node:child_process'
+import { once } from 'node:events'
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, release, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { Pool } from 'undici'
+import { type Agent, Pool, request } from 'undici'
 
 export const root = join(import.meta.dirname, '..')
 export const benchKey = 'bench-gateway-key-0000000000'
@@ -159,4 +160,40 @@ export function machine(): string {
     `Node ${process.version}`,
     `idle driver ${driver}${poll === '' ? '' : ` (guest_halt_poll_ns ${poll})`}`,
   ].join(', ')
+}
+
+/**
+ * The SSE upstream (bench/sse-upstream.ts), in a process of its own: sharing the client's event loop,
+ * a direct stream would skip the wake-ups of another process that every real provider costs.
+ */
+export async function startSseServer(): Promise<{ port: number; stop: () => void }> {
+  const child = spawn(process.execPath, [join(root, 'bench', 'sse-upstream.ts')], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  const [line] = (await once(child.stdout, 'data')) as [Buffer]
+  return { port: Number(line.toString().trim()), stop: () => child.kill() }
+}
+
+/** Time to first byte and per-event forwarding delay of one stream, as a client sees them. */
+export async function streamOnce(url: string, headers: Record<string, string>, dispatcher: Agent) {
+  const started = performance.now()
+  const res = await request(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify({ model: 'stream', stream: true, messages: [{ role: 'user', content: 'hi' }] }),
+    dispatcher,
+  })
+  let ttfb: number | undefined
+  let reads = 0
+  const delays: number[] = []
+  let buffer = ''
+  for await (const chunk of res.body) {
+    const now = (performance.timeOrigin + performance.now()) * 1000
+    ttfb ??= performance.now() - started
+    reads++
+    buffer += chunk
+    for (const match of buffer.matchAll(/"t":(\d+)/g)) delays.push(now - Number(match[1]))
+    buffer = buffer.slice(buffer.lastIndexOf('\n\n') + 2)
+  }
+  return { ttfbMs: ttfb ?? Number.NaN, reads, delays }
 }

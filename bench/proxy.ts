@@ -26,6 +26,8 @@ import {
   memoryOf,
   root,
   startGateway,
+  startSseServer,
+  streamOnce,
   timeToHealthy,
   writeTempConfig,
 } from './lib.ts'
@@ -151,42 +153,6 @@ function wrk(url: string, connections: number): { p50: number; p99: number; rps:
   const rps = Number(/^Requests\/sec:\s+([\d.]+)/m.exec(out)?.[1])
   if (/Non-2xx/.test(out)) throw new Error(`non-2xx answers from ${url}:\n${out}`)
   return { p50: micros('50'), p99: micros('99'), rps }
-}
-
-/**
- * The SSE upstream (bench/sse-upstream.ts), in a process of its own: sharing the client's event loop,
- * a direct stream would skip the wake-ups of another process that every real provider costs.
- */
-async function startSseServer(): Promise<{ port: number; stop: () => void }> {
-  const child = spawn(process.execPath, [join(root, 'bench', 'sse-upstream.ts')], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  })
-  const [line] = (await once(child.stdout, 'data')) as [Buffer]
-  return { port: Number(line.toString().trim()), stop: () => child.kill() }
-}
-
-/** Time to first byte and per-event forwarding delay of one stream, as a client sees them. */
-async function streamOnce(url: string, headers: Record<string, string>, dispatcher: Agent) {
-  const started = performance.now()
-  const res = await request(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...headers },
-    body: JSON.stringify({ model: 'stream', stream: true, messages: [{ role: 'user', content: 'hi' }] }),
-    dispatcher,
-  })
-  let ttfb: number | undefined
-  let reads = 0
-  const delays: number[] = []
-  let buffer = ''
-  for await (const chunk of res.body) {
-    const now = (performance.timeOrigin + performance.now()) * 1000
-    ttfb ??= performance.now() - started
-    reads++
-    buffer += chunk
-    for (const match of buffer.matchAll(/"t":(\d+)/g)) delays.push(now - Number(match[1]))
-    buffer = buffer.slice(buffer.lastIndexOf('\n\n') + 2)
-  }
-  return { ttfbMs: ttfb ?? Number.NaN, reads, delays }
 }
 
 /** Latency at one connection and throughput at 64, each target in turn within every round. */
