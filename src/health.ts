@@ -3,6 +3,7 @@
 
 import type { Failure } from './attempt.ts'
 import type { FailoverConfig } from './config-schema.ts'
+import type { Logger } from './logger.ts'
 import type { QuotaBook } from './quota.ts'
 import type { Step } from './router.ts'
 
@@ -326,4 +327,17 @@ function closeCircuit(t: Target): HealthChange {
 function pushRecent(t: Target, entry: { at: number; ok: boolean; latencyMs: number }): void {
   t.recent[t.recentNext] = entry
   t.recentNext = (t.recentNext + 1) % recentMax
+}
+
+/** State changes are rare and operators want them: a refused key especially, which never heals alone. */
+export function logHealthChange(logger: Logger, step: Step, change: NonNullable<HealthChange>): void {
+  const target = { provider: step.provider, model: step.model }
+  if (change.kind === 'circuit_closed') logger.info(target, 'circuit closed')
+  else if (change.kind === 'circuit_opened') logger.warn({ ...target, ...change }, 'circuit opened')
+  else if (change.reason === 'rate_limited') logger.info({ ...target, ...change }, 'cooling down')
+  else
+    logger.error(
+      { ...target, ...change },
+      change.reason === 'auth' ? 'provider refused the key' : 'provider does not know the model',
+    )
 }
