@@ -3,6 +3,16 @@
 
 import type { Failure } from './attempt.ts'
 import type { FailoverConfig } from './config-schema.ts'
+import {
+  closeCircuit,
+  endProbe,
+  heldBack,
+  newTarget,
+  pushRecent,
+  snapshotOf,
+  type Target,
+  type TargetSnapshot,
+} from './health-target.ts'
 import type { Logger } from './logger.ts'
 import type { QuotaBook } from './quota.ts'
 import type { Step } from './router.ts'
@@ -46,40 +56,6 @@ export type Availability =
       readonly firm: boolean
     }
 
-export type TargetState = 'healthy' | 'cooling_down' | 'circuit_open' | 'half_open'
-
-interface Target {
-  readonly provider: string
-  readonly model: string
-  cooldownUntil: number
-  cooldownReason: 'rate_limited' | 'auth' | 'not_found' | undefined
-  cooldownFirm: boolean
-  /** When the current cooldown began. */
-  cooledAt: number
-  rateLimitStreak: number
-  failureStreak: number
-  circuitOpen: boolean
-  openUntil: number
-  opens: number
-  probeUntil: number
-  /** Settled when the probe in flight ends, so requests waiting on it need not wait out its timeout. */
-  probeDone: PromiseWithResolvers<void> | undefined
-  lastError: string | undefined
-  /** The last `recentMax` outcomes, a ring written at `recentNext`. */
-  readonly recent: { at: number; ok: boolean; latencyMs: number }[]
-  recentNext: number
-}
-
-export interface TargetSnapshot {
-  provider: string
-  model: string
-  state: TargetState
-  until: string | null
-  reason: string | null
-  recent: { attempts: number; errors: number; errorRate: number; avgLatencyMs: number | null }
-  lastError: string | null
-}
-
 /** What recording an outcome changed, so the caller can log state transitions (loudly, for bad keys). */
 export type HealthChange =
   | {
@@ -91,9 +67,6 @@ export type HealthChange =
   | { readonly kind: 'circuit_opened'; readonly forMs: number; readonly failures: number }
   | { readonly kind: 'circuit_closed' }
   | undefined
-
-const recentWindowMs = 5 * 60_000
-const recentMax = 100
 
 export class HealthBoard {
   readonly #targets = new Map<string, Target>()
@@ -117,24 +90,7 @@ export class HealthBoard {
     const key = `${step.provider}\u0000${step.model}`
     let target = this.#targets.get(key)
     if (target === undefined) {
-      target = {
-        provider: step.provider,
-        model: step.model,
-        cooldownUntil: 0,
-        cooldownReason: undefined,
-        cooldownFirm: false,
-        cooledAt: 0,
-        rateLimitStreak: 0,
-        failureStreak: 0,
-        circuitOpen: false,
-        openUntil: 0,
-        opens: 0,
-        probeUntil: 0,
-        probeDone: undefined,
-        lastError: undefined,
-        recent: [],
-        recentNext: 0,
-      }
+      target = newTarget(step)
       this.#targets.set(key, target)
     }
     this.#byStep.set(step, target)
@@ -209,43 +165,50 @@ export class HealthBoard {
         // The provider answered: it is up, whatever it thought of this request.
         t.failureStreak = 0
         return closeCircuit(t)
-      case 'rate_limited': {
-        const hint = failure.kind === 'http_error' ? failure.retryAfterMs : undefined
-        // Requests already in flight when the cooldown began meet the same limit: one burst of 429s is
-        // one, not a streak that doubles the cooldown once per request.
-        if (t.cooldownReason === 'rate_limited' && now < t.cooldownUntil && now - latencyMs < t.cooledAt) {
-          // Unless it says how long: a provider's word lengthens our guess, and makes it firm.
-          if (hint === undefined || now + hint <= t.cooldownUntil) return undefined
-          t.cooldownUntil = now + hint
-          t.cooldownFirm = true
-          return { kind: 'cooldown', reason: 'rate_limited', forMs: hint, firm: true }
-        }
-        t.rateLimitStreak++
-        const guess = Math.min(
-          p.rate_limit_cooldown * 2 ** (t.rateLimitStreak - 1),
-          p.rate_limit_cooldown_max,
-        )
-        return this.#cool(t, 'rate_limited', hint ?? guess, hint !== undefined, now)
-      }
+      case 'rate_limited':
+        return this.#rateLimited(t, failure, latencyMs, now)
       case 'auth':
         return this.#cool(t, 'auth', p.auth_cooldown, false, now)
       case 'not_found':
         return this.#cool(t, 'not_found', p.not_found_cooldown, false, now)
-      case 'server': {
-        // A silent upstream costs a whole timeout each time it is tried: one is enough to open the circuit.
-        t.failureStreak =
-          failure.kind === 'timeout' ? Math.max(t.failureStreak + 1, p.circuit_failures) : t.failureStreak + 1
-        // Requests already in flight when the circuit opened fail too; only a failed probe opens it
-        // again, for twice as long.
-        if (t.circuitOpen && !probe) return undefined
-        if (t.failureStreak < p.circuit_failures && !t.circuitOpen) return undefined
-        const forMs = Math.min(p.circuit_open * 2 ** t.opens, p.circuit_open_max)
-        t.circuitOpen = true
-        t.opens++
-        t.openUntil = now + forMs
-        return { kind: 'circuit_opened', forMs, failures: t.failureStreak }
-      }
+      case 'server':
+        return this.#serverFailed(t, failure, probe, now)
     }
+  }
+
+  /** A 429: a cooldown, the provider's hint when it gave one, else a guess that doubles per streak. */
+  #rateLimited(t: Target, failure: Failure, latencyMs: number, now: number): HealthChange {
+    const p = this.#policy
+    const hint = failure.kind === 'http_error' ? failure.retryAfterMs : undefined
+    // Requests already in flight when the cooldown began meet the same limit: one burst of 429s is
+    // one, not a streak that doubles the cooldown once per request.
+    if (t.cooldownReason === 'rate_limited' && now < t.cooldownUntil && now - latencyMs < t.cooledAt) {
+      // Unless it says how long: a provider's word lengthens our guess, and makes it firm.
+      if (hint === undefined || now + hint <= t.cooldownUntil) return undefined
+      t.cooldownUntil = now + hint
+      t.cooldownFirm = true
+      return { kind: 'cooldown', reason: 'rate_limited', forMs: hint, firm: true }
+    }
+    t.rateLimitStreak++
+    const guess = Math.min(p.rate_limit_cooldown * 2 ** (t.rateLimitStreak - 1), p.rate_limit_cooldown_max)
+    return this.#cool(t, 'rate_limited', hint ?? guess, hint !== undefined, now)
+  }
+
+  /** A failure that says the target is down or broken (a 5xx, no answer, a timeout): towards a circuit. */
+  #serverFailed(t: Target, failure: Failure, probe: boolean, now: number): HealthChange {
+    const p = this.#policy
+    // A silent upstream costs a whole timeout each time it is tried: one is enough to open the circuit.
+    t.failureStreak =
+      failure.kind === 'timeout' ? Math.max(t.failureStreak + 1, p.circuit_failures) : t.failureStreak + 1
+    // Requests already in flight when the circuit opened fail too; only a failed probe opens it
+    // again, for twice as long.
+    if (t.circuitOpen && !probe) return undefined
+    if (t.failureStreak < p.circuit_failures && !t.circuitOpen) return undefined
+    const forMs = Math.min(p.circuit_open * 2 ** t.opens, p.circuit_open_max)
+    t.circuitOpen = true
+    t.opens++
+    t.openUntil = now + forMs
+    return { kind: 'circuit_opened', forMs, failures: t.failureStreak }
   }
 
   #cool(
@@ -266,67 +229,8 @@ export class HealthBoard {
   }
 
   snapshot(now: number): TargetSnapshot[] {
-    return [...this.#targets.values()].map((t) => {
-      const recent = t.recent.filter((r) => now - r.at <= recentWindowMs)
-      const errors = recent.filter((r) => !r.ok).length
-      const ok = recent.filter((r) => r.ok)
-      const [state, until, reason] = stateOf(t, now)
-      return {
-        provider: t.provider,
-        model: t.model,
-        state,
-        until: until === undefined ? null : new Date(until).toISOString(),
-        reason: reason ?? null,
-        recent: {
-          attempts: recent.length,
-          errors,
-          errorRate: recent.length === 0 ? 0 : Math.round((errors / recent.length) * 1000) / 1000,
-          avgLatencyMs:
-            ok.length === 0 ? null : Math.round(ok.reduce((sum, r) => sum + r.latencyMs, 0) / ok.length),
-        },
-        lastError: t.lastError ?? null,
-      }
-    })
+    return [...this.#targets.values()].map((t) => snapshotOf(t, now))
   }
-}
-
-function stateOf(t: Target, now: number): [TargetState, number | undefined, string | undefined] {
-  if (now < t.cooldownUntil) return ['cooling_down', t.cooldownUntil, t.cooldownReason]
-  if (t.circuitOpen) {
-    return now < t.openUntil
-      ? ['circuit_open', t.openUntil, 'failures']
-      : ['half_open', undefined, 'failures']
-  }
-  return ['healthy', undefined, undefined]
-}
-
-/** What keeps a target from being tried now, quotas aside: a cooldown, or an open circuit or its probe. */
-function heldBack(t: Target, now: number): Exclude<Availability, { ok: true }> | undefined {
-  if (now < t.cooldownUntil && t.cooldownReason !== undefined) {
-    return { ok: false, reason: t.cooldownReason, until: t.cooldownUntil, firm: t.cooldownFirm }
-  }
-  if (!t.circuitOpen) return undefined
-  if (now < t.openUntil) return { ok: false, reason: 'circuit_open', until: t.openUntil, firm: false }
-  if (now < t.probeUntil) return { ok: false, reason: 'probe_in_flight', until: t.probeUntil, firm: true }
-  return undefined
-}
-
-function endProbe(t: Target): void {
-  t.probeUntil = 0
-  t.probeDone?.resolve()
-  t.probeDone = undefined
-}
-
-function closeCircuit(t: Target): HealthChange {
-  if (!t.circuitOpen) return undefined
-  t.circuitOpen = false
-  t.opens = 0
-  return { kind: 'circuit_closed' }
-}
-
-function pushRecent(t: Target, entry: { at: number; ok: boolean; latencyMs: number }): void {
-  t.recent[t.recentNext] = entry
-  t.recentNext = (t.recentNext + 1) % recentMax
 }
 
 /** State changes are rare and operators want them: a refused key especially, which never heals alone. */
