@@ -7,30 +7,9 @@ import { decide } from './decide.ts'
 import type { GatewayError } from './errors.ts'
 import type { Availability, HealthBoard, HealthChange } from './health.ts'
 import type { Redactor } from './redact.ts'
-import { describeFailure, routeFailed } from './route-error.ts'
+import { routeFailed } from './route-error.ts'
 import type { Route, Step } from './router.ts'
-
-/** One step tried, as the access log and the final error report it. */
-export interface AttemptRecord {
-  readonly step: number
-  readonly provider: string
-  readonly model: string
-  readonly outcome: 'ok' | Failure['kind']
-  readonly status?: number
-  readonly reason?: string
-  readonly durationMs: number
-}
-
-/** One step passed over without a network call. */
-export interface SkipRecord {
-  readonly step: number
-  readonly provider: string
-  readonly model: string
-  readonly reason: Exclude<Availability, { ok: true }>['reason']
-  readonly forMs: number
-  /** Whether the provider (or a declared quota) set the time, rather than our own guess. */
-  readonly firm: boolean
-}
+import { type AttemptRecord, recordOf, type SkipRecord, type Trail } from './trail.ts'
 
 /** A step to take after a wait: available now (`probe` set), or when it recovers. */
 type Choice = Pick<SkipRecord, 'step' | 'forMs' | 'firm'> & {
@@ -49,11 +28,6 @@ export type RouteOutcome<A> =
     }
   | { readonly kind: 'failed'; readonly error: GatewayError; readonly trail: Trail }
   | { readonly kind: 'aborted'; readonly trail: Trail }
-
-export interface Trail {
-  readonly attempts: AttemptRecord[]
-  readonly skipped: SkipRecord[]
-}
 
 export interface RouteRunOptions<A extends { kind: string }> {
   readonly route: Route
@@ -306,17 +280,5 @@ class RouteRun<A extends { kind: string }> {
       error: routeFailed(this.#o.route, this.#trail, this.#failures, this.#o.redact),
       trail: this.#trail,
     }
-  }
-}
-
-function recordOf(step: Step, failure: Failure, durationMs: number): AttemptRecord {
-  return {
-    step: step.index,
-    provider: step.provider,
-    model: step.model,
-    outcome: failure.kind,
-    ...(failure.kind === 'http_error' ? { status: failure.status } : {}),
-    reason: describeFailure(failure),
-    durationMs,
   }
 }

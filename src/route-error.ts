@@ -2,10 +2,10 @@
 
 import type { Failure } from './attempt.ts'
 import { GatewayError } from './errors.ts'
-import type { Trail } from './fallback.ts'
 import { classifyFailure } from './health.ts'
 import type { Redactor } from './redact.ts'
 import type { Route } from './router.ts'
+import type { Trail } from './trail.ts'
 
 export function describeFailure(failure: Failure): string {
   switch (failure.kind) {

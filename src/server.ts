@@ -11,11 +11,11 @@ import { answerProtocolErrors, endWhileReceiving, refusalOf } from './client-err
 import { allowsOrigin, type Cors } from './cors.ts'
 import { type EndpointTable, matchEndpoint, methodsAt, tableOf } from './endpoint-table.ts'
 import { GatewayError, toGatewayError } from './errors.ts'
-import type { AttemptRecord, SkipRecord } from './fallback.ts'
 import type { Logging } from './logger.ts'
 import type { Metrics } from './metrics.ts'
 import type { Redactor } from './redact.ts'
 import type { RequestTrace, Telemetry } from './telemetry.ts'
+import type { AttemptRecord, SkipRecord } from './trail.ts'
 
 /** Facts a handler leaves for the access log line. */
 export interface AccessFacts {
