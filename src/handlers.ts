@@ -4,8 +4,9 @@
 import { readJsonObject, wantsStream } from './body.ts'
 import { GatewayError } from './errors.ts'
 import { type ProxyDeps, proxyThroughRoute, samePlan } from './proxy.ts'
+import { sendJson } from './reply.ts'
 import type { Route, Router } from './router.ts'
-import { type Endpoint, type Exchange, sendJson } from './server.ts'
+import type { Endpoint, Exchange } from './server.ts'
 import { safeDecode } from './units.ts'
 
 export interface HandlerDeps extends ProxyDeps {
