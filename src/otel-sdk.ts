@@ -7,7 +7,7 @@ import * as api from '@opentelemetry/api'
 import { W3CTraceContextPropagator } from '@opentelemetry/core'
 import { OTLPLogExporter } from '@opentelemetry/exporter-logs-otlp-http'
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http'
-import { resourceFromAttributes } from '@opentelemetry/resources'
+import { type Resource, resourceFromAttributes } from '@opentelemetry/resources'
 import { BatchLogRecordProcessor, LoggerProvider } from '@opentelemetry/sdk-logs'
 import {
   AlwaysOffSampler,
@@ -39,50 +39,8 @@ export function loadSdk(otlp: OtlpSettings, version: string, hooks: TelemetryHoo
     'service.name': otlp.serviceName,
     'service.version': version,
   })
-  const exporterOptions = { timeoutMillis: 5_000 }
-  // Bounded queues: when the collector is slow or gone, new data is dropped (and counted), never a request.
-  const batch = {
-    maxQueueSize: 2_048,
-    maxExportBatchSize: 512,
-    scheduledDelayMillis: 1_000,
-    exportTimeoutMillis: 5_000,
-  }
-  // A signal not exported has no processor: its spans still carry the trace ids into the log lines.
-  const tracerProvider = new TracerProvider({
-    resource,
-    sampler: samplerOf(otlp.sampler),
-    spanProcessors:
-      otlp.tracesUrl === undefined
-        ? []
-        : [
-            new BatchSpanProcessor({
-              ...batch,
-              selfObsMeterProvider,
-              exporter: new OTLPTraceExporter({
-                ...exporterOptions,
-                url: otlp.tracesUrl,
-                headers: { ...otlp.tracesHeaders },
-              }),
-            }),
-          ],
-  })
-  const loggerProvider =
-    otlp.logsUrl === undefined
-      ? undefined
-      : new LoggerProvider({
-          resource,
-          processors: [
-            new BatchLogRecordProcessor({
-              ...batch,
-              selfObsMeterProvider,
-              exporter: new OTLPLogExporter({
-                ...exporterOptions,
-                url: otlp.logsUrl,
-                headers: { ...otlp.logsHeaders },
-              }),
-            }),
-          ],
-        })
+  const tracerProvider = tracerProviderOf(otlp, resource, selfObsMeterProvider)
+  const loggerProvider = loggerProviderOf(otlp, resource, selfObsMeterProvider)
   const otelLogger = loggerProvider?.getLogger('ai-gateway', version)
   return {
     api,
@@ -109,6 +67,63 @@ export function loadSdk(otlp: OtlpSettings, version: string, hooks: TelemetryHoo
       ])
     },
   }
+}
+
+const exporterOptions = { timeoutMillis: 5_000 }
+// Bounded queues: when the collector is slow or gone, new data is dropped (and counted), never a request.
+const batch = {
+  maxQueueSize: 2_048,
+  maxExportBatchSize: 512,
+  scheduledDelayMillis: 1_000,
+  exportTimeoutMillis: 5_000,
+}
+
+// A signal not exported has no processor: its spans still carry the trace ids into the log lines.
+function tracerProviderOf(
+  otlp: OtlpSettings,
+  resource: Resource,
+  selfObsMeterProvider: api.MeterProvider,
+): TracerProvider {
+  return new TracerProvider({
+    resource,
+    sampler: samplerOf(otlp.sampler),
+    spanProcessors:
+      otlp.tracesUrl === undefined
+        ? []
+        : [
+            new BatchSpanProcessor({
+              ...batch,
+              selfObsMeterProvider,
+              exporter: new OTLPTraceExporter({
+                ...exporterOptions,
+                url: otlp.tracesUrl,
+                headers: { ...otlp.tracesHeaders },
+              }),
+            }),
+          ],
+  })
+}
+
+function loggerProviderOf(
+  otlp: OtlpSettings,
+  resource: Resource,
+  selfObsMeterProvider: api.MeterProvider,
+): LoggerProvider | undefined {
+  if (otlp.logsUrl === undefined) return undefined
+  return new LoggerProvider({
+    resource,
+    processors: [
+      new BatchLogRecordProcessor({
+        ...batch,
+        selfObsMeterProvider,
+        exporter: new OTLPLogExporter({
+          ...exporterOptions,
+          url: otlp.logsUrl,
+          headers: { ...otlp.logsHeaders },
+        }),
+      }),
+    ],
+  })
 }
 
 /** The sampler OTEL_TRACES_SAMPLER names; by default, parentbased_always_on. */
