@@ -9,16 +9,16 @@ import type { Config } from './config.ts'
 import { createCors } from './cors.ts'
 import { createEndpoints } from './handlers.ts'
 import { HealthBoard } from './health.ts'
-import { createLogging, type Logger } from './logger.ts'
+import { createLogging, type Logger, type Logging } from './logger.ts'
 import { Metrics } from './metrics.ts'
 import { QuotaBook } from './quota.ts'
-import { createRedactor } from './redact.ts'
+import { createRedactor, type Redactor } from './redact.ts'
 import { sendText } from './reply.ts'
 import { ResponseStore } from './response-store.ts'
 import { responsesEndpoints } from './responses.ts'
-import { createRouter } from './router.ts'
-import { createHttpServer, type Endpoint } from './server.ts'
-import { createTelemetry, disabledTelemetry } from './telemetry.ts'
+import { createRouter, type Router } from './router.ts'
+import { createHttpServer, type Endpoint, type HttpServer } from './server.ts'
+import { createTelemetry, disabledTelemetry, type Telemetry } from './telemetry.ts'
 import { UpstreamClient } from './upstream.ts'
 
 export const version: string = pkg.version
@@ -40,25 +40,8 @@ export async function createGateway(config: Config): Promise<Gateway> {
   const quotas = new QuotaBook(steps)
   const health = new HealthBoard(config.failover, quotas, steps)
   const metrics = new Metrics(router.routes, health)
-  // The telemetry's export warnings go to the logger, which in turn feeds the telemetry's log export. So
-  // the SDK's warnings about its own configuration, raised while the exporters are built, wait for it.
-  let logger: Logger | undefined
-  const early: string[] = []
-  const telemetry = await createTelemetry(config.telemetry, version, redact, {
-    warn(detail) {
-      if (logger === undefined) early.push(detail)
-      else logger.warn({ detail }, 'telemetry export problem')
-      return logger === undefined || logger.isLevelEnabled('warn')
-    },
-    dropped: (signal, count) => metrics.telemetryDropped(signal, count),
-  })
-  const logging = createLogging({
-    level: config.log_level,
-    redact,
-    ...(telemetry.logSink === undefined ? {} : { tee: telemetry.logSink }),
-  })
-  logger = logging.logger
-  for (const detail of early) logger.warn({ detail }, 'telemetry export problem')
+  const { telemetry, logging } = await createObservability(config, redact, metrics)
+  const { logger } = logging
   const client = new UpstreamClient()
   const isKeyValid = createKeyCheck(config.api_key)
   const isAuthorized = (req: IncomingMessage) => isKeyValid(req.headers)
@@ -100,6 +83,52 @@ export async function createGateway(config: Config): Promise<Gateway> {
       })
     : undefined
 
+  return gatewayOf({ config, logger, router, server, metricsServer, client, telemetry })
+}
+
+/**
+ * The telemetry and the logging, each feeding the other: the telemetry's export warnings go to the
+ * logger, which in turn feeds the telemetry's log export. So the SDK's warnings about its own
+ * configuration, raised while the exporters are built, wait for the logger.
+ */
+async function createObservability(
+  config: Config,
+  redact: Redactor,
+  metrics: Metrics,
+): Promise<{ telemetry: Telemetry; logging: Logging }> {
+  let logger: Logger | undefined
+  const early: string[] = []
+  const telemetry = await createTelemetry(config.telemetry, version, redact, {
+    warn(detail) {
+      if (logger === undefined) early.push(detail)
+      else logger.warn({ detail }, 'telemetry export problem')
+      return logger === undefined || logger.isLevelEnabled('warn')
+    },
+    dropped: (signal, count) => metrics.telemetryDropped(signal, count),
+  })
+  const logging = createLogging({
+    level: config.log_level,
+    redact,
+    ...(telemetry.logSink === undefined ? {} : { tee: telemetry.logSink }),
+  })
+  logger = logging.logger
+  for (const detail of early) logger.warn({ detail }, 'telemetry export problem')
+  return { telemetry, logging }
+}
+
+/** What starting and stopping a built gateway acts on. */
+interface Parts {
+  readonly config: Config
+  readonly logger: Logger
+  readonly router: Router
+  readonly server: HttpServer
+  readonly metricsServer: HttpServer | undefined
+  readonly client: UpstreamClient
+  readonly telemetry: Telemetry
+}
+
+function gatewayOf(parts: Parts): Gateway {
+  const { config, logger, router, server, metricsServer, client, telemetry } = parts
   return {
     logger,
     async start() {
