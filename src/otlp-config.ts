@@ -186,14 +186,17 @@ export function otlpSecrets(env: Env, settings: TelemetrySettings): (string | un
     env.OTLP_API_KEY,
     ...otlpHeaderVariables.flatMap((variable) => headerSecrets(parseHeaderList(env[variable]))),
     ...headerSecrets(settings.otlp?.tracesHeaders ?? {}),
+    ...headerSecrets(settings.otlp?.logsHeaders ?? {}),
     ...endpointVariables.flatMap((variable) => urlSecrets(env[variable])),
   ]
 }
 
 /**
- * One signal's headers, lowest precedence first: the standard list, the signal's own (as the OTel spec
- * orders them), OTLP_API_KEY's Authorization, OTLP_HEADERS. Passed to the exporter explicitly, so every
- * header it sends was checked here, whatever the SDK reads from the environment by itself.
+ * One signal's headers, lowest precedence first: the standard shared list, OTLP_API_KEY's Authorization,
+ * OTLP_HEADERS, then the signal's own list, which wins as its own endpoint does (the OTel spec orders
+ * them so): traces sent to a backend of their own (Langfuse) with their own Authorization must not get
+ * the key meant for the logs' backend instead. Names are matched in any case. Passed to the exporter
+ * explicitly, so every header it sends was checked here, whatever the SDK reads from the environment.
  */
 function otlpHeaders(env: Env, signalVariable: string, problems: string[]): Record<string, string> {
   const list = (variable: string) => {
@@ -202,12 +205,16 @@ function otlpHeaders(env: Env, signalVariable: string, problems: string[]): Reco
     if (problem !== undefined && !problems.includes(line)) problems.push(line)
     return parseHeaderList(env[variable])
   }
-  return {
-    ...list('OTEL_EXPORTER_OTLP_HEADERS'),
-    ...list(signalVariable),
-    ...authorization(env),
-    ...list('OTLP_HEADERS'),
+  const merged = new Map<string, [string, string]>()
+  for (const headers of [
+    list('OTEL_EXPORTER_OTLP_HEADERS'),
+    authorization(env),
+    list('OTLP_HEADERS'),
+    list(signalVariable),
+  ]) {
+    for (const [name, value] of Object.entries(headers)) merged.set(name.toLowerCase(), [name, value])
   }
+  return Object.fromEntries(merged.values())
 }
 
 /**

@@ -95,7 +95,7 @@ describe('settings from the environment', () => {
       `Basic ${Buffer.from(`42:${token}`).toString('base64')}`,
     )
   })
-  test('header lists are URL-decoded; OTLP_HEADERS wins', () => {
+  test("header lists are URL-decoded; OTLP_HEADERS wins over the shared list, a signal's own over both", () => {
     assert.deepEqual(parseHeaderList('a=1, X-Scope-OrgID=team%20one,bad,=x'), {
       a: '1',
       'X-Scope-OrgID': 'team one',
@@ -107,15 +107,45 @@ describe('settings from the environment', () => {
       OTLP_HEADERS: 'Authorization=Bearer%20t,x-b=mine',
     })
     assert.deepEqual(settings.otlp?.tracesHeaders, { 'x-a': 'env', Authorization: 'Bearer t', 'x-b': 'mine' })
-    // Each signal's own list beats the shared one, as the OTel spec says; OTLP_* still wins.
+    // Each signal's own list beats the shared ones, OTLP_HEADERS included, as its own endpoint does.
     const perSignal = settingsFrom({
       OTLP_ENDPOINT: 'h:1',
       OTEL_EXPORTER_OTLP_HEADERS: 'x-a=env,x-c=shared',
       OTEL_EXPORTER_OTLP_TRACES_HEADERS: 'x-a=traces,x-b=traces',
-      OTLP_HEADERS: 'x-b=mine',
+      OTLP_HEADERS: 'x-b=mine,x-d=mine',
     })
-    assert.deepEqual(perSignal.otlp?.tracesHeaders, { 'x-a': 'traces', 'x-b': 'mine', 'x-c': 'shared' })
-    assert.deepEqual(perSignal.otlp?.logsHeaders, { 'x-a': 'env', 'x-b': 'mine', 'x-c': 'shared' })
+    assert.deepEqual(perSignal.otlp?.tracesHeaders, {
+      'x-a': 'traces',
+      'x-b': 'traces',
+      'x-c': 'shared',
+      'x-d': 'mine',
+    })
+    assert.deepEqual(perSignal.otlp?.logsHeaders, {
+      'x-a': 'env',
+      'x-b': 'mine',
+      'x-c': 'shared',
+      'x-d': 'mine',
+    })
+  })
+  test("traces sent to a backend of their own keep their own Authorization, not OTLP_API_KEY's", () => {
+    const split = settingsFrom({
+      OTLP_ENDPOINT: 'https://logs.example:4318',
+      OTLP_API_KEY: 'logs-backend-key',
+      OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'https://lf.example/api/public/otel/v1/traces',
+      OTEL_EXPORTER_OTLP_TRACES_HEADERS: 'authorization=Basic%20langfuse',
+    })
+    assert.deepEqual(split.otlp?.tracesHeaders, { authorization: 'Basic langfuse' })
+    const logsAuth = `Basic ${Buffer.from('logs-backend-key:').toString('base64')}`
+    assert.deepEqual(split.otlp?.logsHeaders, { Authorization: logsAuth })
+    const { secrets } = parseConfig(
+      'api_key: gw-key-1\nproviders: [{ name: p, base_url: "https://x.test" }]\nroutes: [{ name: r, steps: [{ provider: p, model: m }] }]\n',
+      {
+        OTLP_ENDPOINT: 'https://logs.example:4318',
+        OTLP_API_KEY: 'logs-backend-key',
+        OTEL_EXPORTER_OTLP_TRACES_HEADERS: 'authorization=Basic%20langfuse',
+      },
+    )
+    assert.ok(secrets.includes(logsAuth), "the key's Basic form, sent to the logs' backend only")
   })
   // `Name: value` instead of `name=value` splits at a base64 value's padding: the credential became a
   // header name, refused by Node on every export in a warning that quoted it.
