@@ -95,9 +95,10 @@ export function telemetrySettings(env: Env, problems: string[]): TelemetrySettin
       tracesHeaders: otlpHeaders(env, 'OTEL_EXPORTER_OTLP_TRACES_HEADERS', problems),
       logsHeaders: otlpHeaders(env, 'OTEL_EXPORTER_OTLP_LOGS_HEADERS', problems),
       // As the OpenTelemetry spec orders it: OTEL_SERVICE_NAME, then service.name among the resource
-      // attributes, then our default.
+      // attributes, then our default; OTLP_SERVICE_NAME before all, as OTLP_RESOURCE_ATTRIBUTES wins
+      // over its twin (the OpenTelemetry Operator sets OTEL_SERVICE_NAME in the pods it instruments).
       serviceName:
-        [env.OTEL_SERVICE_NAME, env.OTLP_SERVICE_NAME, resourceAttributes['service.name']].find(set) ??
+        [env.OTLP_SERVICE_NAME, env.OTEL_SERVICE_NAME, resourceAttributes['service.name']].find(set) ??
         'ai-gateway',
       resourceAttributes,
       sampler: samplerOf(env, problems),

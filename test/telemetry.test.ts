@@ -226,7 +226,10 @@ describe('settings from the environment', () => {
     })
     assert.equal(std.otlp?.tracesUrl, 'http://t:4318/v1/traces')
     assert.equal(std.otlp?.logsUrl, 'http://l:4318/custom/logs')
-    assert.equal(std.otlp?.serviceName, 'gw-a')
+    // OTLP_SERVICE_NAME wins over its OTEL_* twin, as OTLP_RESOURCE_ATTRIBUTES does: the OpenTelemetry
+    // Operator injects OTEL_SERVICE_NAME into the pods it instruments.
+    assert.equal(std.otlp?.serviceName, 'gw-b')
+    assert.equal(settingsFrom({ OTLP_ENDPOINT: 'h:1', OTEL_SERVICE_NAME: 'gw-a' }).otlp?.serviceName, 'gw-a')
     assert.equal(settingsFrom({ OTLP_ENDPOINT: 'h:1' }).otlp?.serviceName, 'ai-gateway')
     const fromAttributes = { OTLP_ENDPOINT: 'h:1', OTEL_RESOURCE_ATTRIBUTES: 'service.name=checkout' }
     assert.equal(settingsFrom(fromAttributes).otlp?.serviceName, 'checkout')
