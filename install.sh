@@ -29,10 +29,11 @@ Usage: ./install.sh COMMAND [--force]
 
 Commands:
   build             build dist/ai-gateway, one self-contained executable (needs npm)
-  install           copy the executable to /usr/local/bin
-  install-service   create the ai-gateway system user, /etc/ai-gateway (config.yaml and .env, mode 600),
-                    install and reload the systemd unit; an existing config is kept unless --force
-  deploy            on SSH_HOST: upload executable, unit, config.yaml and .env (without SSH_* lines),
+  install           copy the executable to BIN_DIR
+  install-service   create the SERVICE_USER system user and CONF_DIR (config.yaml and .env, mode 600),
+                    install the unit in UNIT_DIR, reload systemd; an existing config is kept unless --force
+  deploy            on SSH_HOST: upload executable, unit, config.yaml and .env (without SSH_*, DESTDIR,
+                    SOURCE_DIR, REMOTE_DIR, BINARY, BIN_DIR, CONF_DIR, UNIT_DIR and SERVICE_USER lines),
                     install, enable, restart, then check /health there, at the gateway's address
                     (config.yaml's host:, else 127.0.0.1) and port (config.yaml's port:, else PORT
                     in .env, else 8080)
@@ -41,10 +42,14 @@ Commands:
   help              show this help
 
 Settings, from the environment or ./.env:
-  SSH_HOST (required for deploy), SSH_USER (default root), SSH_PORT (default 22), SSH_KEY (identity file),
-  DOMAIN (printed URL), DESTDIR (root prefix for every local path written),
+  SSH_HOST (required for deploy and deploy-docker), SSH_USER (default root), SSH_PORT (default 22),
+  SSH_KEY (identity file), DOMAIN (printed URL; the container's Host rule),
+  CERT_RESOLVER (Traefik's, for deploy-docker; default letsencrypt),
+  DESTDIR (root prefix for every local path written),
   SOURCE_DIR (where config.yaml and .env are read, default: next to install.sh),
-  REMOTE_DIR (default /opt/ai-gateway).
+  REMOTE_DIR (default /opt/ai-gateway), BINARY (default dist/ai-gateway),
+  BIN_DIR (default /usr/local/bin), CONF_DIR (default /etc/ai-gateway),
+  UNIT_DIR (default /etc/systemd/system), SERVICE_USER (default ai-gateway).
 EOF
 }
 

@@ -102,6 +102,24 @@ describe('install.sh', () => {
     assert.equal(help.code, 0)
     for (const command of ['build', 'install', 'install-service', 'deploy', 'deploy-docker'])
       assert.match(help.stdout, new RegExp(`\\b${command}\\b`))
+    // Every setting the README's Deploy section names, so `help` is the list it promises.
+    for (const setting of [
+      'SSH_HOST',
+      'SSH_USER',
+      'SSH_PORT',
+      'SSH_KEY',
+      'DOMAIN',
+      'CERT_RESOLVER',
+      'DESTDIR',
+      'SOURCE_DIR',
+      'REMOTE_DIR',
+      'BINARY',
+      'BIN_DIR',
+      'CONF_DIR',
+      'UNIT_DIR',
+      'SERVICE_USER',
+    ])
+      assert.match(help.stdout, new RegExp(`\\b${setting}\\b`))
     const bad = sh(['frobnicate'])
     assert.notEqual(bad.code, 0)
     assert.match(bad.stderr, /unknown command: frobnicate/)
