@@ -37,7 +37,7 @@ const skipNames = {
   rate_limited: 'cooling down after a rate limit',
   auth: 'cooling down after the provider refused the key',
   not_found: 'cooling down after the provider did not know the model',
-  circuit_open: 'circuit open after repeated failures',
+  circuit_open: 'circuit open after failures or a timeout',
   probe_in_flight: 'recovery probe in flight',
   quota: 'declared quota used up',
 } as const

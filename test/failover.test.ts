@@ -458,7 +458,7 @@ test('requests waiting on a half-open probe that fails do not all call the targe
   for (const w of waiting) {
     assert.equal(w.status, 503, w.text)
     assert.equal(w.res.headers.get('retry-after'), '1', w.text)
-    assert.match(w.text, /circuit open after repeated failures \(ready in 1 s\)/)
+    assert.match(w.text, /circuit open after failures or a timeout \(ready in 1 s\)/)
   }
 })
 
