@@ -4,7 +4,7 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtempSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
+import { connect, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
@@ -203,4 +203,18 @@ export async function unusedPort(): Promise<number> {
       return port
     }
   }
+}
+
+/** What a raw client gets for `text` from the server at `url` before it closes the connection. */
+export function rawExchangeWith(url: string, text: string): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = connect(Number(new URL(url).port), '127.0.0.1')
+    let out = ''
+    socket.on('data', (bytes: Buffer) => {
+      out += bytes.toString('latin1')
+    })
+    socket.on('close', () => resolve(out))
+    socket.on('error', () => {})
+    socket.write(text)
+  })
 }

@@ -3,7 +3,14 @@ import { once } from 'node:events'
 import { connect } from 'node:net'
 import { after, before, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { baseConfig, gatewayKey, type RunningGateway, startGateway, waitFor } from './gateway-process.ts'
+import {
+  baseConfig,
+  gatewayKey,
+  type RunningGateway,
+  rawExchangeWith,
+  startGateway,
+  waitFor,
+} from './gateway-process.ts'
 import { completion, MockUpstream, ok, raw } from './mock-upstream.ts'
 
 let mock: MockUpstream
@@ -69,17 +76,7 @@ test('an empty Content-Encoding (an empty list of codings) is an uncompressed bo
 })
 
 /** What a raw client gets for `text` before the gateway closes the connection. */
-const rawExchange = (text: string) =>
-  new Promise<string>((resolve) => {
-    const socket = connect(Number(new URL(gw.url).port), '127.0.0.1')
-    let out = ''
-    socket.on('data', (bytes: Buffer) => {
-      out += bytes.toString('latin1')
-    })
-    socket.on('close', () => resolve(out))
-    socket.on('error', () => {})
-    socket.write(text)
-  })
+const rawExchange = (text: string) => rawExchangeWith(gw.url, text)
 
 test('an HTTP/1.1 request without Host is a 400 envelope with a request id; HTTP/1.0 needs none', async () => {
   const out = await rawExchange(

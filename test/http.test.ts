@@ -4,7 +4,14 @@ import { request as httpRequest } from 'node:http'
 import { connect } from 'node:net'
 import { after, before, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { baseConfig, gatewayKey, type RunningGateway, startGateway, waitFor } from './gateway-process.ts'
+import {
+  baseConfig,
+  gatewayKey,
+  type RunningGateway,
+  rawExchangeWith,
+  startGateway,
+  waitFor,
+} from './gateway-process.ts'
 import { type Behaviour, MockUpstream, ok, raw, sse, textChunks } from './mock-upstream.ts'
 
 let mock: MockUpstream
@@ -245,17 +252,7 @@ test('an oversized body is 413, announced or streamed', async () => {
 })
 
 /** What a raw client gets for `text` before the gateway closes the connection. */
-const rawExchange = (text: string) =>
-  new Promise<string>((resolve) => {
-    const socket = connect(Number(new URL(gw.url).port), '127.0.0.1')
-    let out = ''
-    socket.on('data', (bytes: Buffer) => {
-      out += bytes.toString('latin1')
-    })
-    socket.on('close', () => resolve(out))
-    socket.on('error', () => {})
-    socket.write(text)
-  })
+const rawExchange = (text: string) => rawExchangeWith(gw.url, text)
 
 /** The status line and the error code of each answer in a raw exchange. */
 const answersIn = (out: string) =>

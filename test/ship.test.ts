@@ -360,14 +360,7 @@ describe('install and install-service into a temporary root', () => {
       assert.ok(text.split('\n').includes(line), line)
     }
 
-    // systemd-analyze verify, in the temporary root (it needs the system's own units to resolve targets).
-    mkdirSync(join(dest, 'usr/lib/systemd'), { recursive: true })
-    execFileSync('cp', ['-a', '/usr/lib/systemd/system', join(dest, 'usr/lib/systemd/')])
-    const verify = spawnSync('systemd-analyze', ['verify', `--root=${dest}`, 'ai-gateway.service'], {
-      encoding: 'utf8',
-    })
-    assert.equal(verify.status, 0, verify.stderr)
-    assert.equal(verify.stderr.trim(), '', verify.stderr)
+    verifyUnit(dest)
 
     // Idempotent: a second run keeps the edited config; --force replaces it.
     writeFileSync(join(confDir, 'config.yaml'), 'edited on the server')
@@ -411,13 +404,7 @@ test('the installed unit runs what install and install-service put where BIN_DIR
     assert.ok(lines.includes(line), line)
   }
   // systemd-analyze verify checks that ExecStart's program is there.
-  mkdirSync(join(dest, 'usr/lib/systemd'), { recursive: true })
-  execFileSync('cp', ['-a', '/usr/lib/systemd/system', join(dest, 'usr/lib/systemd/')])
-  const verify = spawnSync('systemd-analyze', ['verify', `--root=${dest}`, 'ai-gateway.service'], {
-    encoding: 'utf8',
-  })
-  assert.equal(verify.status, 0, verify.stderr)
-  assert.equal(verify.stderr.trim(), '', verify.stderr)
+  verifyUnit(dest)
 })
 
 test('install-service writes .env as systemd reads it: without the export a shell or docker compose accepts', () => {
@@ -445,6 +432,20 @@ test('install-service writes .env as systemd reads it: without the export a shel
     'the config as it is',
   )
 })
+
+/**
+ * `systemd-analyze verify` of the unit installed under `dest`, in that root (with the system's own
+ * units copied in, which it needs to resolve targets): no error, no warning.
+ */
+function verifyUnit(dest: string): void {
+  mkdirSync(join(dest, 'usr/lib/systemd'), { recursive: true })
+  execFileSync('cp', ['-a', '/usr/lib/systemd/system', join(dest, 'usr/lib/systemd/')])
+  const verify = spawnSync('systemd-analyze', ['verify', `--root=${dest}`, 'ai-gateway.service'], {
+    encoding: 'utf8',
+  })
+  assert.equal(verify.status, 0, verify.stderr)
+  assert.equal(verify.stderr.trim(), '', verify.stderr)
+}
 
 /**
  * Stand-ins for the remote machine: ssh runs the command in a shell here, with DESTDIR pointing at
