@@ -26,11 +26,68 @@ export function httpError(
   }
 }
 
-/** An HTML error page (a CDN's or a proxy's in front of the provider) says what happened in its title. */
+/**
+ * An HTML error page (a CDN's or a proxy's in front of the provider) says what happened in its title,
+ * its character references decoded: a key it quotes as `&#43;` (Go's html/template) or `&sol;` is a
+ * spelling no redaction knows, and is recognised once decoded.
+ */
 function pageTitleOf(text: string): string | undefined {
   if (!/^\s*</.test(text)) return undefined
-  const title = /<title[^>]*>([^<]*)<\/title>/i.exec(text)?.[1]?.trim()
-  return title === undefined || title === '' ? 'an HTML page' : title
+  const title = /<title[^>]*>([^<]*)<\/title>/i.exec(text)?.[1]
+  const words = title === undefined ? '' : decodeReferences(title).trim()
+  return words === '' ? 'an HTML page' : words
+}
+
+/** HTML's names for the characters other than letters and digits that a key may hold. */
+const namedReferences: Readonly<Record<string, string>> = {
+  amp: '&',
+  lt: '<',
+  gt: '>',
+  quot: '"',
+  apos: "'",
+  nbsp: '\u00a0',
+  plus: '+',
+  sol: '/',
+  bsol: '\\',
+  equals: '=',
+  lowbar: '_',
+  UnderBar: '_',
+  period: '.',
+  comma: ',',
+  colon: ':',
+  semi: ';',
+  excl: '!',
+  quest: '?',
+  num: '#',
+  dollar: '$',
+  percnt: '%',
+  ast: '*',
+  midast: '*',
+  commat: '@',
+  Hat: '^',
+  grave: '`',
+  verbar: '|',
+  vert: '|',
+  VerticalLine: '|',
+  lpar: '(',
+  rpar: ')',
+  lsqb: '[',
+  lbrack: '[',
+  rsqb: ']',
+  rbrack: ']',
+  lcub: '{',
+  lbrace: '{',
+  rcub: '}',
+  rbrace: '}',
+}
+
+/** Numeric references (decimal or hex, the `;` optional as browsers read them) and the names above. */
+function decodeReferences(text: string): string {
+  return text.replace(/&(?:#(\d+)|#[xX]([\da-fA-F]+)|([A-Za-z]+));?/g, (reference, decimal, hex, name) => {
+    if (name !== undefined) return reference.endsWith(';') ? (namedReferences[name] ?? reference) : reference
+    const code = decimal === undefined ? Number.parseInt(hex, 16) : Number(decimal)
+    return code > 0 && code <= 0x10ffff ? String.fromCodePoint(code) : reference
+  })
 }
 
 /**
