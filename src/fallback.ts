@@ -187,8 +187,11 @@ class RouteRun<A extends { kind: string }> {
     const record = recordOf(step, result, durationMs)
     this.#trail.attempts.push(record)
     this.#notify(step, health.recordFailure(step, judged, durationMs, Date.now(), record.reason ?? '', probe))
-    // No answer, no tokens spent: the prompt's share of the quota is given back.
-    health.refund(step, tokens, Date.now(), began)
+    // No answer, no tokens spent: the prompt's share of the quota is given back. An answer larger than
+    // max_answer_size was answered all the same, and the provider counted its tokens.
+    if (!(result.kind === 'invalid_response' && result.tooLarge === true)) {
+      health.refund(step, tokens, Date.now(), began)
+    }
     if (result.kind === 'aborted') return this.#aborted()
     // A 429 tells the client to wait as long as its target now cools down: the provider's hint, or our
     // guess when it gave none (asked sooner, the gateway could only try it anyway).

@@ -283,3 +283,14 @@ test('answers larger than max_answer_size are not retried and do not open a heal
   assert.equal(mock.requests('a').length, 1, 'the same request gets the same answer: not asked twice')
   assert.equal(JSON.parse(answer.text).error.code, 'request_rejected', answer.text)
 })
+
+test('an answer larger than max_answer_size was still answered: its prompt stays counted against the quota', async () => {
+  // 'hello there' is 3 tokens by the estimate: a second request within the minute would make 6.
+  const gw = await gateway([{ provider: 'a', limits: { tpm: 5 } }], {}, { max_answer_size: '1kb' })
+  mock.script('a', ok('x'.repeat(4_000))).always('a', ok('small'))
+  const first = await ask(gw)
+  assert.equal(JSON.parse(first.text).error.code, 'request_rejected', first.text)
+  const second = await ask(gw)
+  assert.equal(second.status, 429, second.text)
+  assert.equal(mock.requests('a').length, 1, 'the provider counted the tokens of the answer it gave')
+})
