@@ -105,10 +105,9 @@ export class HealthBoard {
     if (quotaFreeAt === undefined) return held ?? { ok: true, probe: t.circuitOpen }
     // A declared quota is firm: a target over it is not tried even where a cooldown of our own guess
     // or an open circuit would be tried anyway, and the later of the two says when it is back.
-    if (held === undefined || !held.firm || quotaFreeAt > held.until) {
-      return { ok: false, reason: 'quota', until: quotaFreeAt, firm: true }
-    }
-    return held
+    if (held?.firm === true && quotaFreeAt <= held.until) return held
+    // Back sooner, the quota would free a step that is not tried after a wait (its circuit still open).
+    return { ok: false, reason: 'quota', until: Math.max(quotaFreeAt, held?.until ?? 0), firm: true }
   }
 
   /**

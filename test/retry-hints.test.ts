@@ -6,7 +6,8 @@ import { ClientLink, type Failure } from '../src/attempt.ts'
 import { configSchema } from '../src/config-schema.ts'
 import { decide } from '../src/decide.ts'
 import { runRoute } from '../src/fallback.ts'
-import { type Availability, classifyFailure, type HealthBoard } from '../src/health.ts'
+import { type Availability, classifyFailure, HealthBoard } from '../src/health.ts'
+import { QuotaBook } from '../src/quota.ts'
 import { bodyRetryHint, headerRetryHint, parseRetryAfter, retryHint } from '../src/retry-hints.ts'
 import type { Route, Step } from '../src/router.ts'
 
@@ -249,4 +250,22 @@ test("an asctime Retry-After is GMT, as every HTTP-date, whatever the machine's 
     if (zone === undefined) delete process.env.TZ
     else process.env.TZ = zone
   }
+})
+
+test('a step over its quota whose circuit stays open longer is back when the later of the two ends', () => {
+  const policy = { ...configSchema.shape.failover.parse({}), circuit_failures: 1, circuit_open: 30_000 }
+  const step = { index: 0, provider: 'a', model: 'm', limits: { rpm: 1 }, timeouts: { attempt: 60_000 } }
+  const steps = [step as unknown as Step]
+  const health = new HealthBoard(policy, new QuotaBook(steps), steps)
+  // The minute's one request went 50 s ago, so the quota frees in about 10 s; it failed, and the
+  // circuit opened for 30 s.
+  health.begin(steps[0] as Step, now - 50_000, false)
+  health.recordFailure(steps[0] as Step, { kind: 'http_error', status: 500, reason: '' }, 10, now, 'HTTP 500')
+  // Not 10 s: waited for that long, the step would still be held back by its circuit, and not tried.
+  assert.deepEqual(health.availability(steps[0] as Step, now), {
+    ok: false,
+    reason: 'quota',
+    until: now + 30_000,
+    firm: true,
+  })
 })
