@@ -193,6 +193,9 @@ class RouteRun<A extends { kind: string }> {
       health.refund(step, tokens, Date.now(), began)
     }
     if (result.kind === 'aborted') return this.#aborted()
+    // A step asked again answers for itself with its last word: a 429 waited out, then a refusal of the
+    // request, is a refusal (the walk only moves forward, so the step asked before is a retry's).
+    if (this.#trail.attempts.at(-2)?.step === step.index) this.#failures.pop()
     // A 429 tells the client to wait as long as its target now cools down: the provider's hint, or our
     // guess when it gave none (asked sooner, the gateway could only try it anyway).
     this.#failures.push(

@@ -294,3 +294,15 @@ test('an answer larger than max_answer_size was still answered: its prompt stays
   assert.equal(second.status, 429, second.text)
   assert.equal(mock.requests('a').length, 1, 'the provider counted the tokens of the answer it gave')
 })
+
+test('a step that refused the request when retried after its 429 is a refusal: 400, not a 429 to retry', async () => {
+  const gw = await gateway([{ provider: 'a' }])
+  mock
+    .script('a', status(429, 'slow down', { 'retry-after': '1' }))
+    .always('a', status(400, 'context length exceeded'))
+  const answer = await ask(gw)
+  assert.equal(mock.requests('a').length, 2, 'retried after its hint')
+  assert.equal(answer.status, 400, answer.text)
+  assert.equal(JSON.parse(answer.text).error.code, 'request_rejected')
+  assert.match(answer.text, /HTTP 429: slow down; a\/model-a: HTTP 400: context length exceeded/)
+})
