@@ -125,12 +125,12 @@ class RouteRun<A extends { kind: string }> {
   }
 
   /**
-   * The failure after a wait tells the client how things stand now (a probe that failed re-opened its
-   * circuit, a cooldown ran on), not how they stood before: its Retry-After and reasons come from a
-   * fresh look at the steps.
+   * The failure after a wait, or after a step was tried anyway, tells the client how things stand now
+   * (a probe that failed re-opened its circuit, a cooldown ran on or was doubled by the try), not how
+   * they stood before: its Retry-After and reasons come from a fresh look at the steps.
    */
   #failedAfter(waited: boolean): RouteOutcome<A> {
-    if (!waited) return this.#failed()
+    if (!waited && this.#trail.attempts.length === 0) return this.#failed()
     const before = this.#trail.skipped.splice(0)
     // A step tried after the wait speaks for itself: its failure says how long it wants.
     const tried = new Set(this.#trail.attempts.map((attempt) => attempt.step))

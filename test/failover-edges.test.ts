@@ -306,3 +306,19 @@ test('a step that refused the request when retried after its 429 is a refusal: 4
   assert.equal(JSON.parse(answer.text).error.code, 'request_rejected')
   assert.match(answer.text, /HTTP 429: slow down; a\/model-a: HTTP 400: context length exceeded/)
 })
+
+test('a step tried anyway while it cooled down, and rate limited again, gives the cooldown it started as Retry-After', async () => {
+  const gw = await gateway([{ provider: 'a' }], { rate_limit_cooldown: '2s' })
+  mock.always('a', status(429, 'slow down'))
+  assert.equal((await ask(gw)).status, 429)
+  await sleep(1_500)
+  // Half a second of the first cooldown left: the step is tried anyway, and its second 429 doubles it.
+  const answer = await ask(gw)
+  assert.equal(mock.requests('a').length, 2)
+  assert.equal(answer.status, 429, answer.text)
+  const retryAfter = Number(answer.res.headers.get('retry-after'))
+  assert.ok(
+    retryAfter >= 3 && retryAfter <= 4,
+    `Retry-After ${retryAfter}: the 4 s cooldown, not what was left of 2 s`,
+  )
+})
