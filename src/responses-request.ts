@@ -143,7 +143,8 @@ function itemsToMessages(items: readonly Item[]): Json[] {
 }
 
 function chatTools(tools: unknown): Json[] | undefined {
-  if (tools === undefined) return undefined
+  // Null is "not set", as for every other field (the Python SDK sends `tools=None` so).
+  if (tools == null) return undefined
   if (!Array.isArray(tools))
     throw new GatewayError('invalid_request', '"tools" must be a list.', { param: 'tools' })
   return objects(tools, 'tools').map((tool) => {
@@ -161,8 +162,9 @@ function chatTools(tools: unknown): Json[] | undefined {
 }
 
 function chatToolChoice(choice: unknown): unknown {
-  if (choice === undefined || typeof choice === 'string') return choice
-  if (choice === null || typeof choice !== 'object')
+  if (choice == null) return undefined
+  if (typeof choice === 'string') return choice
+  if (typeof choice !== 'object')
     throw new GatewayError('invalid_request', '"tool_choice" must be a string or an object.', {
       param: 'tool_choice',
     })

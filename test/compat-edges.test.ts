@@ -121,6 +121,18 @@ test('Responses: a field sent as null asks for nothing, and a cache retention hi
   assert.equal(((await res.json()) as { error: { param: string } }).error.param, 'top_logprobs')
 })
 
+// The Python SDK sends `tools=None` and `tool_choice=None` as null, as it does the fields above.
+test('Responses: tools and tool_choice sent as null ask for no tools', async () => {
+  mock.script('p', ok('fine'))
+  const nulls = { tools: null, tool_choice: null } as unknown as Record<string, never>
+  const response = await client.responses.create({ model: 'r', input: 'hi', ...nulls })
+  assert.equal(response.output_text, 'fine')
+  assert.deepEqual(response.tools, [])
+  assert.equal(response.tool_choice, 'auto')
+  const [seen] = mock.requests('p')
+  assert.deepEqual(Object.keys(seen?.body ?? {}).sort(), ['messages', 'model'])
+})
+
 /** Refuses a null `strict` in a tool or a JSON schema, as OpenAI's chat API does; else answers `then`. */
 const strictAboutNull =
   (then: Behaviour): Behaviour =>

@@ -358,7 +358,7 @@ describe('translated for chat-only providers', () => {
       [{ input: ['hi'] }, 'input'],
       [{ input: [{ role: 'user', content: [null] }] }, 'input.content'],
       [{ input: 'x', tools: [null] }, 'tools'],
-      [{ input: 'x', tool_choice: null }, 'tool_choice'],
+      [{ input: 'x', tool_choice: 42 }, 'tool_choice'],
     ] as const) {
       const res = await gw.post('/v1/responses', { model: 'r', ...body })
       assert.equal(res.status, 400, JSON.stringify(body))
