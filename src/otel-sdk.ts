@@ -26,6 +26,8 @@ export interface Sdk {
   readonly api: typeof api
   readonly tracer: api.Tracer
   readonly propagator: api.TextMapPropagator
+  /** Whether spans go anywhere: with traces not exported, a span that records builds for nobody. */
+  readonly tracesExported: boolean
   readonly logSink: Writable | undefined
   shutdown(): Promise<void>
 }
@@ -46,6 +48,7 @@ export function loadSdk(otlp: OtlpSettings, version: string, hooks: TelemetryHoo
     api,
     tracer: tracerProvider.getTracer('ai-gateway', version),
     propagator: new W3CTraceContextPropagator(),
+    tracesExported: otlp.tracesUrl !== undefined,
     logSink:
       otelLogger === undefined
         ? undefined

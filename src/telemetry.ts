@@ -179,8 +179,9 @@ class ServerSpan implements RequestTrace {
       this.#context,
     )
     // A span the sampler left out records nothing: the prompt is not serialized and redacted, nor the
-    // answer described, for it (a large prompt cost more than the rest of the request).
-    const recording = span.isRecording()
+    // answer described, for it (a large prompt cost more than the rest of the request). Nor does one
+    // that is never exported (OTEL_TRACES_EXPORTER=none, a logs-only endpoint).
+    const recording = this.#sdk.tracesExported && span.isRecording()
     if (recording && this.#capture && input !== undefined) {
       span.setAttribute('gen_ai.input.messages', this.#redact(JSON.stringify(input)))
     }
@@ -211,7 +212,7 @@ class ServerSpan implements RequestTrace {
 
   end(describe: () => RequestEnd): void {
     const span = this.#span
-    if (!span.isRecording()) {
+    if (!this.#sdk.tracesExported || !span.isRecording()) {
       span.end()
       return
     }

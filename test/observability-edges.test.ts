@@ -220,14 +220,14 @@ test('both resource attribute lists count, OTLP_RESOURCE_ATTRIBUTES winning wher
 // With a 1 % sampler and prompts captured, 99 % of requests serialized and redacted their whole prompt
 // and answer for spans nobody records: 0.6 ms for a 200 KiB prompt, more than the rest of the request.
 test('a request the sampler leaves out builds nothing for its spans, captured prompts included', async () => {
-  const traced = async (ratio: number) => {
+  const traced = async (ratio: number, exported = true) => {
     const seen: string[] = []
     const redact = (text: string) => {
       seen.push(text)
       return text
     }
     const otlp = {
-      tracesUrl: undefined,
+      tracesUrl: exported ? collector.url : undefined,
       logsUrl: undefined,
       tracesHeaders: {},
       logsHeaders: {},
@@ -254,4 +254,6 @@ test('a request the sampler leaves out builds nothing for its spans, captured pr
   }
   assert.deepEqual(await traced(0), { described: 0, prompt: false })
   assert.deepEqual(await traced(1), { described: 2, prompt: true })
+  // Traces not exported at all (OTEL_TRACES_EXPORTER=none, or a logs-only endpoint): nobody records either.
+  assert.deepEqual(await traced(1, false), { described: 0, prompt: false })
 })
