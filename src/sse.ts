@@ -31,7 +31,11 @@ export function observeChunk(stats: StreamStats, chunk: Record<string, unknown>)
   if (stats.model === undefined && typeof model === 'string') stats.model = model
   if (Array.isArray(chunk.choices)) for (const choice of chunk.choices) observeChoice(stats, choice)
   if (stats.text !== undefined && Array.isArray(chunk.choices)) {
-    const content = (chunk.choices[0] as { delta?: { content?: unknown } } | undefined)?.delta?.content
+    // The first choice's text: with n > 1, each chunk carries whichever choice it continues.
+    const first = (chunk.choices as ({ index?: unknown; delta?: { content?: unknown } } | null)[]).find(
+      (choice) => (choice?.index ?? 0) === 0,
+    )
+    const content = first?.delta?.content
     if (typeof content === 'string') stats.text += content
   }
 }

@@ -6,9 +6,9 @@ import { after, afterEach, before, describe, test } from 'node:test'
 import { signalUrl, telemetrySettings } from '../src/otlp-config.ts'
 import type { Step } from '../src/router.ts'
 import { createTelemetry } from '../src/telemetry.ts'
-import { attributes, ERROR, FakeCollector, SERVER } from './fake-collector.ts'
+import { attributes, CLIENT, ERROR, FakeCollector, SERVER } from './fake-collector.ts'
 import { baseConfig, type RunningGateway, startGateway, waitFor } from './gateway-process.ts'
-import { MockUpstream, ok, sse, status, textChunks } from './mock-upstream.ts'
+import { chunk, MockUpstream, ok, sse, status, textChunks } from './mock-upstream.ts'
 
 let mock: MockUpstream
 let collector: FakeCollector
@@ -256,4 +256,30 @@ test('a request the sampler leaves out builds nothing for its spans, captured pr
   assert.deepEqual(await traced(1), { described: 2, prompt: true })
   // Traces not exported at all (OTEL_TRACES_EXPORTER=none, or a logs-only endpoint): nobody records either.
   assert.deepEqual(await traced(1, false), { described: 0, prompt: false })
+})
+
+// With n > 1 a stream interleaves its choices, each chunk naming its own: the captured answer is the first's.
+test('a captured stream answer with n > 1 is the first choice, not every choice run together', async () => {
+  const gw = await gateway({ OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT: 'true' })
+  const of = (index: number, delta: Record<string, unknown>, finish: string | null = null) => ({
+    ...chunk(delta),
+    choices: [{ index, delta, finish_reason: finish }],
+  })
+  mock.script(
+    'a',
+    sse([
+      of(0, { content: 'first ' }),
+      of(1, { content: 'second ' }),
+      of(0, { content: 'one' }),
+      of(1, { content: 'two' }),
+      of(0, {}, 'stop'),
+      of(1, {}, 'stop'),
+    ]),
+  )
+  const res = await gw.post('/v1/chat/completions', { model: 'r', messages: [], stream: true, n: 2 })
+  await res.text()
+  await waitFor(() => collector.spans().some((s) => s.kind === CLIENT), 'the attempt span')
+  const attempt = collector.spans().find((s) => s.kind === CLIENT)
+  const output = JSON.parse(String(attributes(attempt?.attributes ?? [])['gen_ai.output.messages']))
+  assert.deepEqual(output, [{ role: 'assistant', content: 'first one' }])
 })
