@@ -63,7 +63,7 @@ const isRefusal = (code: string | undefined): boolean =>
 
 const refusals = new WeakMap<ServerResponse, GatewayError>()
 
-/** The error a request was refused with here, while its body was arriving, if it was. */
+/** The error a request was refused with while its body was arriving (here or in endWhileReceiving), if it was. */
 export const refusalOf = (res: ServerResponse): GatewayError | undefined => refusals.get(res)
 
 /** node:http's own handler looks at the same field: the response in flight on this socket. */
@@ -108,7 +108,14 @@ function endRaw(socket: Duplex, error: GatewayError): void {
  * SDKs) reports a connection error instead of the answer it was sent. So the rest is read and dropped
  * meanwhile, for `lingerMs` at most: a client trickling an endless body does not hold the connection.
  */
-export function endWhileReceiving(req: IncomingMessage, res: ServerResponse, text: string): void {
+export function endWhileReceiving(
+  req: IncomingMessage,
+  res: ServerResponse,
+  error: GatewayError,
+  text: string,
+): void {
+  // The answer is written whole: a client that hangs up before the body's end is logged with it.
+  refusals.set(res, error)
   res.write(text)
   const end = () => res.end()
   const timer = setTimeout(end, lingerMs)

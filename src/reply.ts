@@ -67,5 +67,5 @@ export function sendError(exchange: Exchange, error: GatewayError, redact: Redac
   const length = Buffer.byteLength(text)
   const headers = { ...error.headers, connection: 'close', 'content-type': 'application/json' }
   writeHead(exchange, error.status, { ...headers, 'content-length': length })
-  endWhileReceiving(req, res, text)
+  endWhileReceiving(req, res, error, text)
 }

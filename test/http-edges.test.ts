@@ -174,3 +174,22 @@ test('a graceful stop lets a slow client finish reading a large answer', async (
   assert.equal(answer.length, Buffer.byteLength(large))
   assert.equal(await stopped, 0)
 })
+
+test('a refused body whose client resets after reading the answer is logged with the answer sent', async () => {
+  const socket = connect(Number(new URL(gw.url).port), '127.0.0.1')
+  socket.on('error', () => {})
+  let out = ''
+  socket.on('data', (bytes: Buffer) => {
+    out += bytes.toString('latin1')
+  })
+  socket.write(
+    'POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer wrong-key\r\n' +
+      'x-request-id: refused-then-reset-1\r\ncontent-length: 100000\r\n\r\n{"model":',
+  )
+  await waitFor(() => out.endsWith('}}'), 'the answer')
+  assert.match(out, /^HTTP\/1\.1 401 /)
+  socket.resetAndDestroy()
+  const line = await gw.waitForLog((l) => l.msg === 'request' && l.requestId === 'refused-then-reset-1')
+  assert.equal(line.status, 401)
+  assert.equal(line.error, 'invalid_api_key')
+})
