@@ -88,7 +88,7 @@ export function createHttpServer(options: ServerOptions): HttpServer {
   const server: Server = createServer(
     // Above common proxy idle timeouts (Traefik's backend default is 90 s), so a proxy never reuses a
     // connection we are closing.
-    // Host is checked in dispatch: node:http's own refusal has no envelope and never reaches the log.
+    // Host is checked in handle: node:http's own refusal has no envelope and never reaches the log.
     { keepAliveTimeout: 95_000, headersTimeout: 60_000, requestTimeout: 300_000, requireHostHeader: false },
     (req, res) => {
       inFlight++
@@ -156,6 +156,9 @@ async function handle(
   // 'close' is emitted once per response; `on` spares the wrapper and removal `once` costs per request.
   res.on('close', settle)
   try {
+    // Before the preflight, which would otherwise answer a request without Host.
+    if (req.headers.host === undefined && req.httpVersion === '1.1')
+      throw new GatewayError('invalid_request', 'An HTTP/1.1 request must carry a Host header.')
     // A browser's preflight carries no key: it asks whether the real request may be sent.
     if (req.method === 'OPTIONS' && options.cors !== undefined && allowsOrigin(exchange.cors))
       preflight(exchange, options.cors, methodsAt(table, exchange.path))
@@ -176,8 +179,6 @@ async function handle(
 
 /** The endpoint's handler, once the request may reach it; not async, so it adds no promise of its own. */
 function dispatch(exchange: Exchange, options: ServerOptions, table: EndpointTable): Promise<void> | void {
-  if (exchange.req.headers.host === undefined && exchange.req.httpVersion === '1.1')
-    throw new GatewayError('invalid_request', 'An HTTP/1.1 request must carry a Host header.')
   const endpoint = matchEndpoint(table, exchange.req.method ?? 'GET', exchange.path)
   exchange.trace.named(
     typeof endpoint.path === 'string' ? endpoint.path : (endpoint.template ?? exchange.path),

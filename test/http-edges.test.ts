@@ -193,3 +193,24 @@ test('a refused body whose client resets after reading the answer is logged with
   assert.equal(line.status, 401)
   assert.equal(line.error, 'invalid_api_key')
 })
+
+test('a CORS preflight without Host over HTTP/1.1 is refused as every other request is', async () => {
+  const own = await startGateway(
+    baseConfig({
+      cors: { origins: ['https://app.example'] },
+      providers: [{ name: 'p', base_url: mock.url('p') }],
+      routes: [{ name: 'chat', steps: [{ provider: 'p', model: 'm1' }] }],
+    }),
+  )
+  try {
+    const out = await rawExchangeWith(
+      own.url,
+      'OPTIONS /v1/models HTTP/1.1\r\norigin: https://app.example\r\naccess-control-request-method: GET\r\n' +
+        'x-request-id: preflight-no-host-1\r\nconnection: close\r\n\r\n',
+    )
+    assert.match(out, /^HTTP\/1\.1 400 /)
+    assert.equal(JSON.parse(out.slice(out.indexOf('\r\n\r\n') + 4)).error.code, 'invalid_request')
+  } finally {
+    await own.stop()
+  }
+})
