@@ -86,7 +86,6 @@ export async function pipeStream(
     while (!sawDone && !ended) {
       const next = await stream.rest.next()
       if (next.done === true) break
-      attempt.touch()
       if (next.value.kind === 'comment') {
         await write(`:${next.value.text}\n\n`)
         continue
