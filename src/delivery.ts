@@ -34,10 +34,11 @@ export function deliver(
   const { answer, step } = outcome
   facts.provider = step.provider
   facts.model = step.model
+  const { answeredBy } = step
   const headers = {
-    'x-gateway-route': headerSafe(route.name),
-    'x-gateway-provider': headerSafe(step.provider),
-    'x-gateway-model': headerSafe(step.model),
+    'x-gateway-route': answeredBy.route,
+    'x-gateway-provider': answeredBy.provider,
+    'x-gateway-model': answeredBy.model,
     'x-gateway-attempts': String(outcome.trail.attempts.length),
   }
   return answer.kind === 'json'
@@ -159,14 +160,6 @@ function sendAnswer(res: ServerResponse, body: string | Buffer, length: number, 
 
 /** What a socket takes at once, the rest of the answer following while the client reads. */
 const endAtOnceBytes = 64 * 1024
-
-/**
- * A name from the config as a header value: node:http refuses anything outside latin-1 and control
- * characters, and a route may well be named in any script. Such a name is sent percent-encoded, and so
- * is one holding `%`, so that decoding a header always gives the name back.
- */
-const headerSafe = (name: string): string =>
-  /^[\x20-\x24\x26-\x7e]*$/.test(name) ? name : encodeURIComponent(name)
 
 /**
  * Past this size a JSON answer is written as the bytes it came in: written as text, node:http would

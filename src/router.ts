@@ -29,6 +29,8 @@ export interface Step {
   readonly search: string
   /** Provider auth and configured extra headers, lower-cased names. */
   readonly headers: Readonly<Record<string, string>>
+  /** The names the client is told in `x-gateway-*` headers, made header-safe once here. */
+  readonly answeredBy: Readonly<{ route: string; provider: string; model: string }>
 }
 
 /** Per-phase limits in ms, resolved step > route > global; unset phases fall back to `attempt`. */
@@ -91,6 +93,11 @@ export function createRouter(config: Config, userAgent: string): Router {
               basePath: url.pathname.replace(/\/+$/, ''),
               search: url.search,
               headers: Object.freeze(headers),
+              answeredBy: Object.freeze({
+                route: headerSafe(route.name),
+                provider: headerSafe(provider.name),
+                model: headerSafe(step.model),
+              }),
             })
           }),
         ),
@@ -101,6 +108,14 @@ export function createRouter(config: Config, userAgent: string): Router {
 }
 
 type RouteConfig = Config['routes'][number]
+
+/**
+ * A name from the config as a header value: node:http refuses anything outside latin-1 and control
+ * characters, and a route may well be named in any script. Such a name is sent percent-encoded, and so
+ * is one holding `%`, so that decoding a header always gives the name back.
+ */
+const headerSafe = (name: string): string =>
+  /^[\x20-\x24\x26-\x7e]*$/.test(name) ? name : encodeURIComponent(name)
 
 function resolveTimeouts(
   config: Config,
